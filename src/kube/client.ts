@@ -1,0 +1,309 @@
+/**
+ * A small Kubernetes REST client over `fetch`, for the few Secret calls the tool makes.
+ *
+ * @module
+ */
+
+/** Where the API server is and how to authenticate to it. */
+export interface KubeConnection {
+  /** Base URL of the API server, e.g. `https://10.0.0.1:443`. */
+  readonly server: URL;
+  /** Headers for one request (Authorization); called per request so rotated tokens are picked up. */
+  authorize(): Promise<Record<string, string>>;
+  /** The HTTP client carrying the cluster CA and any client certificate. */
+  readonly httpClient?: Deno.HttpClient;
+  /** Says where the credentials came from, for logs and errors (never a secret). */
+  readonly description: string;
+  /** Releases the HTTP client. */
+  close(): void;
+}
+
+/** Codes of {@linkcode KubeApiError}. */
+export type KubeErrorCode =
+  /** The API answered with a non-2xx status; see `status` and `reason`. */
+  | "KUBE_HTTP"
+  /** No answer within the timeout. */
+  | "KUBE_TIMEOUT"
+  /** The API server could not be reached (connection refused, TLS, DNS, ...). */
+  | "KUBE_UNREACHABLE"
+  /** Credentials could not be read (service account token file, kubeconfig). */
+  | "KUBE_CREDENTIALS"
+  /** The caller aborted (shutdown). */
+  | "KUBE_ABORTED";
+
+/** The parts of a Kubernetes `Status` object the tool uses. */
+export interface KubeStatus {
+  kind?: string;
+  status?: string;
+  message?: string;
+  reason?: string;
+  code?: number;
+  details?: { name?: string; kind?: string; group?: string };
+}
+
+/** A failed Kubernetes API call. */
+export class KubeApiError extends Error {
+  /** What kind of failure. */
+  readonly code: KubeErrorCode;
+  /** HTTP status, for `KUBE_HTTP`. */
+  readonly status?: number;
+  /** The Status object's `reason` (`NotFound`, `Conflict`, `Forbidden`, ...). */
+  readonly reason?: string;
+  /** The API verb that failed (`get`, `create`, `update`). */
+  readonly verb?: string;
+
+  /**
+   * @param message Human-readable description.
+   * @param options Code and details.
+   */
+  constructor(
+    message: string,
+    options: {
+      code: KubeErrorCode;
+      status?: number;
+      reason?: string;
+      verb?: string;
+      cause?: unknown;
+    },
+  ) {
+    super(message, { cause: options.cause });
+    this.name = "KubeApiError";
+    this.code = options.code;
+    this.status = options.status;
+    this.reason = options.reason;
+    this.verb = options.verb;
+  }
+}
+
+/** A Kubernetes Secret, as far as the tool touches it. Unknown fields are kept as they are. */
+export interface SecretObject {
+  apiVersion?: string;
+  kind?: string;
+  metadata: {
+    name: string;
+    namespace?: string;
+    resourceVersion?: string;
+    labels?: Record<string, string>;
+    annotations?: Record<string, string>;
+    [field: string]: unknown;
+  };
+  type?: string;
+  data?: Record<string, string>;
+  [field: string]: unknown;
+}
+
+/** Options of {@linkcode KubeClient}. */
+export interface KubeClientOptions {
+  /** Per-request timeout in milliseconds. Default 10 000. */
+  timeoutMs?: number;
+  /** The fetch to use; tests pass their own. */
+  fetch?: typeof fetch;
+}
+
+const MAX_RESPONSE_BYTES = 4 << 20;
+
+/** Reads at most `limit` bytes of a response body as text. */
+async function readText(response: Response, limit: number): Promise<string> {
+  const reader = response.body?.getReader();
+  if (!reader) return "";
+  const decoder = new TextDecoder();
+  let text = "";
+  let size = 0;
+  while (true) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    size += value.byteLength;
+    if (size > limit) {
+      await reader.cancel();
+      throw new Error(`API response larger than ${limit} bytes`);
+    }
+    text += decoder.decode(value, { stream: true });
+  }
+  return text + decoder.decode();
+}
+
+/**
+ * Calls the Kubernetes API for Secrets.
+ *
+ * @example
+ * ```ts ignore
+ * import { KubeClient } from "./client.ts";
+ * const client = new KubeClient(connection);
+ * const secret = await client.getSecret("my-namespace", "my-token");
+ * ```
+ */
+export class KubeClient {
+  #connection: KubeConnection;
+  #timeoutMs: number;
+  #fetch: typeof fetch;
+
+  /**
+   * @param connection Server, credentials and TLS client.
+   * @param options Timeout and test hooks.
+   */
+  constructor(connection: KubeConnection, options: KubeClientOptions = {}) {
+    this.#connection = connection;
+    this.#timeoutMs = options.timeoutMs ?? 10_000;
+    this.#fetch = options.fetch ?? fetch;
+  }
+
+  /** Where the credentials came from (for logs). */
+  get description(): string {
+    return this.#connection.description;
+  }
+
+  /**
+   * Reads a Secret.
+   *
+   * @param namespace Namespace of the Secret.
+   * @param name Name of the Secret.
+   * @param signal Aborts the request.
+   * @returns The Secret, or `null` when it does not exist.
+   * @throws {KubeApiError} On any other failure.
+   */
+  async getSecret(
+    namespace: string,
+    name: string,
+    signal?: AbortSignal,
+  ): Promise<SecretObject | null> {
+    try {
+      return await this.#request("get", "GET", secretPath(namespace, name), undefined, signal);
+    } catch (err) {
+      if (err instanceof KubeApiError && err.status === 404) return null;
+      throw err;
+    }
+  }
+
+  /**
+   * Creates a Secret.
+   *
+   * @param namespace Namespace to create it in.
+   * @param secret The Secret object.
+   * @param signal Aborts the request.
+   * @returns The created Secret as the API returned it.
+   * @throws {KubeApiError} On failure (409 when it already exists).
+   */
+  createSecret(
+    namespace: string,
+    secret: SecretObject,
+    signal?: AbortSignal,
+  ): Promise<SecretObject> {
+    return this.#request("create", "POST", secretPath(namespace), secret, signal);
+  }
+
+  /**
+   * Replaces a Secret; fails with 409 if `metadata.resourceVersion` is stale.
+   *
+   * @param namespace Namespace of the Secret.
+   * @param secret The whole new Secret, with the resourceVersion it was read at.
+   * @param signal Aborts the request.
+   * @returns The updated Secret.
+   * @throws {KubeApiError} On failure.
+   */
+  replaceSecret(
+    namespace: string,
+    secret: SecretObject,
+    signal?: AbortSignal,
+  ): Promise<SecretObject> {
+    return this.#request(
+      "update",
+      "PUT",
+      secretPath(namespace, secret.metadata.name),
+      secret,
+      signal,
+    );
+  }
+
+  async #request(
+    verb: string,
+    method: string,
+    path: string,
+    body: unknown,
+    signal: AbortSignal | undefined,
+  ): Promise<SecretObject> {
+    let headers: Record<string, string>;
+    try {
+      headers = await this.#connection.authorize();
+    } catch (err) {
+      throw new KubeApiError(
+        `Kubernetes credentials could not be read (${this.#connection.description}): ${
+          err instanceof Error ? err.message : String(err)
+        }`,
+        { code: "KUBE_CREDENTIALS", verb },
+      );
+    }
+    const timeout = AbortSignal.timeout(this.#timeoutMs);
+    const combined = signal ? AbortSignal.any([signal, timeout]) : timeout;
+    const url = new URL(path, this.#connection.server);
+    let text: string;
+    let response: Response;
+    try {
+      response = await this.#fetch(url, {
+        method,
+        headers: {
+          ...headers,
+          accept: "application/json",
+          ...(body === undefined ? {} : { "content-type": "application/json" }),
+        },
+        body: body === undefined ? undefined : JSON.stringify(body),
+        signal: combined,
+        client: this.#connection.httpClient,
+      } as RequestInit);
+      text = await readText(response, MAX_RESPONSE_BYTES);
+    } catch (err) {
+      if (signal?.aborted) {
+        throw new KubeApiError("Kubernetes API request aborted", { code: "KUBE_ABORTED", verb });
+      }
+      if (timeout.aborted) {
+        throw new KubeApiError(
+          `Kubernetes API at ${url.origin} did not answer within ${this.#timeoutMs} ms (${verb} ${path})`,
+          { code: "KUBE_TIMEOUT", verb },
+        );
+      }
+      throw new KubeApiError(
+        `Kubernetes API at ${url.origin} could not be reached: ${
+          err instanceof Error ? err.message : String(err)
+        }`,
+        { code: "KUBE_UNREACHABLE", verb, cause: err },
+      );
+    }
+    let parsed: unknown;
+    try {
+      parsed = text === "" ? undefined : JSON.parse(text);
+    } catch {
+      parsed = undefined;
+    }
+    if (!response.ok) {
+      const status = isStatus(parsed) ? parsed : undefined;
+      const detail = status?.message ?? (text.slice(0, 200).trim() || response.statusText);
+      throw new KubeApiError(
+        `Kubernetes API answered ${verb} ${path} with HTTP ${response.status}${
+          status?.reason ? ` ${status.reason}` : ""
+        }: ${detail}`,
+        { code: "KUBE_HTTP", status: response.status, reason: status?.reason, verb },
+      );
+    }
+    if (!isSecret(parsed)) {
+      throw new KubeApiError(
+        `Kubernetes API answered ${verb} ${path} with something that is not a Secret`,
+        { code: "KUBE_HTTP", status: response.status, verb },
+      );
+    }
+    return parsed;
+  }
+}
+
+function secretPath(namespace: string, name?: string): string {
+  const base = `/api/v1/namespaces/${encodeURIComponent(namespace)}/secrets`;
+  return name === undefined ? base : `${base}/${encodeURIComponent(name)}`;
+}
+
+function isStatus(value: unknown): value is KubeStatus {
+  return typeof value === "object" && value !== null && (value as KubeStatus).kind === "Status";
+}
+
+function isSecret(value: unknown): value is SecretObject {
+  if (typeof value !== "object" || value === null) return false;
+  const meta = (value as SecretObject).metadata;
+  return typeof meta === "object" && meta !== null && typeof meta.name === "string";
+}

@@ -1,0 +1,274 @@
+/**
+ * Where the API server is and how to authenticate: the pod's service account, or a kubeconfig.
+ *
+ * @module
+ */
+import type { KubeConnection } from "./client.ts";
+
+/** Default folder of a pod's mounted service account. */
+export const SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount";
+
+/** A failure to find or read Kubernetes credentials at start-up. */
+export class KubeCredentialsError extends Error {
+  /** Always `KUBE_CREDENTIALS`. */
+  readonly code = "KUBE_CREDENTIALS";
+  /**
+   * @param message Human-readable description, naming the file or variable concerned.
+   * @param options Cause.
+   */
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = "KubeCredentialsError";
+  }
+}
+
+/** Options of {@linkcode inClusterConnection}. */
+export interface InClusterOptions {
+  /** `KUBERNETES_SERVICE_HOST`. */
+  host: string;
+  /** `KUBERNETES_SERVICE_PORT`. */
+  port: string;
+  /** Folder with `token` and `ca.crt`. */
+  dir: string;
+  /** Reads a file; tests pass their own. */
+  readTextFile?: (path: string) => Promise<string>;
+}
+
+async function readRequired(
+  read: (path: string) => Promise<string>,
+  path: string,
+  what: string,
+): Promise<string> {
+  let text: string;
+  try {
+    text = await read(path);
+  } catch (err) {
+    throw new KubeCredentialsError(
+      `Service account ${what} "${path}" could not be read: ${
+        err instanceof Error ? err.message : String(err)
+      }`,
+      { cause: err },
+    );
+  }
+  if (text.trim() === "") {
+    throw new KubeCredentialsError(`Service account ${what} "${path}" is empty`);
+  }
+  return text;
+}
+
+/**
+ * Connects with the pod's service account. The token file is read again for every request,
+ * because projected service account tokens rotate and a token cached at start-up stops working.
+ *
+ * @param options Service host and port, the service account folder, and a file reader.
+ * @returns The connection.
+ * @throws {KubeCredentialsError} When the CA or the token cannot be read.
+ *
+ * @example
+ * ```ts ignore
+ * import { inClusterConnection } from "./connect.ts";
+ * const connection = await inClusterConnection({
+ *   host: "10.0.0.1", port: "443", dir: "/var/run/secrets/kubernetes.io/serviceaccount",
+ * });
+ * ```
+ */
+export async function inClusterConnection(options: InClusterOptions): Promise<KubeConnection> {
+  const read = options.readTextFile ?? Deno.readTextFile;
+  const caPath = `${options.dir}/ca.crt`;
+  const tokenPath = `${options.dir}/token`;
+  const caPem = await readRequired(read, caPath, "CA file");
+  // Read once now so a missing mount fails at start-up, not at the first refresh.
+  await readRequired(read, tokenPath, "token file");
+  const host = options.host.includes(":") ? `[${options.host}]` : options.host;
+  let server: URL;
+  try {
+    server = new URL(`https://${host}:${options.port}`);
+  } catch {
+    throw new KubeCredentialsError(
+      `KUBERNETES_SERVICE_HOST "${options.host}" and KUBERNETES_SERVICE_PORT "${options.port}" do not form a valid URL`,
+    );
+  }
+  const httpClient = createTlsClient({ caCerts: [caPem] }, caPath);
+  return {
+    server,
+    httpClient,
+    description: `service account in ${options.dir}`,
+    async authorize() {
+      const token = (await readRequired(read, tokenPath, "token file")).trim();
+      return { authorization: `Bearer ${token}` };
+    },
+    close: () => httpClient.close(),
+  };
+}
+
+function createTlsClient(
+  options: { caCerts?: string[]; cert?: string; key?: string },
+  where: string,
+): Deno.HttpClient {
+  try {
+    return Deno.createHttpClient(options);
+  } catch (err) {
+    throw new KubeCredentialsError(
+      `TLS material from ${where} is not usable: ${
+        err instanceof Error ? err.message : String(err)
+      }`,
+      { cause: err },
+    );
+  }
+}
+
+/** Options of {@linkcode kubeconfigConnection}. */
+export interface KubeconfigOptions {
+  /** Kubeconfig files, as in `KUBECONFIG` (merged like kubectl does when there are several). */
+  paths: string[];
+}
+
+/**
+ * Connects with the current context of a kubeconfig (bearer token, token file, client
+ * certificate or exec-plugin users). Loads `@kubernetes/client-node` on this path only: it is
+ * large and an in-cluster run never needs it.
+ *
+ * @param options The kubeconfig file(s).
+ * @returns The connection.
+ * @throws {KubeCredentialsError} When the file cannot be loaded, has no current cluster, or turns
+ *   TLS verification off.
+ *
+ * @example
+ * ```ts ignore
+ * import { kubeconfigConnection } from "./connect.ts";
+ * const connection = await kubeconfigConnection({ paths: ["/home/me/.kube/config"] });
+ * ```
+ */
+export async function kubeconfigConnection(options: KubeconfigOptions): Promise<KubeConnection> {
+  const where = options.paths.join(", ");
+  const { KubeConfig } = await import("@kubernetes/client-node");
+  const kc = new KubeConfig();
+  try {
+    if (options.paths.length === 1) {
+      kc.loadFromFile(options.paths[0]);
+    } else {
+      for (const path of options.paths) {
+        const part = new KubeConfig();
+        part.loadFromFile(path);
+        kc.mergeConfig(part, true);
+      }
+      if (!kc.getCurrentContext()) {
+        const first = new KubeConfig();
+        first.loadFromFile(options.paths[0]);
+        kc.setCurrentContext(first.getCurrentContext());
+      }
+    }
+  } catch (err) {
+    throw new KubeCredentialsError(
+      `Kubeconfig ${where} could not be loaded: ${
+        err instanceof Error ? err.message : String(err)
+      }`,
+      { cause: err },
+    );
+  }
+  const cluster = kc.getCurrentCluster();
+  if (!cluster) {
+    throw new KubeCredentialsError(
+      `Kubeconfig ${where} has no cluster for its current context "${kc.getCurrentContext()}"; set current-context`,
+    );
+  }
+  if (cluster.skipTLSVerify) {
+    throw new KubeCredentialsError(
+      `Kubeconfig ${where}: cluster "${cluster.name}" sets insecure-skip-tls-verify, which this tool refuses; give the cluster's CA (certificate-authority or certificate-authority-data)`,
+    );
+  }
+  let server: URL;
+  try {
+    server = new URL(cluster.server);
+  } catch {
+    throw new KubeCredentialsError(
+      `Kubeconfig ${where}: cluster "${cluster.name}" has server "${cluster.server}", which is not a URL`,
+    );
+  }
+  const tls: { ca?: unknown; cert?: unknown; key?: unknown; headers: Record<string, string> } = {
+    headers: {},
+  };
+  try {
+    await kc.applyToHTTPSOptions(tls as never);
+  } catch (err) {
+    throw new KubeCredentialsError(
+      `Kubeconfig ${where}: credentials of user "${kc.getCurrentUser()?.name}" could not be loaded: ${
+        err instanceof Error ? err.message : String(err)
+      }`,
+      { cause: err },
+    );
+  }
+  const pem = (v: unknown) => (v === undefined || v === null ? undefined : String(v));
+  const ca = pem(tls.ca);
+  const cert = pem(tls.cert);
+  const key = pem(tls.key);
+  const httpClient = createTlsClient(
+    { ...(ca ? { caCerts: [ca] } : {}), ...(cert && key ? { cert, key } : {}) },
+    `kubeconfig ${where}`,
+  );
+  return {
+    server,
+    httpClient,
+    description: `kubeconfig ${where}, context "${kc.getCurrentContext()}"`,
+    async authorize() {
+      // client-node caches exec-plugin and file tokens itself and renews them when they expire.
+      const fresh: { headers: Record<string, string> } = { headers: {} };
+      await kc.applyToHTTPSOptions(fresh as never);
+      const headers: Record<string, string> = {};
+      for (const [name, value] of Object.entries(fresh.headers)) {
+        if (name.toLowerCase() === "authorization") headers.authorization = String(value);
+      }
+      return headers;
+    },
+    close: () => httpClient.close(),
+  };
+}
+
+/** The environment values that decide how to connect. */
+export interface ConnectEnv {
+  KUBERNETES_SERVICE_HOST?: string;
+  KUBERNETES_SERVICE_PORT?: string;
+  KUBECONFIG?: string;
+  HOME?: string;
+}
+
+/**
+ * Picks the credentials: the pod's service account when `KUBERNETES_SERVICE_HOST` and
+ * `KUBERNETES_SERVICE_PORT` are set, otherwise the kubeconfig (`KUBECONFIG` or `~/.kube/config`).
+ *
+ * @param env The environment values that matter.
+ * @param options The service account folder.
+ * @returns The connection.
+ * @throws {KubeCredentialsError} When no credentials can be found or read.
+ *
+ * @example
+ * ```ts ignore
+ * import { connect } from "./connect.ts";
+ * const connection = await connect({ KUBECONFIG: "/tmp/kubeconfig" }, { serviceAccountDir: "" });
+ * ```
+ */
+export function connect(
+  env: ConnectEnv,
+  options: { serviceAccountDir: string; readTextFile?: (path: string) => Promise<string> },
+): Promise<KubeConnection> {
+  if (env.KUBERNETES_SERVICE_HOST && env.KUBERNETES_SERVICE_PORT) {
+    return inClusterConnection({
+      host: env.KUBERNETES_SERVICE_HOST,
+      port: env.KUBERNETES_SERVICE_PORT,
+      dir: options.serviceAccountDir,
+      readTextFile: options.readTextFile,
+    });
+  }
+  const paths = (env.KUBECONFIG ?? "").split(":").filter((p) => p !== "");
+  if (paths.length === 0) {
+    if (!env.HOME) {
+      return Promise.reject(
+        new KubeCredentialsError(
+          "No Kubernetes credentials: not in a pod (KUBERNETES_SERVICE_HOST is unset), KUBECONFIG is unset and HOME is unknown; set KUBECONFIG",
+        ),
+      );
+    }
+    paths.push(`${env.HOME}/.kube/config`);
+  }
+  return kubeconfigConnection({ paths });
+}

@@ -1,0 +1,110 @@
+/**
+ * Log set-up: one `configure()` call from the entrypoint, `getLogger()` everywhere else.
+ *
+ * @module
+ */
+import {
+  configure,
+  getJsonLinesFormatter,
+  type LogLevel,
+  type LogRecord,
+  type Sink,
+  type TextFormatter,
+} from "@logtape/logtape";
+
+/** The root category every logger of the tool lives under. */
+export const LOG_CATEGORY = "ktr";
+
+/** The log formats of the `log.format` key. */
+export type LogFormat = "text" | "json";
+
+/** Options of {@linkcode configureLogging}. */
+export interface LoggingOptions {
+  /** Lowest level written. */
+  level: LogLevel;
+  /** `text` for people, `json` for one object per line. */
+  format: LogFormat;
+  /** Where records go; defaults to standard error, written synchronously so nothing is lost at exit. */
+  sink?: Sink;
+}
+
+function renderValue(value: unknown): string {
+  if (typeof value === "string") {
+    return /^[^\s"=]+$/.test(value) ? value : JSON.stringify(value);
+  }
+  if (value instanceof Date) return value.toISOString();
+  if (value instanceof Error) return JSON.stringify(value.message);
+  return JSON.stringify(value) ?? String(value);
+}
+
+/**
+ * Formats a record as one human-readable line: time, level, message, then `key=value` fields.
+ *
+ * @param record The log record.
+ * @returns The line, ending with a newline.
+ *
+ * @example
+ * ```ts
+ * import { textFormatter } from "./log.ts";
+ * const line = textFormatter({
+ *   category: ["ktr"], level: "info", timestamp: 0, rawMessage: "Token refreshed",
+ *   message: ["Token refreshed"], properties: { secret: "a" },
+ * });
+ * console.assert(line.includes("secret=a"));
+ * ```
+ */
+export const textFormatter: TextFormatter = (record: LogRecord): string => {
+  let message = "";
+  for (let i = 0; i < record.message.length; i++) {
+    const part = record.message[i];
+    message += i % 2 === 0 ? String(part) : renderValue(part);
+  }
+  const fields = Object.entries(record.properties)
+    .filter(([, v]) => v !== undefined)
+    .map(([k, v]) => ` ${k}=${renderValue(v)}`)
+    .join("");
+  const level = record.level.toUpperCase().padEnd(7);
+  return `${new Date(record.timestamp).toISOString()} ${level} ${message}${fields}\n`;
+};
+
+const jsonFormatter = getJsonLinesFormatter({ properties: "flatten" });
+
+/**
+ * Makes a sink that writes formatted records to standard error synchronously.
+ *
+ * @param format The log format.
+ * @returns The sink.
+ */
+export function stderrSink(format: LogFormat): Sink {
+  const encoder = new TextEncoder();
+  const formatter = format === "json" ? jsonFormatter : textFormatter;
+  return (record) => {
+    const bytes = encoder.encode(formatter(record));
+    let written = 0;
+    while (written < bytes.length) written += Deno.stderr.writeSync(bytes.subarray(written));
+  };
+}
+
+/**
+ * Configures LogTape for the whole process. Call once, from the entrypoint.
+ *
+ * @param options Level, format and an optional sink.
+ * @returns A promise that resolves once logging is configured.
+ *
+ * @example
+ * ```ts ignore
+ * import { configureLogging } from "./log.ts";
+ * await configureLogging({ level: "info", format: "json" });
+ * ```
+ */
+export async function configureLogging(options: LoggingOptions): Promise<void> {
+  const sink = options.sink ?? stderrSink(options.format);
+  await configure({
+    reset: true,
+    sinks: { main: sink },
+    loggers: [
+      { category: [LOG_CATEGORY], lowestLevel: options.level, sinks: ["main"] },
+      { category: ["logtape", "meta"], lowestLevel: "warning", sinks: ["main"] },
+    ],
+  });
+}

@@ -1,0 +1,215 @@
+/**
+ * One refresh (token -> Secret) and the loop that repeats it until shutdown.
+ *
+ * @module
+ */
+import { getLogger } from "@logtape/logtape";
+import { LOG_CATEGORY } from "./log.ts";
+import { type Token, TokenError, type TokenSource } from "./oidc.ts";
+import type { SecretTarget, SecretWriter, WriteResult } from "./kube/secret.ts";
+import {
+  planAfterFailure,
+  planAfterSuccess,
+  retryDeadline,
+  type ScheduleOptions,
+} from "./schedule.ts";
+
+/** Time as the loop sees it; tests pass a fake one. */
+export interface Clock {
+  /** Milliseconds since the epoch. */
+  now(): number;
+  /**
+   * Waits, or returns early when `signal` aborts.
+   *
+   * @param ms How long to wait.
+   * @param signal Ends the wait early.
+   */
+  sleep(ms: number, signal: AbortSignal): Promise<void>;
+}
+
+/** The real clock. */
+export const systemClock: Clock = {
+  now: () => Date.now(),
+  sleep: (ms, signal) =>
+    new Promise<void>((resolve) => {
+      if (signal.aborted) return resolve();
+      const done = () => {
+        clearTimeout(timer);
+        signal.removeEventListener("abort", done);
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      signal.addEventListener("abort", done, { once: true });
+    }),
+};
+
+/** What one successful refresh produced. */
+export interface RefreshResult {
+  /** The token written. */
+  token: Token;
+  /** What the write did. */
+  write: WriteResult;
+}
+
+/**
+ * Obtains a token and writes it into the Secret. Nothing is written unless a whole, valid token
+ * was obtained, so a failure leaves the Secret with its last good token.
+ *
+ * @param source The token source.
+ * @param writer The Secret writer.
+ * @param signal Aborts both steps (shutdown).
+ * @returns The token and what the write did.
+ * @throws {TokenError} or {KubeApiError} on failure.
+ *
+ * @example
+ * ```ts ignore
+ * import { refreshOnce } from "./refresh.ts";
+ * const { token, write } = await refreshOnce(source, writer);
+ * ```
+ */
+export async function refreshOnce(
+  source: TokenSource,
+  writer: SecretWriter,
+  signal?: AbortSignal,
+): Promise<RefreshResult> {
+  const token = await source.fetchToken(signal);
+  const write = await writer.write(token.value, signal);
+  return { token, write };
+}
+
+/** Events of the loop, for health and metrics. */
+export interface RefreshObserver {
+  /** A refresh succeeded. */
+  onSuccess?(event: { result: RefreshResult; durationMs: number; nextAt: number }): void;
+  /** A refresh failed. */
+  onFailure?(event: { error: unknown; durationMs: number; failures: number; nextAt: number }): void;
+}
+
+/** Options of {@linkcode runRefreshLoop}. */
+export interface LoopOptions {
+  /** The token source. */
+  source: TokenSource;
+  /** The Secret writer. */
+  writer: SecretWriter;
+  /** Which Secret (for logs). */
+  target: SecretTarget;
+  /** Schedule knobs. */
+  schedule: ScheduleOptions;
+  /** Stops the loop; in-flight requests are aborted. */
+  signal: AbortSignal;
+  /** Time source. Default: the system clock. */
+  clock?: Clock;
+  /** Health and metrics hooks. */
+  observer?: RefreshObserver;
+}
+
+/** True when a failure means the client credentials are wrong, so fast retries cannot help. */
+function isCredentialFailure(err: unknown): boolean {
+  return err instanceof TokenError &&
+    (err.status === 401 || err.providerError === "invalid_client" ||
+      err.providerError === "unauthorized_client");
+}
+
+function isAborted(err: unknown): boolean {
+  return (err instanceof TokenError && err.code === "TOKEN_ABORTED") ||
+    (typeof err === "object" && err !== null && (err as { code?: string }).code === "KUBE_ABORTED");
+}
+
+/**
+ * Refreshes at start, then again before the token expires (and at least every `interval`),
+ * retrying failures with backoff, until `signal` aborts. Never throws for a failed refresh:
+ * the Secret keeps its last good token and the loop tries again.
+ *
+ * @param options Source, writer, schedule, shutdown signal, clock and observer.
+ * @returns A promise that resolves when the loop has stopped.
+ *
+ * @example
+ * ```ts ignore
+ * import { runRefreshLoop } from "./refresh.ts";
+ * const controller = new AbortController();
+ * await runRefreshLoop({ source, writer, target, schedule, signal: controller.signal });
+ * ```
+ */
+export async function runRefreshLoop(options: LoopOptions): Promise<void> {
+  const log = getLogger([LOG_CATEGORY, "refresh"]);
+  const clock = options.clock ?? systemClock;
+  const { signal, target, schedule } = options;
+  let lastGood: Token | undefined;
+  let failures = 0;
+  let warnedShortLifetime = false;
+
+  while (!signal.aborted) {
+    const started = clock.now();
+    let delayMs: number;
+    try {
+      log.debug("Refreshing token", { secret: target.name, namespace: target.namespace });
+      const result = await refreshOnce(options.source, options.writer, signal);
+      const finished = clock.now();
+      lastGood = result.token;
+      failures = 0;
+      const plan = planAfterSuccess(result.token, schedule);
+      delayMs = plan.delayMs;
+      if (plan.shortenedByLifetime && !warnedShortLifetime) {
+        warnedShortLifetime = true;
+        log.warn(
+          "Interval is longer than the token lifetime allows: refreshing every {refreshSeconds} s instead of {intervalSeconds} s",
+          {
+            intervalSeconds: schedule.intervalMs / 1000,
+            refreshSeconds: Math.round(delayMs / 100) / 10,
+            lifetimeSeconds: result.token.lifetimeSeconds,
+          },
+        );
+      }
+      const nextAt = finished + delayMs;
+      log.info("Token refreshed", {
+        secret: target.name,
+        namespace: target.namespace,
+        key: target.key,
+        action: result.write.action,
+        expiresAt: result.token.expiresAt === undefined
+          ? "unknown"
+          : new Date(result.token.expiresAt).toISOString(),
+        nextRefresh: new Date(nextAt).toISOString(),
+      });
+      options.observer?.onSuccess?.({ result, durationMs: finished - started, nextAt });
+    } catch (err) {
+      if (signal.aborted || isAborted(err)) break;
+      const finished = clock.now();
+      failures++;
+      delayMs = planAfterFailure(
+        {
+          failures,
+          retryAfterMs: err instanceof TokenError ? err.retryAfterMs : undefined,
+          slow: isCredentialFailure(err),
+        },
+        finished,
+        retryDeadline(lastGood, schedule.renewFraction),
+        schedule,
+      );
+      const nextAt = finished + delayMs;
+      const fields = {
+        secret: target.name,
+        namespace: target.namespace,
+        error: err instanceof Error ? err.message : String(err),
+        failures,
+        retryInSeconds: Math.round(delayMs / 100) / 10,
+      };
+      if (isCredentialFailure(err)) {
+        log.error(
+          "Refresh failed: the provider rejected the client credentials; check oidc.clientid and oidc.clientsecret",
+          fields,
+        );
+      } else {
+        log.warn("Refresh failed", fields);
+      }
+      options.observer?.onFailure?.({
+        error: err,
+        durationMs: finished - started,
+        failures,
+        nextAt,
+      });
+    }
+    await clock.sleep(delayMs, signal);
+  }
+  log.info("Refresh loop stopped");
+}
