@@ -4,6 +4,7 @@
  * @module
  */
 import * as oauth from "oauth4webapi";
+import type { Config } from "./config.ts";
 
 /** An access token and what is known of its lifetime. */
 export interface Token {
@@ -368,4 +369,24 @@ function withLifetime(value: string, expiresIn: number | undefined, obtainedAt: 
     };
   }
   return { value, obtainedAt, lifetimeSource: "unknown" };
+}
+
+/**
+ * Builds the token source the configuration asks for.
+ *
+ * @param oidc The `oidc.*` section of the configuration.
+ * @returns The token source.
+ *
+ * @example
+ * ```ts ignore
+ * import { tokenSourceFromConfig } from "./oidc.ts";
+ * const source = tokenSourceFromConfig(config.oidc);
+ * ```
+ */
+export function tokenSourceFromConfig(oidc: Config["oidc"]): TokenSource {
+  return createClientCredentialsSource({
+    tokenUrl: oidc.tokenUrl,
+    clientId: oidc.clientId,
+    clientSecret: oidc.clientSecret,
+  });
 }

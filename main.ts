@@ -1,0 +1,161 @@
+/**
+ * kube-token-refresher: keeps a client-credentials access token fresh in a Kubernetes Secret.
+ *
+ * The entrypoint only wires things together: command line -> config -> token source and
+ * Kubernetes client -> refresh loop, with signals for shutdown and errors mapped to exit codes.
+ *
+ * @module
+ */
+import { getLogger } from "@logtape/logtape";
+import { parseCommandLine } from "./src/cli.ts";
+import { ConfigError, envName, envWarnings, KEYS } from "./src/config.ts";
+import { configureLogging, LOG_CATEGORY } from "./src/log.ts";
+import { tokenSourceFromConfig } from "./src/oidc.ts";
+import { KubeClient } from "./src/kube/client.ts";
+import { connect, KubeCredentialsError } from "./src/kube/connect.ts";
+import { SecretWriter } from "./src/kube/secret.ts";
+import { runRefreshLoop } from "./src/refresh.ts";
+
+/** Exit codes of the process. */
+export const ExitCode = {
+  /** Stopped by SIGTERM or SIGINT, or `--help` / `--version`. */
+  OK: 0,
+  /** A fatal runtime error. */
+  RUNTIME: 1,
+  /** The configuration is invalid; nothing was sent anywhere. */
+  CONFIG: 2,
+  /** Kubernetes credentials could not be found or read at start-up. */
+  CREDENTIALS: 3,
+} as const;
+
+/** Environment variables the tool reads besides its own `KTR_*` ones. */
+const KUBE_ENV = ["KUBERNETES_SERVICE_HOST", "KUBERNETES_SERVICE_PORT", "KUBECONFIG", "HOME"];
+
+function writeStderr(text: string): void {
+  const bytes = new TextEncoder().encode(text);
+  let written = 0;
+  while (written < bytes.length) written += Deno.stderr.writeSync(bytes.subarray(written));
+}
+
+function writeStdout(text: string): void {
+  const bytes = new TextEncoder().encode(text);
+  let written = 0;
+  while (written < bytes.length) written += Deno.stdout.writeSync(bytes.subarray(written));
+}
+
+/**
+ * Names of the `KTR_*` variables to read. With least privilege the process may read variables
+ * only by name (`--allow-env=KTR_*` allows no listing), so besides the real names it looks for
+ * the likely misspellings of each: joined words (`KTR_SECRETNAME`, as the original tool's sample
+ * deployment had it) and the section left out (`KTR_TOKENURL`). Found ones are warned about.
+ */
+function ktrVariableNames(): string[] {
+  try {
+    return Object.keys(Deno.env.toObject()).filter((name) => name.startsWith("KTR_"));
+  } catch {
+    // No permission to list the environment: probe by name instead.
+  }
+  const names = new Set<string>();
+  for (const { key } of KEYS) {
+    const real = envName(key);
+    names.add(real);
+    names.add(`KTR_${real.slice(4).replaceAll("_", "")}`);
+    names.add(envName(key.slice(key.lastIndexOf(".") + 1)));
+  }
+  return [...names];
+}
+
+/** Reads the environment the tool uses, by name, so a narrow `--allow-env` list suffices. */
+function readEnvironment(): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const name of [...ktrVariableNames(), ...KUBE_ENV]) {
+    try {
+      const value = Deno.env.get(name);
+      if (value !== undefined) env[name] = value;
+    } catch {
+      // Not permitted: the variable is treated as unset.
+    }
+  }
+  return env;
+}
+
+/**
+ * Runs the refresher until SIGTERM or SIGINT.
+ *
+ * @param args Command-line arguments (without the program name).
+ * @param env Environment variables (only `KTR_*` and the Kubernetes ones matter).
+ * @returns The exit code.
+ */
+export async function main(args: string[], env: Record<string, string>): Promise<number> {
+  let parsed;
+  try {
+    parsed = await parseCommandLine(args, env, { readTextFile: Deno.readTextFile });
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      const problems = [err, ...err.others].map((e) => `Error: ${e.message}\n`).join("");
+      // A misspelt variable is a likely cause of a missing key, so say so next to the error.
+      const hints = envWarnings(env).map((w) => `Warning: ${w}\n`).join("");
+      writeStderr(problems + hints);
+      return ExitCode.CONFIG;
+    }
+    throw err;
+  }
+  if (parsed.kind !== "run") {
+    writeStdout(parsed.text.endsWith("\n") ? parsed.text : `${parsed.text}\n`);
+    return ExitCode.OK;
+  }
+  const { config } = parsed;
+  await configureLogging({ level: config.log.level, format: config.log.format });
+  const log = getLogger([LOG_CATEGORY]);
+  for (const warning of parsed.warnings) log.warn(warning);
+
+  const shutdown = new AbortController();
+  const onSignal = () => {
+    if (!shutdown.signal.aborted) log.info("Shutting down");
+    shutdown.abort();
+  };
+  Deno.addSignalListener("SIGTERM", onSignal);
+  Deno.addSignalListener("SIGINT", onSignal);
+  try {
+    let connection;
+    try {
+      connection = await connect(env, { serviceAccountDir: config.kube.serviceAccountDir });
+    } catch (err) {
+      if (err instanceof KubeCredentialsError) {
+        log.error("Kubernetes credentials unusable: {error}", { error: err.message });
+        return ExitCode.CREDENTIALS;
+      }
+      throw err;
+    }
+    try {
+      const target = config.secret;
+      log.info("Starting", {
+        secret: target.name,
+        namespace: target.namespace,
+        key: target.key,
+        tokenUrl: config.oidc.tokenUrl,
+        kubernetes: connection.description,
+      });
+      await runRefreshLoop({
+        source: tokenSourceFromConfig(config.oidc),
+        writer: new SecretWriter(new KubeClient(connection), target),
+        target,
+        schedule: { intervalMs: config.interval * 1000, renewFraction: config.renew.percent / 100 },
+        signal: shutdown.signal,
+      });
+    } finally {
+      connection.close();
+    }
+    return ExitCode.OK;
+  } catch (err) {
+    log.fatal("Fatal error: {error}", { error: err instanceof Error ? err.message : String(err) });
+    return ExitCode.RUNTIME;
+  } finally {
+    Deno.removeSignalListener("SIGTERM", onSignal);
+    Deno.removeSignalListener("SIGINT", onSignal);
+  }
+}
+
+if (import.meta.main) {
+  Deno.exit(await main(Deno.args, readEnvironment()));
+}

@@ -1,0 +1,433 @@
+import assert from "node:assert/strict";
+import denoJson from "../deno.json" with { type: "json" };
+import {
+  type CommandLine,
+  parseCommandLine,
+  type ParseCommandLineOptions,
+  VERSION,
+} from "./cli.ts";
+import { type Config, ConfigError, envName, flagName, type KeyDefinition, KEYS } from "./config.ts";
+
+const SECRET = "S3CR3T-do-not-print-7f3a";
+
+const REQUIRED_ENV: Readonly<Record<string, string>> = {
+  KTR_SECRET_NAME: "my-token",
+  KTR_SECRET_NAMESPACE: "my-namespace",
+  KTR_OIDC_TOKENURL: "https://auth.example.com/token",
+  KTR_OIDC_CLIENTID: "my-client",
+  KTR_OIDC_CLIENTSECRET: SECRET,
+};
+
+/** The same required keys as flags. */
+const REQUIRED_FLAGS = [
+  "--secret.name=my-token",
+  "--secret.namespace=my-namespace",
+  "--oidc.tokenurl=https://auth.example.com/token",
+  "--oidc.clientid=my-client",
+  `--oidc.clientsecret=${SECRET}`,
+];
+
+/** A valid value for each key, different from its default. */
+const VALID: Readonly<Record<string, [text: string, value: unknown]>> = {
+  "secret.name": ["other-token", "other-token"],
+  "secret.namespace": ["other-namespace", "other-namespace"],
+  "secret.key": ["access_token", "access_token"],
+  "interval": ["60", 60],
+  "log.level": ["warn", "warning"],
+  "log.format": ["json", "json"],
+  "oidc.tokenurl": ["http://127.0.0.1:8080/token", "http://127.0.0.1:8080/token"],
+  "oidc.clientid": ["other-client", "other-client"],
+  "oidc.clientsecret": ["other-secret", "other-secret"],
+  "renew.percent": ["50", 50],
+  "http.address": ["127.0.0.1:9090", "127.0.0.1:9090"],
+  "once": ["true", true],
+  "dry-run": ["1", true],
+  "kube.serviceaccountdir": ["/tmp/sa", "/tmp/sa"],
+};
+
+/** A file reader that knows one file. */
+function files(contents: Record<string, string>): ParseCommandLineOptions {
+  return {
+    readTextFile: (path) =>
+      path in contents
+        ? Promise.resolve(contents[path])
+        : Promise.reject(new Deno.errors.NotFound(`No such file: ${path}`)),
+  };
+}
+
+async function run(
+  argv: string[],
+  env: Record<string, string> = REQUIRED_ENV,
+  options: ParseCommandLineOptions = files({}),
+): Promise<Extract<CommandLine, { kind: "run" }>> {
+  const result = await parseCommandLine(argv, env, options);
+  assert.equal(result.kind, "run");
+  return result as Extract<CommandLine, { kind: "run" }>;
+}
+
+async function failure(
+  argv: string[],
+  env: Record<string, string> = REQUIRED_ENV,
+  options: ParseCommandLineOptions = files({}),
+): Promise<ConfigError> {
+  try {
+    await parseCommandLine(argv, env, options);
+  } catch (error) {
+    assert.ok(error instanceof ConfigError, `expected a ConfigError, got ${error}`);
+    assert.match(error.message, /^[A-Z]/);
+    assert.doesNotMatch(error.message, /\.$|\n/);
+    return error;
+  }
+  assert.fail(`expected a ConfigError for ${JSON.stringify(argv)}`);
+}
+
+/** Reads a field of the config by its dotted path. */
+function field(config: Config, path: string): unknown {
+  return path.split(".").reduce<unknown>(
+    (node, part) => (node as Record<string, unknown>)[part],
+    config,
+  );
+}
+
+async function helpText(argv = ["--help"]): Promise<string> {
+  const result = await parseCommandLine(argv, REQUIRED_ENV);
+  assert.equal(result.kind, "help");
+  return (result as { text: string }).text;
+}
+
+// --- help and version ---------------------------------------------------------------------
+
+Deno.test("parseCommandLine() returns the help text for --help and -h", async () => {
+  const long = await helpText(["--help"]);
+  assert.equal(await helpText(["-h"]), long);
+  assert.match(long, /^Usage: kube-token-refresher \[flags\]\n/);
+  assert.ok(long.endsWith("\n"));
+});
+
+Deno.test("--help lists every flag with its environment variable", async () => {
+  const text = await helpText();
+  for (const definition of KEYS as readonly KeyDefinition[]) {
+    const shown = definition.kind === "boolean" ? " [true|false]" : " <";
+    assert.ok(
+      text.includes(`${flagName(definition.key)}${shown}`),
+      `${definition.key} in\n${text}`,
+    );
+    assert.ok(text.includes(envName(definition.key)), `${envName(definition.key)} in\n${text}`);
+  }
+  for (const flag of ["-f, --config <path>", "-V, --version", "-h, --help"]) {
+    assert.ok(text.includes(flag), flag);
+  }
+});
+
+Deno.test("--help shows each default, and required for keys without one", async () => {
+  // Unwrap the description column so a fact split over two lines still matches.
+  const text = (await helpText()).replaceAll(/\n {20,}/g, " ");
+  for (const definition of KEYS as readonly KeyDefinition[]) {
+    const line = text.split("\n").find((l) => l.includes(`${flagName(definition.key)} `));
+    assert.ok(line, definition.key);
+    const fact = definition.default === undefined
+      ? "required"
+      : `default: ${JSON.stringify(definition.default)}`;
+    assert.ok(line.includes(fact), `${fact} in ${line}`);
+  }
+});
+
+Deno.test("--help never shows a secret, not even one set in the environment", async () => {
+  const result = await parseCommandLine(["--help"], { ...REQUIRED_ENV }, files({}));
+  assert.equal(result.kind, "help");
+  const text = (result as { text: string }).text.replaceAll(/\n {20,}/g, " ");
+  assert.ok(!text.includes(SECRET));
+  const line = text.split("\n").find((l) => l.includes("--oidc.clientsecret"));
+  assert.ok(line?.includes("secret, never shown"), line);
+  assert.ok(!line?.includes("default:"), line);
+});
+
+Deno.test("--help wins over invalid flags and does not read the config file", async () => {
+  let reads = 0;
+  const result = await parseCommandLine(["--interval=oops", "-f", "ktr.yaml", "--help"], {}, {
+    readTextFile: () => {
+      reads++;
+      return Promise.resolve("");
+    },
+  });
+  assert.equal(result.kind, "help");
+  assert.equal(reads, 0);
+});
+
+Deno.test("parseCommandLine() returns deno.json's version for --version and -V", async () => {
+  for (const flag of ["--version", "-V"]) {
+    const result = await parseCommandLine([flag], {});
+    assert.deepEqual(result, { kind: "version", text: `${denoJson.version}\n` });
+  }
+  assert.equal(VERSION, denoJson.version);
+});
+
+// --- flags --------------------------------------------------------------------------------
+
+Deno.test("parseCommandLine() accepts --flag value and --flag=value for every key", async () => {
+  for (const definition of KEYS as readonly KeyDefinition[]) {
+    const [text, value] = VALID[definition.key];
+    const flag = flagName(definition.key);
+    for (const argv of [[flag, text], [`${flag}=${text}`]]) {
+      const { config } = await run(argv);
+      assert.deepEqual(field(config, definition.field), value, argv.join(" "));
+    }
+  }
+});
+
+Deno.test("parseCommandLine() runs from flags alone, without environment", async () => {
+  const { config, warnings } = await run(REQUIRED_FLAGS, {});
+  assert.equal(config.oidc.clientSecret, SECRET);
+  assert.equal(config.secret.key, "token");
+  assert.deepEqual(warnings, []);
+});
+
+Deno.test("parseCommandLine() lets the last of a repeated flag win", async () => {
+  const { config } = await run(["--interval", "10", "--interval=20"]);
+  assert.equal(config.interval, 20);
+});
+
+Deno.test("parseCommandLine() lets an empty flag value win over the environment, then rejects it", async () => {
+  const error = await failure(["--secret.key="], { ...REQUIRED_ENV, KTR_SECRET_KEY: "x" });
+  assert.deepEqual([error.code, error.key, error.source], ["CONFIG_INVALID", "secret.key", "flag"]);
+  const spaced = await failure(["--secret.key", ""], REQUIRED_ENV);
+  assert.deepEqual([spaced.code, spaced.source], ["CONFIG_INVALID", "flag"]);
+});
+
+Deno.test("parseCommandLine() takes a negative number as the value, and rejects it", async () => {
+  const error = await failure(["--interval", "-5"]);
+  assert.deepEqual([error.code, error.key, error.source], ["CONFIG_INVALID", "interval", "flag"]);
+  assert.ok(error.message.includes('"-5"'), error.message);
+});
+
+Deno.test("parseCommandLine() refuses unknown flags with a hint", async () => {
+  const cases = [
+    ["--secret.nme", "x", "secret.nme", "--secret.name"],
+    ["--secret-name=x", undefined, "secret-name", "--secret.name"],
+    ["--secretName", "x", "secretName", "--secret.name"],
+    ["--oidc.clientSecret=x", undefined, "oidc.clientSecret", "--oidc.clientsecret"],
+    ["--tokenurl", "x", "tokenurl", "--oidc.tokenurl"],
+    ["--confg", "x", "confg", "--config"],
+  ] as const;
+  for (const [flag, value, key, suggestion] of cases) {
+    const error = await failure(value === undefined ? [flag] : [flag, value]);
+    assert.deepEqual([error.code, error.key, error.source], ["CONFIG_UNKNOWN_KEY", key, "flag"]);
+    assert.ok(error.message.includes(`did you mean "${suggestion}"?`), error.message);
+  }
+  const far = await failure(["--colour"]);
+  assert.match(far.message, /^Unknown flag "--colour": run with --help to list the flags$/);
+  const short = await failure(["-x"]);
+  assert.deepEqual([short.code, short.key], ["CONFIG_UNKNOWN_KEY", "x"]);
+});
+
+Deno.test("parseCommandLine() never echoes the value of an unknown flag", async () => {
+  for (const argv of [[`--oidc.client-secret=${SECRET}`], ["--oidc.client-secret", SECRET]]) {
+    const error = await failure(argv);
+    assert.equal(error.code, "CONFIG_UNKNOWN_KEY");
+    assert.ok(!error.message.includes(SECRET), error.message);
+  }
+});
+
+Deno.test("parseCommandLine() refuses positional arguments without echoing them", async () => {
+  for (const argv of [[SECRET], ["--secret.name=a", SECRET], ["--", "--secret.name"]]) {
+    const error = await failure(argv);
+    assert.deepEqual([error.code, error.source], ["CONFIG_USAGE", "flag"]);
+    assert.ok(!error.message.includes(SECRET), error.message);
+    assert.match(error.message, /takes flags only/);
+  }
+});
+
+Deno.test("parseCommandLine() names a flag left without its value", async () => {
+  const last = await failure(["--secret.name"]);
+  assert.deepEqual([last.code, last.key, last.source], ["CONFIG_INVALID", "secret.name", "flag"]);
+  assert.match(last.message, /^Missing value for flag --secret\.name: expected /);
+
+  const swallowed = await failure(["--secret.name", "--secret.namespace", "x"]);
+  assert.deepEqual([swallowed.code, swallowed.key], ["CONFIG_INVALID", "secret.name"]);
+  assert.match(swallowed.message, /took the next flag, --secret\.namespace/);
+
+  for (const argv of [["-f"], ["--config"], ["--config="], ["-f", "--interval=5"]]) {
+    const config = await failure(argv);
+    assert.deepEqual([config.code, config.key, config.source], [
+      "CONFIG_INVALID",
+      "config",
+      "flag",
+    ]);
+    assert.match(config.message, /path of a YAML file/);
+  }
+});
+
+// --- the config file ----------------------------------------------------------------------
+
+Deno.test("parseCommandLine() reads the file given with -f, -fPATH, --config and --config=", async () => {
+  const read = files({ "ktr.yaml": "interval: 42\nlog:\n  format: json\n" });
+  for (
+    const argv of [["-f", "ktr.yaml"], ["-fktr.yaml"], ["--config", "ktr.yaml"], [
+      "--config=ktr.yaml",
+    ]]
+  ) {
+    const { config } = await run(argv, REQUIRED_ENV, read);
+    assert.equal(config.interval, 42, argv.join(" "));
+    assert.equal(config.log.format, "json");
+    assert.equal(config.configFile, "ktr.yaml");
+  }
+});
+
+Deno.test("parseCommandLine() reads no file without --config", async () => {
+  let reads = 0;
+  const { config } = await run([], REQUIRED_ENV, {
+    readTextFile: () => {
+      reads++;
+      return Promise.resolve("");
+    },
+  });
+  assert.equal(reads, 0);
+  assert.equal(config.configFile, undefined);
+});
+
+Deno.test("parseCommandLine() applies flags > env > file > defaults", async () => {
+  const read = files({
+    "ktr.yaml":
+      "secret:\n  key: from-file\n  namespace: file-ns\ninterval: 42\nlog:\n  level: debug\n",
+  });
+  const env = { ...REQUIRED_ENV, KTR_SECRET_KEY: "from-env", KTR_INTERVAL: "43" };
+  delete (env as Record<string, string>).KTR_SECRET_NAMESPACE;
+  const { config } = await run(["-f", "ktr.yaml", "--secret.key", "from-flag"], env, read);
+  assert.equal(config.secret.key, "from-flag");
+  assert.equal(config.interval, 43);
+  assert.equal(config.log.level, "debug");
+  assert.equal(config.secret.namespace, "file-ns");
+  assert.equal(config.log.format, "text");
+});
+
+Deno.test("parseCommandLine() passes file errors on with their codes", async () => {
+  const missing = await failure(["-f", "nope.yaml"]);
+  assert.deepEqual([missing.code, missing.source], ["CONFIG_FILE_UNREADABLE", "file"]);
+  assert.match(missing.message, /"nope\.yaml"/);
+
+  const broken = await failure(["-f", "k.yaml"], REQUIRED_ENV, files({ "k.yaml": "secret: [a\n" }));
+  assert.equal(broken.code, "CONFIG_FILE_SYNTAX");
+  assert.equal(broken.line, 2);
+
+  const unknown = await failure(
+    ["-f", "k.yaml"],
+    REQUIRED_ENV,
+    files({ "k.yaml": "oidc:\n  clientId: x\n" }),
+  );
+  assert.deepEqual([unknown.code, unknown.key, unknown.source], [
+    "CONFIG_UNKNOWN_KEY",
+    "oidc.clientId",
+    "file",
+  ]);
+  assert.match(unknown.message, /did you mean "oidc\.clientid"\?/);
+});
+
+// --- environment --------------------------------------------------------------------------
+
+Deno.test("parseCommandLine() warns about unknown KTR_ variables without their values", async () => {
+  const { warnings } = await run([], { ...REQUIRED_ENV, KTR_SECRETNAME: SECRET, HOME: "/root" });
+  assert.deepEqual(warnings, [
+    "Ignoring unknown environment variable KTR_SECRETNAME: did you mean KTR_SECRET_NAME?",
+  ]);
+});
+
+Deno.test("parseCommandLine() never puts the client secret in an error, whichever flag is wrong", async () => {
+  const invalid: Record<string, string> = {
+    "secret.name": "Bad_Name",
+    "secret.namespace": "a.b",
+    "secret.key": "a/b",
+    "interval": "0",
+    "log.level": "loud",
+    "log.format": "xml",
+    "oidc.tokenurl": "http://auth.example.com/token",
+    "oidc.clientid": "",
+    "oidc.clientsecret": `${SECRET} `,
+    "renew.percent": "100",
+    "http.address": "nowhere",
+    "once": "maybe",
+    "dry-run": "maybe",
+    "kube.serviceaccountdir": "",
+  };
+  for (const definition of KEYS as readonly KeyDefinition[]) {
+    const argvs = [[`${flagName(definition.key)}=${invalid[definition.key]}`]];
+    // A bare boolean flag is valid (it means true); every other bare flag lacks its value.
+    if (definition.kind !== "boolean") argvs.push([flagName(definition.key)]);
+    for (const argv of argvs) {
+      const error = await failure(argv);
+      for (const message of [error.message, ...error.others.map((e) => e.message)]) {
+        assert.ok(!message.includes(SECRET), message);
+      }
+    }
+  }
+});
+
+// --- permissions --------------------------------------------------------------------------
+
+/** Runs a snippet against cli.ts in a child process with exactly the given permission flags. */
+async function runWithPermissions(permissions: string[], code: string) {
+  const script = await Deno.makeTempFile({ suffix: ".ts" });
+  try {
+    await Deno.writeTextFile(
+      script,
+      `import { parseCommandLine } from ${
+        JSON.stringify(import.meta.resolve("./cli.ts"))
+      };\n${code}`,
+    );
+    const output = await new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "--quiet",
+        "--no-prompt",
+        "--config",
+        new URL(import.meta.resolve("../deno.json")).pathname,
+        ...permissions,
+        script,
+      ],
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    return {
+      code: output.code,
+      stdout: new TextDecoder().decode(output.stdout),
+      stderr: new TextDecoder().decode(output.stderr),
+    };
+  } finally {
+    await Deno.remove(script);
+  }
+}
+
+Deno.test("parseCommandLine() needs no permission at all without a config file", async () => {
+  const result = await runWithPermissions(
+    [],
+    `const r = await parseCommandLine(${JSON.stringify(REQUIRED_FLAGS)}, {});
+     const h = await parseCommandLine(["--help"], {});
+     console.log(r.kind, h.kind);`,
+  );
+  assert.equal(result.stderr, "");
+  assert.equal(result.stdout.trim(), "run help");
+});
+
+Deno.test("a config file loads with env access to KTR_* and the yaml package's switches only", async () => {
+  const yaml = await Deno.makeTempFile({ suffix: ".yaml" });
+  try {
+    await Deno.writeTextFile(yaml, "interval: 42\n");
+    const code = `try {
+        const r = await parseCommandLine(["-f", ${JSON.stringify(yaml)}, ...${
+      JSON.stringify(REQUIRED_FLAGS)
+    }], {});
+        console.log(r.kind === "run" ? r.config.interval : r.kind);
+      } catch (e) { console.log(e.code, e.message); }`;
+    const allowed = await runWithPermissions(
+      ["--allow-read", "--allow-env=KTR_*,LOG_TOKENS,LOG_STREAM"],
+      code,
+    );
+    assert.equal(allowed.stdout.trim(), "42", allowed.stderr);
+
+    // Without them the failure is a clean ConfigError that says what to allow.
+    const denied = await runWithPermissions(["--allow-read", "--allow-env=KTR_*"], code);
+    assert.match(denied.stdout, /^CONFIG_FILE_UNREADABLE .*LOG_TOKENS/);
+  } finally {
+    await Deno.remove(yaml);
+  }
+});

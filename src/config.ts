@@ -1,0 +1,1058 @@
+/**
+ * Configuration: one schema table of keys, three sources over built-in
+ * defaults (YAML file < `KTR_` environment variables < command-line flags),
+ * and validation into a deeply frozen {@linkcode Config}.
+ *
+ * Every key maps to the three sources the same way: YAML nesting at the dots
+ * (`oidc.tokenurl` is `tokenurl` under `oidc`), the environment variable
+ * `KTR_` + key in capitals with `.` and `-` turned into `_`
+ * (`KTR_OIDC_TOKENURL`), and the flag `--` + key (`--oidc.tokenurl`). Adding
+ * a key means adding one entry to {@linkcode KEYS} (and its field to
+ * {@linkcode Config}; the compiler insists on both).
+ *
+ * Nothing here reads `Deno.env` or `Deno.args`: callers pass them in, so the
+ * merge is a pure function that tests drive directly.
+ *
+ * @module
+ */
+
+import type { YAMLError } from "yaml";
+
+/** Where a configuration value came from, lowest precedence first. */
+export type ConfigSource = "default" | "file" | "env" | "flag";
+
+/** Log levels, named as LogTape names them (`warn` is accepted as input too). */
+export type LogLevel = "debug" | "info" | "warning" | "error";
+
+/** Log output formats: human-readable text, or one JSON object per line. */
+export type LogFormat = "text" | "json";
+
+/**
+ * The validated configuration. Field names are camelCase; the external key
+ * names (YAML, environment, flags) stay as the contract spells them, so
+ * `oidc.tokenurl` becomes `oidc.tokenUrl`.
+ *
+ * Values are deeply frozen. `JSON.stringify()` and `Deno.inspect()` of the
+ * config or of a section show secrets as `[redacted]`, so logging a config by
+ * accident does not leak the client secret.
+ */
+export interface Config {
+  /** The Secret that receives the token. */
+  readonly secret: {
+    /** Name of the Secret (`secret.name`, a DNS-1123 subdomain). */
+    readonly name: string;
+    /** Namespace of the Secret (`secret.namespace`, a DNS-1123 label). */
+    readonly namespace: string;
+    /** Key inside the Secret's data that receives the token (`secret.key`). */
+    readonly key: string;
+  };
+  /** Seconds between two refreshes (`interval`). */
+  readonly interval: number;
+  /** Logging (`log.level`, `log.format`). */
+  readonly log: {
+    /** Lowest level that is logged. */
+    readonly level: LogLevel;
+    /** Output format. */
+    readonly format: LogFormat;
+  };
+  /** The OAuth 2.0 client credentials grant. */
+  readonly oidc: {
+    /** Absolute URL of the token endpoint (`oidc.tokenurl`). */
+    readonly tokenUrl: string;
+    /** OAuth client id (`oidc.clientid`). */
+    readonly clientId: string;
+    /** OAuth client secret (`oidc.clientsecret`); never print it. */
+    readonly clientSecret: string;
+  };
+  /** When to renew a token (`renew.percent`): this percentage of its lifetime after it was issued. */
+  readonly renew: {
+    /** 1 to 99; default 67, two thirds of the lifetime, as cert-manager does. */
+    readonly percent: number;
+  };
+  /** The health and metrics server (`http.address`). */
+  readonly http: {
+    /** `host:port` or `:port` to listen on, or `off`. */
+    readonly address: string;
+  };
+  /** Refresh once, then exit (`once`). */
+  readonly once: boolean;
+  /** Check everything, write nothing (`dry-run`). */
+  readonly dryRun: boolean;
+  /** Kubernetes access. */
+  readonly kube: {
+    /** Folder holding the in-cluster service account `token`, `ca.crt` and `namespace`. */
+    readonly serviceAccountDir: string;
+  };
+  /** Path of the YAML file that was read, if `--config` was given. */
+  readonly configFile?: string;
+}
+
+/** Dotted paths of the leaf fields of `T`, e.g. `"oidc.tokenUrl"`. */
+type LeafPaths<T, Prefix extends string = ""> = {
+  [K in keyof T & string]-?: NonNullable<T[K]> extends Record<string, unknown>
+    ? LeafPaths<NonNullable<T[K]>, `${Prefix}${K}.`>
+    : `${Prefix}${K}`;
+}[keyof T & string];
+
+/** A {@linkcode Config} field that a key of the schema fills. */
+export type ConfigField = Exclude<LeafPaths<Config>, "configFile">;
+
+/**
+ * How a raw value is read: `string` as written, `integer` as decimal digits,
+ * `boolean` as `true`, `false`, `1` or `0`.
+ */
+export type ValueKind = "string" | "integer" | "boolean";
+
+/** One configuration key: everything the sources, validation and `--help` need. */
+export interface KeyDefinition {
+  /** External name, lowercase and dotted: YAML path, flag and environment name derive from it. */
+  readonly key: string;
+  /** The {@linkcode Config} field that receives the value. */
+  readonly field: ConfigField;
+  /** How raw strings are read. */
+  readonly kind: ValueKind;
+  /** One line for `--help`. */
+  readonly description: string;
+  /** Placeholder for the value in `--help`, e.g. `seconds`. */
+  readonly valueName?: string;
+  /** Built-in default, written as a user would write it; without one the key is required. */
+  readonly default?: string | number | boolean;
+  /** Without a default, the key may still be left unset: its field is then `undefined`. */
+  readonly optional?: boolean;
+  /** The value must never appear in output: not in `--help`, not in error messages. */
+  readonly secret?: boolean;
+  /** What is allowed, phrased to follow "expected" in error messages. */
+  readonly allowed: string;
+  /** For enumerations: accepted spellings (matched ignoring case) and the value each one gives. */
+  readonly choices?: Readonly<Record<string, string>>;
+  /** Smallest allowed `integer`. */
+  readonly min?: number;
+  /** Largest allowed `integer`. */
+  readonly max?: number;
+  /**
+   * Further check of a non-empty `string`: `undefined` when the value is fine, else the
+   * expectation to report (`""` reports {@linkcode KeyDefinition.allowed}).
+   */
+  readonly check?: (value: string) => string | undefined;
+}
+
+const DNS1123_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
+const DNS1123_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
+const SECRET_DATA_KEY = /^[-._a-zA-Z0-9]+$/;
+
+/** The Kubernetes rule for Secret names (`IsDNS1123Subdomain`). */
+function checkSubdomain(value: string): string | undefined {
+  return value.length <= 253 && DNS1123_SUBDOMAIN.test(value) ? undefined : "";
+}
+
+/** The Kubernetes rule for namespaces (`IsDNS1123Label`). */
+function checkLabel(value: string): string | undefined {
+  return value.length <= 63 && DNS1123_LABEL.test(value) ? undefined : "";
+}
+
+/** The Kubernetes rule for keys of a Secret's data (`IsConfigMapKey`). */
+function checkDataKey(value: string): string | undefined {
+  const ok = value.length <= 253 && SECRET_DATA_KEY.test(value) && value !== "." &&
+    !value.startsWith("..");
+  return ok ? undefined : "";
+}
+
+/** Loopback hosts, the only ones plain `http:` may reach: nothing else can read the secret on the way. */
+function isLoopbackHost(hostname: string): boolean {
+  // URL has already normalised the host: IPv4 in dotted decimal, IPv6 in brackets and compressed.
+  return hostname === "localhost" || hostname === "[::1]" || /^127\.\d+\.\d+\.\d+$/.test(hostname);
+}
+
+function checkTokenUrl(value: string): string | undefined {
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    return "";
+  }
+  if (url.username !== "" || url.password !== "") {
+    return "a URL without a user name or password; set oidc.clientid and oidc.clientsecret instead";
+  }
+  if (url.protocol === "https:") return undefined;
+  if (url.protocol === "http:") {
+    return isLoopbackHost(url.hostname)
+      ? undefined
+      : "https:, since http: is only allowed to localhost, 127.0.0.0/8 or [::1]";
+  }
+  return "";
+}
+
+/** `host:port`, `[v6]:port` or `:port`; `off` turns the server off. */
+function checkListenAddress(value: string): string | undefined {
+  if (value === "off") return undefined;
+  const match = value.match(/^(.*):(\d{1,5})$/);
+  if (!match || Number(match[2]) > 65535) return "";
+  const host = match[1];
+  if (host === "" || /^[A-Za-z0-9.-]+$/.test(host) || /^\[[0-9A-Fa-f:.]+\]$/.test(host)) {
+    return undefined;
+  }
+  return "";
+}
+
+/**
+ * The schema: every configuration key, in `--help` order.
+ *
+ * @example Look up the environment variable of every key
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { envName, KEYS } from "./config.ts";
+ *
+ * assert.ok(KEYS.map((d) => envName(d.key)).includes("KTR_OIDC_TOKENURL"));
+ * ```
+ */
+export const KEYS = [
+  {
+    key: "secret.name",
+    field: "secret.name",
+    kind: "string",
+    valueName: "name",
+    description: "Name of the Secret that receives the token",
+    allowed:
+      'a DNS-1123 subdomain: 1 to 253 lowercase letters, digits, "-" and ".", starting and ending with a letter or digit',
+    check: checkSubdomain,
+  },
+  {
+    key: "secret.namespace",
+    field: "secret.namespace",
+    kind: "string",
+    valueName: "namespace",
+    description: "Namespace of that Secret",
+    allowed:
+      'a DNS-1123 label: 1 to 63 lowercase letters, digits and "-", starting and ending with a letter or digit',
+    check: checkLabel,
+  },
+  {
+    key: "secret.key",
+    field: "secret.key",
+    kind: "string",
+    valueName: "key",
+    default: "token",
+    description: "Key inside the Secret's data that receives the token",
+    allowed: '1 to 253 letters, digits, "-", "_" and ".", neither "." nor starting with ".."',
+    check: checkDataKey,
+  },
+  {
+    key: "interval",
+    field: "interval",
+    kind: "integer",
+    valueName: "seconds",
+    default: 500,
+    min: 1,
+    max: 86400,
+    description: "Seconds between two refreshes",
+    allowed:
+      'a whole number of seconds from 1 to 86400, in digits without sign, unit or leading zero, like "500"',
+  },
+  {
+    key: "log.level",
+    field: "log.level",
+    kind: "string",
+    valueName: "level",
+    default: "info",
+    description: "Lowest level that is logged",
+    allowed: 'one of "debug", "info", "warn" or "error"',
+    choices: { debug: "debug", info: "info", warn: "warning", warning: "warning", error: "error" },
+  },
+  {
+    key: "log.format",
+    field: "log.format",
+    kind: "string",
+    valueName: "format",
+    default: "text",
+    description: "Log format: text, or json for one JSON object per line",
+    allowed: '"text" or "json"',
+    choices: { text: "text", json: "json" },
+  },
+  {
+    key: "oidc.tokenurl",
+    field: "oidc.tokenUrl",
+    kind: "string",
+    valueName: "url",
+    description: "Token endpoint of the identity provider, like https://auth.example.com/token",
+    allowed: "an absolute https: URL (http: only to localhost, 127.0.0.0/8 or [::1])",
+    check: checkTokenUrl,
+  },
+  {
+    key: "oidc.clientid",
+    field: "oidc.clientId",
+    kind: "string",
+    valueName: "id",
+    description: "OAuth client id",
+    allowed: "a non-empty client id without leading or trailing whitespace",
+  },
+  {
+    key: "oidc.clientsecret",
+    field: "oidc.clientSecret",
+    kind: "string",
+    valueName: "secret",
+    secret: true,
+    description: "OAuth client secret",
+    allowed:
+      "a non-empty client secret without leading or trailing whitespace (a trailing newline from a file is a common cause)",
+  },
+  {
+    key: "renew.percent",
+    field: "renew.percent",
+    kind: "integer",
+    valueName: "percent",
+    default: 67,
+    min: 1,
+    max: 99,
+    description:
+      "Renew a token when this percentage of its lifetime has passed (expires_in, or the JWT exp claim); interval stays the upper bound",
+    allowed: 'a whole number from 1 to 99, like "67"',
+  },
+  {
+    key: "http.address",
+    field: "http.address",
+    kind: "string",
+    valueName: "host:port",
+    default: ":8080",
+    description:
+      "Where to serve /healthz, /readyz and /metrics, as host:port or :port (all interfaces); off disables the server",
+    allowed:
+      '"off", or host:port or :port with a port from 0 to 65535, like ":8080" or "127.0.0.1:8080"',
+    check: checkListenAddress,
+  },
+  {
+    key: "once",
+    field: "once",
+    kind: "boolean",
+    default: false,
+    description:
+      "Refresh once, then exit: 0 on success, 1 on failure (for CronJobs and init containers)",
+    allowed: '"true", "false", "1" or "0"',
+  },
+  {
+    key: "dry-run",
+    field: "dryRun",
+    kind: "boolean",
+    default: false,
+    description:
+      "Validate the configuration, obtain a token, check the Kubernetes permissions, write nothing, then exit",
+    allowed: '"true", "false", "1" or "0"',
+  },
+  {
+    key: "kube.serviceaccountdir",
+    field: "kube.serviceAccountDir",
+    kind: "string",
+    valueName: "dir",
+    default: "/var/run/secrets/kubernetes.io/serviceaccount",
+    description: "Folder with the in-cluster service account token, ca.crt and namespace",
+    allowed: "a non-empty path without leading or trailing whitespace",
+  },
+] as const satisfies readonly KeyDefinition[];
+
+// Fails to compile when a Config field has no key in KEYS.
+type UncoveredField = Exclude<ConfigField, (typeof KEYS)[number]["field"]>;
+const _everyFieldHasAKey: [UncoveredField] extends [never] ? true : UncoveredField = true;
+
+/**
+ * The environment variable of a key: `KTR_` + key in capitals, `.` and `-` as `_`.
+ *
+ * @param key A key of {@linkcode KEYS}, like `secret.name`.
+ * @returns The variable name, like `KTR_SECRET_NAME`.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { envName } from "./config.ts";
+ *
+ * assert.equal(envName("oidc.clientsecret"), "KTR_OIDC_CLIENTSECRET");
+ * ```
+ */
+export function envName(key: string): string {
+  return `KTR_${key.toUpperCase().replaceAll(/[.-]/g, "_")}`;
+}
+
+/**
+ * The command-line flag of a key: `--` + key.
+ *
+ * @param key A key of {@linkcode KEYS}, like `log.level`.
+ * @returns The flag, like `--log.level`.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { flagName } from "./config.ts";
+ *
+ * assert.equal(flagName("log.level"), "--log.level");
+ * ```
+ */
+export function flagName(key: string): string {
+  return `--${key}`;
+}
+
+/** Machine-readable reason of a {@linkcode ConfigError}; branch on this, never on the message. */
+export type ConfigErrorCode =
+  /** A required key has no value in any source. */
+  | "CONFIG_MISSING"
+  /** A value is not allowed for its key (including empty and wrongly typed values). */
+  | "CONFIG_INVALID"
+  /** A YAML key, or a flag, that the tool does not know. */
+  | "CONFIG_UNKNOWN_KEY"
+  /** The `--config` file cannot be read. */
+  | "CONFIG_FILE_UNREADABLE"
+  /** The `--config` file is not valid YAML. */
+  | "CONFIG_FILE_SYNTAX"
+  /** The command line has something that is not a flag, like a positional argument. */
+  | "CONFIG_USAGE";
+
+/** Options of {@linkcode ConfigError}. */
+export interface ConfigErrorOptions extends ErrorOptions {
+  /** The reason. */
+  code: ConfigErrorCode;
+  /** The key concerned, dotted (an unknown key as it was written). */
+  key?: string;
+  /** The source the offending value came from. */
+  source?: ConfigSource;
+  /** 1-based line in the config file. */
+  line?: number;
+  /** 1-based column in the config file. */
+  column?: number;
+  /** Further problems found in the same pass. */
+  others?: readonly ConfigError[];
+}
+
+/**
+ * A configuration problem. The message is one line that names the key and the
+ * source and says what is allowed; it never contains a secret value. Every
+ * ConfigError means exit code 2.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { ConfigError, resolveConfig } from "./config.ts";
+ *
+ * try {
+ *   resolveConfig({ env: {} });
+ *   assert.fail("expected a ConfigError");
+ * } catch (error) {
+ *   assert.ok(error instanceof ConfigError);
+ *   assert.equal(error.code, "CONFIG_MISSING");
+ *   assert.equal(error.key, "secret.name");
+ * }
+ * ```
+ */
+export class ConfigError extends Error {
+  override name = "ConfigError";
+  /** The reason. */
+  readonly code: ConfigErrorCode;
+  /** The key concerned, dotted (an unknown key as it was written). */
+  readonly key?: string;
+  /** The source the offending value came from. */
+  readonly source?: ConfigSource;
+  /** 1-based line in the config file. */
+  readonly line?: number;
+  /** 1-based column in the config file. */
+  readonly column?: number;
+  /** Further problems found in the same pass, so all of them can be reported at once. */
+  readonly others: readonly ConfigError[];
+
+  /**
+   * @param message One line: starts with a capital, quotes the value, no trailing period.
+   * @param options The code and what the problem is about.
+   */
+  constructor(message: string, options: ConfigErrorOptions) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.code = options.code;
+    this.key = options.key;
+    this.source = options.source;
+    this.line = options.line;
+    this.column = options.column;
+    this.others = options.others ?? [];
+  }
+}
+
+/** A value read from a source: a typed value, or what is wrong with the raw one. */
+export type ParsedValue =
+  | { readonly ok: true; readonly value: string | number | boolean }
+  | { readonly ok: false; readonly problem: string };
+
+function describeType(raw: unknown): string {
+  if (raw === null) return "null";
+  if (Array.isArray(raw)) return "a list";
+  if (typeof raw === "object") return "a mapping";
+  return `a ${typeof raw}`;
+}
+
+/**
+ * Reads one raw value as the given key wants it. Strings from the
+ * environment and flags are read strictly (`10s`, `-5`, `1e3`, `` are not
+ * integers). A `boolean` flag given without a value is `true`.
+ *
+ * @param definition The key.
+ * @param raw The raw value: a string from any source, or a number or boolean
+ *   from a parsed file or a bare flag.
+ * @returns The typed value, or a problem phrased to follow "expected".
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { KEYS, parseKeyValue } from "./config.ts";
+ *
+ * const interval = KEYS.find((d) => d.key === "interval")!;
+ * assert.deepEqual(parseKeyValue(interval, "30"), { ok: true, value: 30 });
+ * assert.equal(parseKeyValue(interval, "10s").ok, false);
+ * ```
+ */
+export function parseKeyValue(definition: KeyDefinition, raw: unknown): ParsedValue {
+  const invalid = (detail = ""): ParsedValue => ({
+    ok: false,
+    problem: detail === "" ? definition.allowed : detail,
+  });
+  switch (definition.kind) {
+    case "boolean": {
+      if (typeof raw === "boolean") return { ok: true, value: raw };
+      if (raw === "true" || raw === "1") return { ok: true, value: true };
+      if (raw === "false" || raw === "0") return { ok: true, value: false };
+      return invalid();
+    }
+    case "integer": {
+      let value: number;
+      if (typeof raw === "number") {
+        value = raw;
+      } else if (typeof raw === "string" && /^(0|[1-9][0-9]*)$/.test(raw)) {
+        // Leading zeros are refused: some tools read "010" as octal, so it is ambiguous.
+        value = Number(raw);
+      } else {
+        return invalid(
+          typeof raw === "string" ? "" : `${definition.allowed}, got ${describeType(raw)}`,
+        );
+      }
+      if (!Number.isSafeInteger(value)) return invalid();
+      if (definition.min !== undefined && value < definition.min) return invalid();
+      if (definition.max !== undefined && value > definition.max) return invalid();
+      return { ok: true, value };
+    }
+    case "string": {
+      if (typeof raw !== "string") {
+        if (raw === true) return invalid(`a value, since the flag was given without one`);
+        return invalid(`${definition.allowed}, got ${describeType(raw)}`);
+      }
+      if (definition.choices !== undefined) {
+        const choice = Object.entries(definition.choices).find(
+          ([spelling]) => spelling === raw.toLowerCase(),
+        );
+        return choice === undefined ? invalid() : { ok: true, value: choice[1] };
+      }
+      if (raw === "" || raw.trim() !== raw) return invalid();
+      const detail = definition.check?.(raw);
+      return detail === undefined ? { ok: true, value: raw } : invalid(detail);
+    }
+  }
+}
+
+/** A URL's password must not reach a message even when the URL itself is wrong. */
+function hideUrlPassword(value: unknown): unknown {
+  if (typeof value !== "string" || !URL.canParse(value)) return value;
+  const url = new URL(value);
+  if (url.password === "") return value;
+  url.password = "***";
+  return url.href;
+}
+
+/** Keeps messages one line and short, whatever the value holds. */
+function quote(value: unknown): string {
+  const text = JSON.stringify(typeof value === "string" ? value : String(value));
+  return text.length > 80 ? `${text.slice(0, 76)}…"` : text;
+}
+
+function describeSource(
+  source: ConfigSource,
+  definition: KeyDefinition,
+  filePath: string | undefined,
+): string {
+  switch (source) {
+    case "flag":
+      return `flag ${flagName(definition.key)}`;
+    case "env":
+      return `environment variable ${envName(definition.key)}`;
+    case "file":
+      return filePath === undefined ? "the config file" : `config file ${quote(filePath)}`;
+    case "default":
+      return "the built-in default";
+  }
+}
+
+/** What a caller knows at start-up, before anything is merged. */
+export interface ConfigInput {
+  /** The parsed YAML of the `--config` file, still unchecked; `undefined` when no file was given. */
+  readonly file?: unknown;
+  /** Path of that file, for messages and {@linkcode Config.configFile}. */
+  readonly filePath?: string;
+  /** The process environment; only the `KTR_` names of the keys are read. */
+  readonly env?: Readonly<Record<string, string | undefined>>;
+  /** Flag values by key (`"secret.name"`), as given on the command line. */
+  readonly flags?: Readonly<Record<string, string | boolean | undefined>>;
+}
+
+function isMapping(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null && !Array.isArray(value) &&
+    !(value instanceof Uint8Array);
+}
+
+/** Every dotted prefix of a key that is a YAML section, like `oidc`. */
+function sectionsOf(keys: readonly string[]): Set<string> {
+  const sections = new Set<string>();
+  for (const key of keys) {
+    const parts = key.split(".");
+    for (let i = 1; i < parts.length; i++) sections.add(parts.slice(0, i).join("."));
+  }
+  return sections;
+}
+
+/** Reads the values out of the parsed file, checking its shape and naming unknown keys. */
+function readFileValues(
+  file: unknown,
+  filePath: string | undefined,
+  errors: ConfigError[],
+): Map<string, unknown> {
+  const values = new Map<string, unknown>();
+  const where = filePath === undefined ? "the config file" : `config file ${quote(filePath)}`;
+  const known: string[] = KEYS.map((d) => d.key);
+  const sections = sectionsOf(known);
+  const childrenOf = (section: string) =>
+    [...known, ...sections].filter((name) =>
+      name.startsWith(`${section}.`) && !name.slice(section.length + 1).includes(".")
+    ).map((name) => name.slice(section.length + 1));
+
+  // An empty or comment-only file is a document without keys, not an error.
+  if (file === undefined || file === null) return values;
+  if (!isMapping(file)) {
+    errors.push(
+      new ConfigError(
+        `The content of ${where} is ${
+          describeType(file)
+        }: expected a mapping of keys like "secret:" and "oidc:"`,
+        { code: "CONFIG_INVALID", source: "file" },
+      ),
+    );
+    return values;
+  }
+
+  const walk = (mapping: Record<string, unknown>, prefix: string) => {
+    for (const [name, value] of Object.entries(mapping)) {
+      const key = prefix === "" ? name : `${prefix}.${name}`;
+      if (name.includes(".")) {
+        // One layout only: a flat "secret.name:" next to a nested one would be ambiguous.
+        const [section, ...rest] = key.split(".");
+        const nested = known.includes(key) || sections.has(key);
+        errors.push(
+          new ConfigError(
+            `Unknown key ${quote(key)} in ${where}: ${
+              nested
+                ? `nest it instead, as "${rest.join(".")}:" under "${section}:"`
+                : "keys are nested mappings, not dotted names"
+            }`,
+            { code: "CONFIG_UNKNOWN_KEY", key, source: "file" },
+          ),
+        );
+      } else if (known.includes(key)) {
+        // An empty YAML value (`key:`, `~`, `null`) sets nothing; `""` is the empty string.
+        if (value !== null) values.set(key, value);
+      } else if (sections.has(key)) {
+        if (value === null) continue;
+        if (isMapping(value)) {
+          walk(value, key);
+        } else {
+          errors.push(
+            new ConfigError(
+              `Invalid value for ${key} in ${where}: expected a mapping with the keys ${
+                childrenOf(key).join(", ")
+              }, got ${describeType(value)}`,
+              { code: "CONFIG_INVALID", key, source: "file" },
+            ),
+          );
+        }
+      } else {
+        const suggestion = closestMatch(key, [...known, ...sections]);
+        const hint = suggestion === undefined
+          ? `known keys${prefix === "" ? "" : ` under ${prefix}`} are ${
+            (prefix === "" ? [...new Set(known.map((k) => k.split(".")[0]))] : childrenOf(prefix))
+              .join(", ")
+          }`
+          : `did you mean ${quote(suggestion)}?`;
+        errors.push(
+          new ConfigError(`Unknown key ${quote(key)} in ${where}: ${hint}`, {
+            code: "CONFIG_UNKNOWN_KEY",
+            key,
+            source: "file",
+          }),
+        );
+      }
+    }
+  };
+  walk(file, "");
+  return values;
+}
+
+const REDACTED = "[redacted]";
+
+/** A plain copy with secret fields replaced, for JSON and inspection. */
+function redactedCopy(node: Record<string, unknown>, prefix: string): Record<string, unknown> {
+  const secretFields: readonly string[] = KEYS.filter((d: KeyDefinition) => d.secret).map((d) =>
+    d.field
+  );
+  const copy: Record<string, unknown> = {};
+  for (const [name, value] of Object.entries(node)) {
+    const field = prefix === "" ? name : `${prefix}.${name}`;
+    if (secretFields.includes(field)) copy[name] = REDACTED;
+    else if (isMapping(value)) copy[name] = redactedCopy(value, field);
+    else copy[name] = value;
+  }
+  return copy;
+}
+
+/** Freezes the tree; every object gets hooks so that printing it hides secrets. */
+function freezeConfig(node: Record<string, unknown>, prefix = ""): void {
+  for (const [name, value] of Object.entries(node)) {
+    if (isMapping(value)) freezeConfig(value, prefix === "" ? name : `${prefix}.${name}`);
+  }
+  const hidden = { enumerable: false, configurable: false, writable: false };
+  Object.defineProperties(node, {
+    toJSON: { ...hidden, value: () => redactedCopy(node, prefix) },
+    [Symbol.for("Deno.customInspect")]: {
+      ...hidden,
+      value: (inspect: (value: unknown, options: unknown) => string, options: unknown) =>
+        inspect(redactedCopy(node, prefix), options),
+    },
+    [Symbol.for("nodejs.util.inspect.custom")]: {
+      ...hidden,
+      value: (
+        _depth: number,
+        options: unknown,
+        inspect: (value: unknown, options: unknown) => string,
+      ) => inspect(redactedCopy(node, prefix), options),
+    },
+  });
+  Object.freeze(node);
+}
+
+/**
+ * Merges defaults < file < environment < flags and validates the result.
+ * A value set in a higher source wins even when it is empty or equals the
+ * default; an empty string is then checked like any other value, and every
+ * key of the schema refuses it, so the error names the source that set it.
+ *
+ * @param input The parsed file (if any), the environment and the flags.
+ * @returns The validated, deeply frozen configuration.
+ * @throws {ConfigError} On the first problem, in schema order, with the rest
+ *   in {@linkcode ConfigError.others}: unknown or misplaced file keys first,
+ *   then missing (`CONFIG_MISSING`) and invalid (`CONFIG_INVALID`) values.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { resolveConfig } from "./config.ts";
+ *
+ * const config = resolveConfig({
+ *   file: { secret: { name: "my-token", namespace: "default" }, interval: "60" },
+ *   env: { KTR_OIDC_TOKENURL: "https://auth.example.com/token", KTR_OIDC_CLIENTID: "app" },
+ *   flags: { "oidc.clientsecret": "s3cr3t", interval: "30" },
+ * });
+ * assert.equal(config.interval, 30);
+ * assert.equal(config.secret.key, "token");
+ * assert.equal(config.oidc.tokenUrl, "https://auth.example.com/token");
+ * ```
+ */
+export function resolveConfig(input: ConfigInput): Config {
+  const { filePath, env = {}, flags = {} } = input;
+  const errors: ConfigError[] = [];
+  const fileValues = readFileValues(input.file, filePath, errors);
+
+  const knownFlags: readonly string[] = KEYS.map((d) => d.key);
+  for (const name of Object.keys(flags)) {
+    if (!knownFlags.includes(name)) {
+      const suggestion = closestMatch(name, knownFlags);
+      errors.push(
+        new ConfigError(
+          `Unknown flag ${quote(flagName(name))}: ${
+            suggestion === undefined
+              ? "run with --help to list the flags"
+              : `did you mean ${quote(flagName(suggestion))}?`
+          }`,
+          { code: "CONFIG_UNKNOWN_KEY", key: name, source: "flag" },
+        ),
+      );
+    }
+  }
+
+  const root: Record<string, unknown> = {};
+  for (const definition of KEYS as readonly KeyDefinition[]) {
+    const { key } = definition;
+    const candidates: [ConfigSource, unknown][] = [
+      ["flag", flags[key]],
+      ["env", env[envName(key)]],
+      ["file", fileValues.get(key)],
+      ["default", definition.default],
+    ];
+    const found = candidates.find(([, raw]) => raw !== undefined);
+    if (found === undefined) {
+      if (definition.optional) continue;
+      errors.push(
+        new ConfigError(
+          `Missing required key ${key}: set it with ${flagName(key)}, ${envName(key)} or ${
+            quote(key)
+          } in the --config file`,
+          { code: "CONFIG_MISSING", key },
+        ),
+      );
+      continue;
+    }
+    const [source, raw] = found;
+    const parsed = parseKeyValue(definition, raw);
+    if (!parsed.ok) {
+      // Secrets, and values too big or too odd to quote usefully, are described instead.
+      const value = definition.secret || typeof raw === "object" || typeof raw === "boolean"
+        ? ""
+        : ` ${quote(hideUrlPassword(raw))}`;
+      errors.push(
+        new ConfigError(
+          `Invalid value${value} for ${key} from ${
+            describeSource(source, definition, filePath)
+          }: expected ${parsed.problem}`,
+          { code: "CONFIG_INVALID", key, source },
+        ),
+      );
+      continue;
+    }
+    const path = definition.field.split(".");
+    let node = root;
+    for (const part of path.slice(0, -1)) {
+      node = (node[part] ??= {}) as Record<string, unknown>;
+    }
+    node[path[path.length - 1]] = parsed.value;
+  }
+
+  if (errors.length > 0) {
+    const [first, ...others] = errors;
+    throw new ConfigError(first.message, {
+      code: first.code,
+      key: first.key,
+      source: first.source,
+      others,
+    });
+  }
+  if (filePath !== undefined) root.configFile = filePath;
+  freezeConfig(root);
+  return root as unknown as Config;
+}
+
+/**
+ * Warnings for `KTR_` environment variables that no key reads, each naming
+ * the closest valid name: a misspelt variable must not go unnoticed, yet it
+ * is no reason to refuse to start.
+ *
+ * @param env The process environment.
+ * @returns One message per unknown variable, sorted; never a value.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { envWarnings } from "./config.ts";
+ *
+ * assert.deepEqual(envWarnings({ KTR_SECRETNAME: "x", HOME: "/root" }), [
+ *   'Ignoring unknown environment variable KTR_SECRETNAME: did you mean KTR_SECRET_NAME?',
+ * ]);
+ * ```
+ */
+export function envWarnings(env: Readonly<Record<string, string | undefined>>): string[] {
+  const known: readonly string[] = KEYS.map((d) => envName(d.key));
+  return Object.keys(env)
+    .filter((name) => name.startsWith("KTR_") && !known.includes(name))
+    .sort()
+    .map((name) => {
+      const suggestion = closestMatch(name, known);
+      return `Ignoring unknown environment variable ${name}: ${
+        suggestion === undefined
+          ? "no configuration key reads it (run with --help to list them)"
+          : `did you mean ${suggestion}?`
+      }`;
+    });
+}
+
+/** Optimal string alignment distance: edits, with a swap of neighbours counting as one. */
+function editDistance(a: string, b: string): number {
+  const d: number[][] = Array.from(
+    { length: a.length + 1 },
+    (_, i) => Array.from({ length: b.length + 1 }, (_, j) => (i === 0 ? j : j === 0 ? i : 0)),
+  );
+  for (let i = 1; i <= a.length; i++) {
+    for (let j = 1; j <= b.length; j++) {
+      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
+      d[i][j] = Math.min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + cost);
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) {
+        d[i][j] = Math.min(d[i][j], d[i - 2][j - 2] + 1);
+      }
+    }
+  }
+  return d[a.length][b.length];
+}
+
+/**
+ * The candidate a misspelt name most likely meant, for "did you mean" hints:
+ * the same name ignoring case and separators (`clientId`, `KTR_SECRETNAME`),
+ * else one within a few typing errors, else the only one ending in the same
+ * word (`tokenurl` for `oidc.tokenurl`).
+ *
+ * @param name The unknown name.
+ * @param candidates The valid names.
+ * @returns The best candidate, or `undefined` when none is close.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { closestMatch } from "./config.ts";
+ *
+ * assert.equal(closestMatch("oidc.clientId", ["oidc.clientid", "oidc.tokenurl"]), "oidc.clientid");
+ * assert.equal(closestMatch("colour", ["oidc.clientid"]), undefined);
+ * ```
+ */
+export function closestMatch(name: string, candidates: readonly string[]): string | undefined {
+  const squash = (s: string) => s.toLowerCase().replaceAll(/[^a-z0-9]/g, "");
+  const same = candidates.find((c) => squash(c) === squash(name));
+  if (same !== undefined) return same;
+
+  let best: string | undefined;
+  let bestDistance = Infinity;
+  for (const candidate of candidates) {
+    const distance = editDistance(name.toLowerCase(), candidate.toLowerCase());
+    if (distance < bestDistance) [best, bestDistance] = [candidate, distance];
+  }
+  if (best !== undefined && bestDistance <= Math.max(1, Math.floor(best.length / 4))) return best;
+
+  const lastWord = (s: string) => squash(s.split(/[._-]/).filter(Boolean).at(-1) ?? "");
+  const sameEnding = candidates.filter((c) => lastWord(c) === lastWord(name));
+  return sameEnding.length === 1 ? sameEnding[0] : undefined;
+}
+
+/**
+ * Environment variables that the `yaml` package reads while parsing (its
+ * debug switches). A process whose env permission does not cover them cannot
+ * load a `--config` file; add them to the allowed variables.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { YAML_PARSER_ENV } from "./config.ts";
+ *
+ * assert.ok(YAML_PARSER_ENV.includes("LOG_TOKENS"));
+ * ```
+ */
+export const YAML_PARSER_ENV: readonly string[] = ["LOG_TOKENS", "LOG_STREAM"];
+
+/** Options of {@linkcode loadConfigFile}. */
+export interface LoadConfigFileOptions {
+  /** Reads a whole file as UTF-8; defaults to `Deno.readTextFile`. */
+  readTextFile?: (path: string) => Promise<string>;
+}
+
+function describeReadError(error: unknown): string {
+  if (error instanceof Deno.errors.NotFound) return "no such file";
+  if (error instanceof Deno.errors.IsADirectory) return "it is a directory";
+  if (error instanceof Deno.errors.PermissionDenied) return "permission denied";
+  if (error instanceof Deno.errors.NotCapable) {
+    return "read access was not granted (run with --allow-read)";
+  }
+  const message = error instanceof Error ? error.message : String(error);
+  return message.replace(/\.$/, "");
+}
+
+/**
+ * Reads and parses the `--config` YAML file. Every scalar is kept as the
+ * string it is written as (`0123` stays `"0123"`, `1e3` stays `"1e3"`), so
+ * file values are read exactly like environment values; empty values, `~`
+ * and `null` become `null`, which means "not set". The shape is checked
+ * later, by {@linkcode resolveConfig}.
+ *
+ * @param path The file path, as given.
+ * @param options How to read the file.
+ * @returns The parsed document: `null` when empty, else whatever the YAML holds.
+ * @throws {ConfigError} `CONFIG_FILE_UNREADABLE` when the file cannot be read;
+ *   `CONFIG_FILE_SYNTAX` with `line` and `column` when it is not valid YAML.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { loadConfigFile } from "./config.ts";
+ *
+ * const file = await loadConfigFile("ktr.yaml", {
+ *   readTextFile: () => Promise.resolve("interval: 60\nsecret:\n  name: my-token\n"),
+ * });
+ * assert.deepEqual(file, { interval: "60", secret: { name: "my-token" } });
+ * ```
+ */
+export async function loadConfigFile(
+  path: string,
+  options: LoadConfigFileOptions = {},
+): Promise<unknown> {
+  const { readTextFile = Deno.readTextFile } = options;
+  let text: string;
+  try {
+    text = await readTextFile(path);
+  } catch (error) {
+    throw new ConfigError(`Cannot read config file ${quote(path)}: ${describeReadError(error)}`, {
+      code: "CONFIG_FILE_UNREADABLE",
+      source: "file",
+      cause: error,
+    });
+  }
+
+  // Loaded on demand: most deployments configure through the environment alone.
+  const { LineCounter, parseDocument } = await import("yaml");
+  const lineCounter = new LineCounter();
+  let document;
+  try {
+    document = parseDocument(text, {
+      // "failsafe" keeps scalars as written; only YAML's null spellings are resolved.
+      schema: "failsafe",
+      customTags: ["null"],
+      lineCounter,
+      prettyErrors: false,
+      // "silent" would also drop the error for a second document; "error" only mutes warnings.
+      logLevel: "error",
+    });
+  } catch (error) {
+    // The parser looks at its debug switches in the environment while it runs.
+    if (!(error instanceof Deno.errors.NotCapable)) throw error;
+    throw new ConfigError(
+      `Cannot parse config file ${quote(path)}: the YAML parser reads the environment variables ${
+        YAML_PARSER_ENV.join(" and ")
+      }, so allow them with --allow-env`,
+      { code: "CONFIG_FILE_UNREADABLE", source: "file", cause: error },
+    );
+  }
+  const syntaxError = (
+    message: string,
+    error: YAMLError | unknown,
+    line?: number,
+    column?: number,
+  ) =>
+    new ConfigError(
+      `Invalid YAML in config file ${quote(path)}${
+        line === undefined ? "" : ` at line ${line}, column ${column}`
+      }: ${message.replace(/\.$/, "")}`,
+      { code: "CONFIG_FILE_SYNTAX", source: "file", line, column, cause: error },
+    );
+  if (document.errors.length > 0) {
+    const [error] = document.errors;
+    const { line, col } = lineCounter.linePos(error.pos[0]);
+    // The parser's own text for this one points at its JavaScript API.
+    const message = error.code === "MULTIPLE_DOCS"
+      ? 'the file holds more than one YAML document (a "---" line); keep all keys in one'
+      : error.message;
+    throw syntaxError(message, error, line, col);
+  }
+  try {
+    return document.toJS({ maxAliasCount: 100 });
+  } catch (error) {
+    // Alias problems only show while building values, and carry no position.
+    throw syntaxError(error instanceof Error ? error.message : String(error), error);
+  }
+}

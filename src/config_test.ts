@@ -1,0 +1,973 @@
+import assert from "node:assert/strict";
+import {
+  closestMatch,
+  type Config,
+  ConfigError,
+  type ConfigInput,
+  type ConfigSource,
+  envName,
+  envWarnings,
+  flagName,
+  type KeyDefinition,
+  KEYS,
+  loadConfigFile,
+  parseKeyValue,
+  resolveConfig,
+  YAML_PARSER_ENV,
+} from "./config.ts";
+
+const SECRET = "S3CR3T-do-not-print-7f3a";
+
+/** The smallest valid environment: every required key, nothing else. */
+const REQUIRED_ENV: Readonly<Record<string, string>> = {
+  KTR_SECRET_NAME: "my-token",
+  KTR_SECRET_NAMESPACE: "my-namespace",
+  KTR_OIDC_TOKENURL: "https://auth.example.com/token",
+  KTR_OIDC_CLIENTID: "my-client",
+  KTR_OIDC_CLIENTSECRET: SECRET,
+};
+
+function configError(fn: () => unknown): ConfigError {
+  try {
+    fn();
+  } catch (error) {
+    assert.ok(error instanceof ConfigError, `expected a ConfigError, got ${error}`);
+    return error;
+  }
+  assert.fail("expected a ConfigError");
+}
+
+async function configErrorAsync(fn: () => Promise<unknown>): Promise<ConfigError> {
+  try {
+    await fn();
+  } catch (error) {
+    assert.ok(error instanceof ConfigError, `expected a ConfigError, got ${error}`);
+    return error;
+  }
+  assert.fail("expected a ConfigError");
+}
+
+/** Every message an error carries, its own and those of the other problems. */
+function allMessages(error: ConfigError): string[] {
+  return [error.message, ...error.others.map((other) => other.message)];
+}
+
+/** The checks every message must pass: one line, capital first, no trailing period. */
+function assertMessageStyle(message: string) {
+  assert.match(message, /^[A-Z]/, `starts with a capital: ${message}`);
+  assert.doesNotMatch(message, /\.$/, `no trailing period: ${message}`);
+  assert.doesNotMatch(message, /\n/, `one line: ${message}`);
+}
+
+function withEnv(overrides: Record<string, string>): Record<string, string> {
+  return { ...REQUIRED_ENV, ...overrides };
+}
+
+function without(name: string): Record<string, string> {
+  const env = { ...REQUIRED_ENV };
+  delete env[name];
+  return env;
+}
+
+function definitionOf(key: string): KeyDefinition {
+  const definition = (KEYS as readonly KeyDefinition[]).find((d) => d.key === key);
+  assert.ok(definition, `no key ${key}`);
+  return definition;
+}
+
+// --- the schema and its three mappings ---------------------------------------------------
+
+Deno.test("KEYS holds every key of the contract, with its defaults", () => {
+  assert.deepEqual(
+    KEYS.map((d) => [d.key, (d as KeyDefinition).default]),
+    [
+      ["secret.name", undefined],
+      ["secret.namespace", undefined],
+      ["secret.key", "token"],
+      ["interval", 500],
+      ["log.level", "info"],
+      ["log.format", "text"],
+      ["oidc.tokenurl", undefined],
+      ["oidc.clientid", undefined],
+      ["oidc.clientsecret", undefined],
+      ["renew.percent", 67],
+      ["http.address", ":8080"],
+      ["once", false],
+      ["dry-run", false],
+      ["kube.serviceaccountdir", "/var/run/secrets/kubernetes.io/serviceaccount"],
+    ],
+  );
+});
+
+Deno.test("envName() gives the contract's variable names", () => {
+  assert.deepEqual(KEYS.map((d) => envName(d.key)), [
+    "KTR_SECRET_NAME",
+    "KTR_SECRET_NAMESPACE",
+    "KTR_SECRET_KEY",
+    "KTR_INTERVAL",
+    "KTR_LOG_LEVEL",
+    "KTR_LOG_FORMAT",
+    "KTR_OIDC_TOKENURL",
+    "KTR_OIDC_CLIENTID",
+    "KTR_OIDC_CLIENTSECRET",
+    "KTR_RENEW_PERCENT",
+    "KTR_HTTP_ADDRESS",
+    "KTR_ONCE",
+    "KTR_DRY_RUN",
+    "KTR_KUBE_SERVICEACCOUNTDIR",
+  ]);
+  assert.equal(envName("dry-run"), "KTR_DRY_RUN");
+});
+
+Deno.test("flagName() is -- plus the key", () => {
+  assert.equal(flagName("oidc.tokenurl"), "--oidc.tokenurl");
+  assert.equal(flagName("interval"), "--interval");
+});
+
+Deno.test("KEYS names are lowercase and dotted, and only oidc.clientsecret is secret", () => {
+  for (const definition of KEYS as readonly KeyDefinition[]) {
+    assert.match(definition.key, /^[a-z][a-z0-9-]*(\.[a-z][a-z0-9-]*)*$/);
+    assert.equal(definition.field.toLowerCase(), definition.key.replaceAll("-", ""));
+  }
+  assert.deepEqual(
+    (KEYS as readonly KeyDefinition[]).filter((d) => d.secret).map((d) => d.key),
+    ["oidc.clientsecret"],
+  );
+});
+
+Deno.test("every default passes its own validation", () => {
+  for (const definition of KEYS as readonly KeyDefinition[]) {
+    if (definition.default === undefined) continue;
+    assert.equal(parseKeyValue(definition, definition.default).ok, true, definition.key);
+  }
+});
+
+// --- defaults and the shape of Config -----------------------------------------------------
+
+Deno.test("resolveConfig() fills defaults and maps keys to camelCase fields", () => {
+  const config = resolveConfig({ env: REQUIRED_ENV });
+  const expected: Config = {
+    secret: { name: "my-token", namespace: "my-namespace", key: "token" },
+    interval: 500,
+    log: { level: "info", format: "text" },
+    oidc: {
+      tokenUrl: "https://auth.example.com/token",
+      clientId: "my-client",
+      clientSecret: SECRET,
+    },
+    renew: { percent: 67 },
+    http: { address: ":8080" },
+    once: false,
+    dryRun: false,
+    kube: { serviceAccountDir: "/var/run/secrets/kubernetes.io/serviceaccount" },
+  };
+  assert.deepEqual(config, expected);
+  assert.equal("configFile" in config, false);
+});
+
+Deno.test("resolveConfig() records the config file path", () => {
+  const config = resolveConfig({ env: REQUIRED_ENV, file: {}, filePath: "/etc/ktr.yaml" });
+  assert.equal(config.configFile, "/etc/ktr.yaml");
+});
+
+Deno.test("resolveConfig() returns a deeply frozen config", () => {
+  const config = resolveConfig({ env: REQUIRED_ENV });
+  for (const node of [config, config.secret, config.log, config.oidc, config.kube]) {
+    assert.ok(Object.isFrozen(node));
+  }
+  assert.throws(() => {
+    (config as { interval: number }).interval = 1;
+  }, TypeError);
+  assert.throws(() => {
+    (config.secret as { name: string }).name = "other";
+  }, TypeError);
+});
+
+Deno.test("resolveConfig() keeps the client secret out of JSON and inspection", () => {
+  const config = resolveConfig({ env: REQUIRED_ENV });
+  assert.equal(config.oidc.clientSecret, SECRET);
+  for (
+    const text of [
+      JSON.stringify(config),
+      JSON.stringify(config.oidc),
+      JSON.stringify({ wrapped: config }),
+      Deno.inspect(config),
+      Deno.inspect(config.oidc),
+      Deno.inspect({ wrapped: config }, { depth: 10 }),
+    ]
+  ) {
+    assert.ok(!text.includes(SECRET), text);
+    assert.ok(text.includes("[redacted]"), text);
+  }
+  assert.equal(JSON.parse(JSON.stringify(config)).oidc.clientId, "my-client");
+});
+
+// --- precedence ---------------------------------------------------------------------------
+
+/** Sets secret.key (which has a default) in the given sources, each to its own value. */
+function secretKeyFrom(sources: readonly ConfigSource[]): ConfigInput {
+  return {
+    env: sources.includes("env") ? withEnv({ KTR_SECRET_KEY: "from-env" }) : REQUIRED_ENV,
+    file: sources.includes("file") ? { secret: { key: "from-file" } } : undefined,
+    flags: sources.includes("flag") ? { "secret.key": "from-flag" } : {},
+  };
+}
+
+const PRECEDENCE: readonly [lower: ConfigSource, higher: ConfigSource, winner: string][] = [
+  ["default", "file", "from-file"],
+  ["default", "env", "from-env"],
+  ["default", "flag", "from-flag"],
+  ["file", "env", "from-env"],
+  ["file", "flag", "from-flag"],
+  ["env", "flag", "from-flag"],
+];
+
+for (const [lower, higher, winner] of PRECEDENCE) {
+  Deno.test(`resolveConfig() lets ${higher} win over ${lower}`, () => {
+    const config = resolveConfig(secretKeyFrom([lower, higher]));
+    assert.equal(config.secret.key, winner);
+  });
+}
+
+Deno.test("resolveConfig() takes flags over env over file when all three are set", () => {
+  assert.equal(resolveConfig(secretKeyFrom(["file", "env", "flag"])).secret.key, "from-flag");
+  assert.equal(resolveConfig(secretKeyFrom(["file", "env"])).secret.key, "from-env");
+});
+
+Deno.test("resolveConfig() applies precedence to required keys too", () => {
+  const config = resolveConfig({
+    file: { secret: { name: "file-name" } },
+    env: withEnv({ KTR_SECRET_NAME: "env-name" }),
+    flags: { "secret.name": "flag-name" },
+  });
+  assert.equal(config.secret.name, "flag-name");
+});
+
+Deno.test("resolveConfig() lets a higher source win with a value equal to the default", () => {
+  const config = resolveConfig({ file: { interval: "30" }, env: withEnv({ KTR_INTERVAL: "500" }) });
+  assert.equal(config.interval, 500);
+});
+
+Deno.test("resolveConfig() lets an empty env value win over the file, then rejects it naming the variable", () => {
+  const error = configError(() =>
+    resolveConfig({ file: { secret: { key: "x" } }, env: withEnv({ KTR_SECRET_KEY: "" }) })
+  );
+  assert.equal(error.code, "CONFIG_INVALID");
+  assert.equal(error.key, "secret.key");
+  assert.equal(error.source, "env");
+  assert.match(error.message, /KTR_SECRET_KEY/);
+  assert.match(error.message, /""/);
+});
+
+Deno.test("resolveConfig() lets an empty flag win over the environment, then rejects it", () => {
+  const error = configError(() =>
+    resolveConfig({ env: withEnv({ KTR_SECRET_KEY: "x" }), flags: { "secret.key": "" } })
+  );
+  assert.deepEqual([error.code, error.key, error.source], ["CONFIG_INVALID", "secret.key", "flag"]);
+  assert.match(error.message, /--secret\.key/);
+});
+
+Deno.test('resolveConfig() takes a file value of "" as set, and rejects it', () => {
+  const error = configError(() =>
+    resolveConfig({ env: REQUIRED_ENV, file: { secret: { key: "" } }, filePath: "ktr.yaml" })
+  );
+  assert.deepEqual([error.code, error.key, error.source], ["CONFIG_INVALID", "secret.key", "file"]);
+  assert.match(error.message, /ktr\.yaml/);
+});
+
+Deno.test("resolveConfig() rejects an empty value for every key", () => {
+  for (const definition of KEYS as readonly KeyDefinition[]) {
+    const error = configError(() =>
+      resolveConfig({ env: withEnv({ [envName(definition.key)]: "" }) })
+    );
+    assert.deepEqual([error.code, error.key, error.source], [
+      "CONFIG_INVALID",
+      definition.key,
+      "env",
+    ]);
+  }
+});
+
+Deno.test("resolveConfig() treats a YAML null (empty value, ~, null) as not set", () => {
+  const config = resolveConfig({
+    env: REQUIRED_ENV,
+    file: { secret: { key: null }, log: null, interval: null },
+  });
+  assert.equal(config.secret.key, "token");
+  assert.equal(config.log.level, "info");
+  assert.equal(config.interval, 500);
+});
+
+Deno.test("resolveConfig() ignores environment variables without the KTR_ names", () => {
+  const config = resolveConfig({ env: { ...REQUIRED_ENV, SECRET_KEY: "x", ktr_secret_key: "y" } });
+  assert.equal(config.secret.key, "token");
+});
+
+// --- missing keys -------------------------------------------------------------------------
+
+Deno.test("resolveConfig() names each missing required key, with its flag and variable", () => {
+  const required = (KEYS as readonly KeyDefinition[]).filter((d) => d.default === undefined);
+  assert.equal(required.length, 5);
+  for (const definition of required) {
+    const error = configError(() => resolveConfig({ env: without(envName(definition.key)) }));
+    assert.equal(error.code, "CONFIG_MISSING");
+    assert.equal(error.key, definition.key);
+    assert.equal(error.source, undefined);
+    assert.ok(error.message.includes(definition.key), error.message);
+    assert.ok(error.message.includes(flagName(definition.key)), error.message);
+    assert.ok(error.message.includes(envName(definition.key)), error.message);
+    assertMessageStyle(error.message);
+  }
+});
+
+Deno.test("resolveConfig() reports every problem of one pass, first in schema order", () => {
+  const error = configError(() => resolveConfig({ env: { KTR_INTERVAL: "0" } }));
+  assert.equal(error.key, "secret.name");
+  assert.deepEqual(error.others.map((e) => [e.code, e.key]), [
+    ["CONFIG_MISSING", "secret.namespace"],
+    ["CONFIG_INVALID", "interval"],
+    ["CONFIG_MISSING", "oidc.tokenurl"],
+    ["CONFIG_MISSING", "oidc.clientid"],
+    ["CONFIG_MISSING", "oidc.clientsecret"],
+  ]);
+});
+
+// --- validation of each key ---------------------------------------------------------------
+
+/** Resolves with one env variable changed and returns the error, asserting code, key and source. */
+function invalidEnv(name: string, value: string): ConfigError {
+  const error = configError(() => resolveConfig({ env: withEnv({ [name]: value }) }));
+  assert.equal(error.code, "CONFIG_INVALID", error.message);
+  assert.equal(error.source, "env");
+  assert.ok(error.message.includes(name), error.message);
+  assertMessageStyle(error.message);
+  return error;
+}
+
+Deno.test("secret.name must be a DNS-1123 subdomain", () => {
+  for (const name of ["a", "my-token", "my.token-1", "0", "a".repeat(253)]) {
+    assert.equal(resolveConfig({ env: withEnv({ KTR_SECRET_NAME: name }) }).secret.name, name);
+  }
+  for (
+    const name of ["My-Token", "-a", "a-", "a_b", "a..b", ".a", "a.", "a b", " a", "a".repeat(254)]
+  ) {
+    const error = invalidEnv("KTR_SECRET_NAME", name);
+    assert.equal(error.key, "secret.name");
+    assert.ok(error.message.includes(JSON.stringify(name).slice(0, 40)), error.message);
+    assert.match(error.message, /DNS-1123 subdomain/);
+  }
+});
+
+Deno.test("secret.namespace must be a DNS-1123 label", () => {
+  for (const namespace of ["a", "kube-system", "a".repeat(63)]) {
+    const config = resolveConfig({ env: withEnv({ KTR_SECRET_NAMESPACE: namespace }) });
+    assert.equal(config.secret.namespace, namespace);
+  }
+  for (const namespace of ["a.b", "Default", "-a", "a-", "a_b", "a".repeat(64)]) {
+    const error = invalidEnv("KTR_SECRET_NAMESPACE", namespace);
+    assert.equal(error.key, "secret.namespace");
+    assert.match(error.message, /DNS-1123 label/);
+  }
+});
+
+Deno.test("secret.key must match [-._a-zA-Z0-9]+ and not be . or start with ..", () => {
+  for (const key of ["token", "TOKEN", ".dotfile", "a_b-c.d", "a".repeat(253)]) {
+    assert.equal(resolveConfig({ env: withEnv({ KTR_SECRET_KEY: key }) }).secret.key, key);
+  }
+  for (const key of ["a/b", "a b", ".", "..", "..a", "tök", "a".repeat(254)]) {
+    const error = invalidEnv("KTR_SECRET_KEY", key);
+    assert.equal(error.key, "secret.key");
+    assert.ok(error.message.includes(JSON.stringify(key).slice(0, 40)), error.message);
+  }
+});
+
+Deno.test("interval accepts positive whole seconds written as plain digits", () => {
+  for (const [raw, seconds] of [["30", 30], ["1", 1], ["86400", 86400]] as const) {
+    assert.equal(resolveConfig({ env: withEnv({ KTR_INTERVAL: raw }) }).interval, seconds);
+    assert.equal(resolveConfig({ env: REQUIRED_ENV, flags: { interval: raw } }).interval, seconds);
+  }
+});
+
+Deno.test("interval strings are parsed strictly", () => {
+  for (
+    const raw of [
+      "10s",
+      "-5",
+      "1e3",
+      "",
+      "0",
+      "1.5",
+      "+5",
+      " 30",
+      "30 ",
+      "030",
+      "0x1F",
+      "86401",
+      "5m",
+    ]
+  ) {
+    const error = invalidEnv("KTR_INTERVAL", raw);
+    assert.equal(error.key, "interval");
+    assert.ok(error.message.includes(JSON.stringify(raw)), error.message);
+    assert.match(error.message, /whole number of seconds/);
+    const fromFlag = configError(() =>
+      resolveConfig({ env: REQUIRED_ENV, flags: { interval: raw } })
+    );
+    assert.deepEqual([fromFlag.code, fromFlag.key, fromFlag.source], [
+      "CONFIG_INVALID",
+      "interval",
+      "flag",
+    ]);
+  }
+});
+
+Deno.test("interval from a file may be a YAML string or a number, and is checked the same way", () => {
+  assert.equal(resolveConfig({ env: REQUIRED_ENV, file: { interval: "30" } }).interval, 30);
+  assert.equal(resolveConfig({ env: REQUIRED_ENV, file: { interval: 30 } }).interval, 30);
+  for (const raw of [0, -1, 1.5, 86401, "1e3", "10s", true, { seconds: 30 }, ["30"]]) {
+    const error = configError(() => resolveConfig({ env: REQUIRED_ENV, file: { interval: raw } }));
+    assert.deepEqual([error.code, error.key, error.source], ["CONFIG_INVALID", "interval", "file"]);
+    assertMessageStyle(error.message);
+  }
+});
+
+Deno.test("log.level accepts debug, info, warn (or warning) and error, ignoring case", () => {
+  const levels = [
+    ["debug", "debug"],
+    ["info", "info"],
+    ["warn", "warning"],
+    ["warning", "warning"],
+    ["error", "error"],
+    ["INFO", "info"],
+    ["Warn", "warning"],
+  ] as const;
+  for (const [raw, level] of levels) {
+    assert.equal(resolveConfig({ env: withEnv({ KTR_LOG_LEVEL: raw }) }).log.level, level);
+  }
+});
+
+Deno.test("log.level refuses unknown levels instead of falling back", () => {
+  for (const raw of ["trace", "verbose", "fatal", "", "info "]) {
+    const error = invalidEnv("KTR_LOG_LEVEL", raw);
+    assert.equal(error.key, "log.level");
+    assert.match(error.message, /"debug", "info", "warn" or "error"/);
+  }
+});
+
+Deno.test("log.format is text or json", () => {
+  assert.equal(resolveConfig({ env: withEnv({ KTR_LOG_FORMAT: "json" }) }).log.format, "json");
+  assert.equal(resolveConfig({ env: withEnv({ KTR_LOG_FORMAT: "text" }) }).log.format, "text");
+  const error = invalidEnv("KTR_LOG_FORMAT", "yaml");
+  assert.equal(error.key, "log.format");
+  assert.match(error.message, /"text" or "json"/);
+});
+
+Deno.test("oidc.tokenurl must be an absolute https: URL", () => {
+  for (
+    const url of [
+      "https://auth.example.com/token",
+      "https://auth.example.com:8443/realms/x/protocol/openid-connect/token",
+    ]
+  ) {
+    assert.equal(resolveConfig({ env: withEnv({ KTR_OIDC_TOKENURL: url }) }).oidc.tokenUrl, url);
+  }
+  for (
+    const url of [
+      "auth.example.com/token",
+      "/token",
+      "token",
+      "ftp://auth.example.com/t",
+      "https//x",
+    ]
+  ) {
+    const error = invalidEnv("KTR_OIDC_TOKENURL", url);
+    assert.equal(error.key, "oidc.tokenurl");
+    assert.match(error.message, /absolute https: URL/);
+  }
+});
+
+Deno.test("oidc.tokenurl allows http: only to a loopback host", () => {
+  for (
+    const url of [
+      "http://localhost/token",
+      "http://localhost:8080/token",
+      "http://127.0.0.1:9000/token",
+      "http://127.45.6.7/token",
+      "http://[::1]:8080/token",
+    ]
+  ) {
+    assert.equal(resolveConfig({ env: withEnv({ KTR_OIDC_TOKENURL: url }) }).oidc.tokenUrl, url);
+  }
+  for (
+    const url of [
+      "http://auth.example.com/token",
+      "http://10.0.0.1/token",
+      "http://128.0.0.1/token",
+      "http://localhost.example.com/token",
+      "http://[::2]/token",
+    ]
+  ) {
+    const error = invalidEnv("KTR_OIDC_TOKENURL", url);
+    assert.equal(error.key, "oidc.tokenurl");
+    assert.match(error.message, /http: is only allowed to localhost, 127\.0\.0\.0\/8 or \[::1\]/);
+  }
+});
+
+Deno.test("oidc.tokenurl refuses credentials in the URL without printing the password", () => {
+  const error = invalidEnv("KTR_OIDC_TOKENURL", `https://client:${SECRET}@auth.example.com/token`);
+  assert.equal(error.key, "oidc.tokenurl");
+  assert.ok(!error.message.includes(SECRET), error.message);
+  assert.match(error.message, /user name or password/);
+});
+
+Deno.test("client id, client secret and the service account folder refuse surrounding whitespace", () => {
+  for (const name of ["KTR_OIDC_CLIENTID", "KTR_OIDC_CLIENTSECRET", "KTR_KUBE_SERVICEACCOUNTDIR"]) {
+    for (const value of ["x\n", " x", "\tx"]) invalidEnv(name, value);
+  }
+  const config = resolveConfig({ env: withEnv({ KTR_KUBE_SERVICEACCOUNTDIR: "/tmp/sa" }) });
+  assert.equal(config.kube.serviceAccountDir, "/tmp/sa");
+});
+
+Deno.test("resolveConfig() refuses a string key given another YAML type, naming the type", () => {
+  const error = configError(() =>
+    resolveConfig({ env: without("KTR_OIDC_CLIENTID"), file: { oidc: { clientid: 12345 } } })
+  );
+  assert.deepEqual([error.code, error.key, error.source], [
+    "CONFIG_INVALID",
+    "oidc.clientid",
+    "file",
+  ]);
+  assert.match(error.message, /got a number/);
+});
+
+Deno.test("resolveConfig() refuses a flag for a value key given without a value", () => {
+  const error = configError(() =>
+    resolveConfig({ env: REQUIRED_ENV, flags: { "secret.name": true } })
+  );
+  assert.deepEqual([error.code, error.key, error.source], [
+    "CONFIG_INVALID",
+    "secret.name",
+    "flag",
+  ]);
+  assert.match(error.message, /without one/);
+});
+
+Deno.test("resolveConfig() refuses unknown flag keys with a hint", () => {
+  const error = configError(() =>
+    resolveConfig({ env: REQUIRED_ENV, flags: { "secret.nmae": "x" } })
+  );
+  assert.deepEqual([error.code, error.key, error.source], [
+    "CONFIG_UNKNOWN_KEY",
+    "secret.nmae",
+    "flag",
+  ]);
+  assert.match(error.message, /did you mean "--secret\.name"\?/);
+});
+
+// --- the shape of the file ----------------------------------------------------------------
+
+Deno.test("resolveConfig() names an unknown nested key by its full dotted path, with a hint", () => {
+  const cases = [
+    [{ oidc: { clientId: "x" } }, "oidc.clientId", "oidc.clientid"],
+    [{ oidc: { tokenURL: "x" } }, "oidc.tokenURL", "oidc.tokenurl"],
+    [{ secret: { nmae: "x" } }, "secret.nmae", "secret.name"],
+    [{ tokenurl: "x" }, "tokenurl", "oidc.tokenurl"],
+    [{ intervall: "5" }, "intervall", "interval"],
+  ] as const;
+  for (const [file, key, suggestion] of cases) {
+    const error = configError(() =>
+      resolveConfig({ env: REQUIRED_ENV, file, filePath: "ktr.yaml" })
+    );
+    assert.deepEqual([error.code, error.key, error.source], ["CONFIG_UNKNOWN_KEY", key, "file"]);
+    assert.ok(error.message.includes(`"${key}"`), error.message);
+    assert.ok(error.message.includes(`did you mean "${suggestion}"?`), error.message);
+    assert.ok(error.message.includes("ktr.yaml"), error.message);
+    assertMessageStyle(error.message);
+  }
+});
+
+Deno.test("resolveConfig() lists the known keys when an unknown one is not close to any", () => {
+  const top = configError(() => resolveConfig({ env: REQUIRED_ENV, file: { colour: "red" } }));
+  assert.match(
+    top.message,
+    /known keys are secret, interval, log, oidc, renew, http, once, dry-run, kube/,
+  );
+  const nested = configError(() =>
+    resolveConfig({ env: REQUIRED_ENV, file: { log: { colour: "x" } } })
+  );
+  assert.equal(nested.key, "log.colour");
+  assert.match(nested.message, /known keys under log are level, format/);
+});
+
+Deno.test("resolveConfig() refuses flat dotted keys in the file and says how to nest them", () => {
+  const error = configError(() =>
+    resolveConfig({ env: REQUIRED_ENV, file: { "secret.name": "x" } })
+  );
+  assert.deepEqual([error.code, error.key, error.source], [
+    "CONFIG_UNKNOWN_KEY",
+    "secret.name",
+    "file",
+  ]);
+  assert.match(error.message, /nest it instead, as "name:" under "secret:"/);
+});
+
+Deno.test("resolveConfig() refuses a file that is not a mapping", () => {
+  for (const file of [["secret"], "secret", 42, true]) {
+    const error = configError(() => resolveConfig({ env: REQUIRED_ENV, file, filePath: "k.yaml" }));
+    assert.deepEqual([error.code, error.key, error.source], ["CONFIG_INVALID", undefined, "file"]);
+    assert.match(error.message, /expected a mapping/);
+    assertMessageStyle(error.message);
+  }
+});
+
+Deno.test("resolveConfig() takes an empty file as one without keys", () => {
+  assert.equal(resolveConfig({ env: REQUIRED_ENV, file: null }).secret.key, "token");
+});
+
+Deno.test("resolveConfig() refuses a section that is not a mapping", () => {
+  const error = configError(() => resolveConfig({ env: REQUIRED_ENV, file: { secret: "x" } }));
+  assert.deepEqual([error.code, error.key, error.source], ["CONFIG_INVALID", "secret", "file"]);
+  assert.match(error.message, /expected a mapping with the keys name, namespace, key/);
+});
+
+Deno.test("resolveConfig() refuses a mapping where a value belongs", () => {
+  const error = configError(() =>
+    resolveConfig({ env: without("KTR_SECRET_NAME"), file: { secret: { name: { first: "a" } } } })
+  );
+  assert.deepEqual([error.code, error.key, error.source], [
+    "CONFIG_INVALID",
+    "secret.name",
+    "file",
+  ]);
+  assert.match(error.message, /got a mapping/);
+});
+
+// --- secrets never printed ----------------------------------------------------------------
+
+/** A valid value for each key, and an invalid one. */
+const SAMPLES: Readonly<Record<string, readonly [valid: string, invalid: string]>> = {
+  "secret.name": ["my-token", "My_Token"],
+  "secret.namespace": ["default", "a.b"],
+  "secret.key": ["token", "a/b"],
+  "interval": ["30", "10s"],
+  "log.level": ["warn", "loud"],
+  "log.format": ["json", "xml"],
+  "oidc.tokenurl": ["https://auth.example.com/token", "http://auth.example.com/token"],
+  "oidc.clientid": ["my-client", " my-client"],
+  "oidc.clientsecret": [SECRET, ` ${SECRET}\n`],
+  "renew.percent": ["50", "0.5"],
+  "http.address": [":9090", "9090"],
+  "once": ["true", "yes"],
+  "dry-run": ["0", "no"],
+  "kube.serviceaccountdir": ["/sa", ""],
+};
+
+Deno.test("SAMPLES cover every key", () => {
+  assert.deepEqual(Object.keys(SAMPLES), KEYS.map((d) => d.key));
+});
+
+Deno.test("no error message ever contains the client secret, whichever key is invalid", () => {
+  const secrets = [SECRET, ` ${SECRET}\n`];
+  for (const definition of KEYS as readonly KeyDefinition[]) {
+    const [, invalid] = SAMPLES[definition.key];
+    const inputs: ConfigInput[] = [
+      { env: withEnv({ [envName(definition.key)]: invalid }) },
+      { env: REQUIRED_ENV, flags: { [definition.key]: invalid } },
+      {
+        env: {},
+        file: {
+          secret: { name: "a", namespace: "b" },
+          oidc: { tokenurl: "https://x/t", clientid: "c", clientsecret: SECRET },
+          [definition.key.split(".")[0]]: definition.key.includes(".")
+            ? { [definition.key.split(".")[1]]: invalid }
+            : invalid,
+        },
+      },
+      // Many problems at once, so that every message is produced with the secret around.
+      {
+        env: withEnv({ KTR_OIDC_TOKENURL: "x", KTR_INTERVAL: "x", KTR_SECRET_NAME: "X" }),
+        flags: { [definition.key]: invalid },
+      },
+    ];
+    for (const input of inputs) {
+      const error = configError(() => resolveConfig(input));
+      for (const message of allMessages(error)) {
+        for (const secret of secrets) {
+          assert.ok(!message.includes(secret.trim()), `${definition.key}: ${message}`);
+        }
+      }
+    }
+  }
+});
+
+Deno.test("an invalid client secret is described, not quoted", () => {
+  const error = invalidEnv("KTR_OIDC_CLIENTSECRET", `${SECRET}\n`);
+  assert.equal(error.key, "oidc.clientsecret");
+  assert.ok(!error.message.includes(SECRET), error.message);
+  assert.match(error.message, /^Invalid value for oidc\.clientsecret from environment variable/);
+});
+
+// --- message style ------------------------------------------------------------------------
+
+Deno.test("every invalid value gives a one-line message that quotes it and says what is allowed", () => {
+  for (const definition of KEYS as readonly KeyDefinition[]) {
+    const [, invalid] = SAMPLES[definition.key];
+    const error = configError(() =>
+      resolveConfig({ env: REQUIRED_ENV, flags: { [definition.key]: invalid } })
+    );
+    assert.equal(error.key, definition.key);
+    assert.ok(error.message.includes(definition.key), error.message);
+    assert.match(error.message, /: expected /);
+    if (!definition.secret) {
+      assert.ok(error.message.includes(JSON.stringify(invalid)), error.message);
+    }
+    assertMessageStyle(error.message);
+  }
+});
+
+// --- parseKeyValue and the boolean kind ---------------------------------------------------
+
+Deno.test("parseKeyValue() reads booleans strictly, for future flags like --once", () => {
+  const once: KeyDefinition = {
+    key: "once",
+    field: "interval",
+    kind: "boolean",
+    default: false,
+    description: "Refresh once and exit",
+    allowed: '"true", "false", "1" or "0"',
+  };
+  for (
+    const [raw, value] of [["true", true], ["1", true], [true, true], ["false", false], [
+      "0",
+      false,
+    ], [false, false]] as const
+  ) {
+    assert.deepEqual(parseKeyValue(once, raw), { ok: true, value });
+  }
+  for (const raw of ["yes", "no", "TRUE", "", "2", " true", 1]) {
+    assert.deepEqual(parseKeyValue(once, raw), { ok: false, problem: once.allowed });
+  }
+});
+
+Deno.test("parseKeyValue() reports what is wrong in terms of what is allowed", () => {
+  const interval = definitionOf("interval");
+  const result = parseKeyValue(interval, "10s");
+  assert.equal(result.ok, false);
+  if (!result.ok) assert.equal(result.problem, interval.allowed);
+});
+
+// --- warnings and hints -------------------------------------------------------------------
+
+Deno.test("envWarnings() names unknown KTR_ variables and the closest valid name", () => {
+  const warnings = envWarnings({
+    ...REQUIRED_ENV,
+    KTR_SECRETNAME: SECRET,
+    KTR_OIDC_CLIENT_ID: "x",
+    KTR_LOGLEVEL: "debug",
+    KTR_WHATEVER: "x",
+    HOME: "/root",
+    PATH: "/bin",
+  });
+  assert.deepEqual(warnings, [
+    "Ignoring unknown environment variable KTR_LOGLEVEL: did you mean KTR_LOG_LEVEL?",
+    "Ignoring unknown environment variable KTR_OIDC_CLIENT_ID: did you mean KTR_OIDC_CLIENTID?",
+    "Ignoring unknown environment variable KTR_SECRETNAME: did you mean KTR_SECRET_NAME?",
+    "Ignoring unknown environment variable KTR_WHATEVER: no configuration key reads it (run with --help to list them)",
+  ]);
+  for (const warning of warnings) assertMessageStyle(warning);
+});
+
+Deno.test("envWarnings() is quiet when every KTR_ variable is known", () => {
+  assert.deepEqual(envWarnings({ ...REQUIRED_ENV, KTR_INTERVAL: "5", OTHER: "x" }), []);
+});
+
+Deno.test("closestMatch() finds case, separator, typo and nesting mistakes", () => {
+  const keys = KEYS.map((d) => d.key);
+  assert.equal(closestMatch("oidc.clientId", keys), "oidc.clientid");
+  assert.equal(closestMatch("oidc.tokenURL", keys), "oidc.tokenurl");
+  assert.equal(closestMatch("oidc.client_secret", keys), "oidc.clientsecret");
+  assert.equal(closestMatch("secret.nmae", keys), "secret.name");
+  assert.equal(closestMatch("lgo.level", keys), "log.level");
+  assert.equal(closestMatch("clientsecret", keys), "oidc.clientsecret");
+  assert.equal(closestMatch("colour", keys), undefined);
+  assert.equal(closestMatch("x", []), undefined);
+});
+
+// --- loading the file ---------------------------------------------------------------------
+
+function fakeRead(text: string) {
+  return { readTextFile: () => Promise.resolve(text) };
+}
+
+const SPEC_EXAMPLE = `secret:
+  name: my-token
+  namespace: my-namespace
+  key: token
+interval: 500
+log:
+  level: info
+  format: text
+oidc:
+  tokenurl: https://auth.example.com/token
+  clientid: my-client
+  clientsecret: s3cr3t
+`;
+
+Deno.test("loadConfigFile() reads the contract's example file into a full config", async () => {
+  const file = await loadConfigFile("ktr.yaml", fakeRead(SPEC_EXAMPLE));
+  const config = resolveConfig({ file, filePath: "ktr.yaml", env: {} });
+  assert.deepEqual(config, {
+    secret: { name: "my-token", namespace: "my-namespace", key: "token" },
+    interval: 500,
+    log: { level: "info", format: "text" },
+    oidc: {
+      tokenUrl: "https://auth.example.com/token",
+      clientId: "my-client",
+      clientSecret: "s3cr3t",
+    },
+    renew: { percent: 67 },
+    http: { address: ":8080" },
+    once: false,
+    dryRun: false,
+    kube: { serviceAccountDir: "/var/run/secrets/kubernetes.io/serviceaccount" },
+    configFile: "ktr.yaml",
+  });
+});
+
+Deno.test("loadConfigFile() keeps scalars as written and turns YAML nulls into null", async () => {
+  const file = await loadConfigFile(
+    "ktr.yaml",
+    fakeRead(
+      "interval: 1e3\noidc:\n  clientid: 0123\n  clientsecret: \"true\"\nsecret:\n  key:\n  name: ~\n  namespace: null\nlog:\n  level: 'null'\n",
+    ),
+  );
+  assert.deepEqual(file, {
+    interval: "1e3",
+    oidc: { clientid: "0123", clientsecret: "true" },
+    secret: { key: null, name: null, namespace: null },
+    log: { level: "null" },
+  });
+});
+
+Deno.test("loadConfigFile() values are checked as strictly as environment values", async () => {
+  const file = await loadConfigFile("ktr.yaml", fakeRead("interval: 1e3\n"));
+  const error = configError(() => resolveConfig({ file, filePath: "ktr.yaml", env: REQUIRED_ENV }));
+  assert.deepEqual([error.code, error.key, error.source], ["CONFIG_INVALID", "interval", "file"]);
+  assert.match(error.message, /"1e3"/);
+  const ok = await loadConfigFile("ktr.yaml", fakeRead('interval: "30"\n'));
+  assert.equal(resolveConfig({ file: ok, env: REQUIRED_ENV }).interval, 30);
+});
+
+Deno.test("loadConfigFile() returns null for an empty or comment-only file", async () => {
+  assert.equal(await loadConfigFile("ktr.yaml", fakeRead("")), null);
+  assert.equal(await loadConfigFile("ktr.yaml", fakeRead("# nothing yet\n")), null);
+});
+
+Deno.test("loadConfigFile() reports YAML syntax errors with line and column", async () => {
+  const cases = [
+    ["secret:\n  name: 'my-token\n", 3, 1, /Missing closing 'quote/],
+    ["secret:\n\tname: x\n", 2, 1, /Tabs are not allowed/],
+    ["interval: 1\ninterval: 2\n", 2, 1, /unique/],
+    ["a: b\n---\nc: d\n", 2, 1, /more than one YAML document/],
+    ["secret:\n  name: a\n   namespace: b\n", 2, 9, /Nested mappings/],
+  ] as const;
+  for (const [text, line, column, pattern] of cases) {
+    const error = await configErrorAsync(() => loadConfigFile("ktr.yaml", fakeRead(text)));
+    assert.equal(error.code, "CONFIG_FILE_SYNTAX");
+    assert.equal(error.source, "file");
+    assert.deepEqual([error.line, error.column], [line, column], error.message);
+    assert.ok(
+      error.message.includes(`"ktr.yaml" at line ${line}, column ${column}: `),
+      error.message,
+    );
+    assert.match(error.message, pattern);
+    assertMessageStyle(error.message);
+  }
+});
+
+Deno.test("loadConfigFile() reports an alias without anchor as a syntax error", async () => {
+  const error = await configErrorAsync(() =>
+    loadConfigFile("ktr.yaml", fakeRead("oidc: *nothing\n"))
+  );
+  assert.equal(error.code, "CONFIG_FILE_SYNTAX");
+  assert.match(error.message, /Unresolved alias/);
+});
+
+Deno.test("loadConfigFile() does not echo a secret from a syntax error", async () => {
+  const text = `oidc:\n  clientsecret: "${SECRET}\\q"\n`;
+  const error = await configErrorAsync(() => loadConfigFile("ktr.yaml", fakeRead(text)));
+  assert.equal(error.code, "CONFIG_FILE_SYNTAX");
+  assert.ok(!error.message.includes(SECRET), error.message);
+});
+
+Deno.test("loadConfigFile() says why a file cannot be read", async () => {
+  const cases = [
+    [new Deno.errors.NotFound("No such file or directory (os error 2)"), /: no such file$/],
+    [new Deno.errors.PermissionDenied("Permission denied (os error 13)"), /: permission denied$/],
+    [new Deno.errors.IsADirectory("Is a directory (os error 21)"), /: it is a directory$/],
+    [new Deno.errors.NotCapable("Requires read access"), /--allow-read/],
+    [new Error("Disk on fire."), /: Disk on fire$/],
+  ] as const;
+  for (const [cause, pattern] of cases) {
+    const error = await configErrorAsync(() =>
+      loadConfigFile("/etc/ktr.yaml", { readTextFile: () => Promise.reject(cause) })
+    );
+    assert.equal(error.code, "CONFIG_FILE_UNREADABLE");
+    assert.equal(error.source, "file");
+    assert.equal(error.cause, cause);
+    assert.match(error.message, /^Cannot read config file "\/etc\/ktr\.yaml": /);
+    assert.match(error.message, pattern);
+    assertMessageStyle(error.message);
+  }
+});
+
+Deno.test("loadConfigFile() reads a real file by default", async () => {
+  const path = await Deno.makeTempFile({ suffix: ".yaml" });
+  try {
+    await Deno.writeTextFile(path, "interval: 42\n");
+    assert.deepEqual(await loadConfigFile(path), { interval: "42" });
+    const missing = await configErrorAsync(() => loadConfigFile(`${path}.missing`));
+    assert.equal(missing.code, "CONFIG_FILE_UNREADABLE");
+  } finally {
+    await Deno.remove(path);
+  }
+});
+
+Deno.test("YAML_PARSER_ENV names the variables the yaml package reads", () => {
+  assert.deepEqual(YAML_PARSER_ENV, ["LOG_TOKENS", "LOG_STREAM"]);
+});
+
+Deno.test("resolveConfig() reads the mode flags and the renewal point", () => {
+  const config = resolveConfig({
+    env: { ...REQUIRED_ENV, KTR_RENEW_PERCENT: "50", KTR_DRY_RUN: "1" },
+    flags: { once: true, "http.address": "127.0.0.1:9000" },
+  });
+  assert.equal(config.renew.percent, 50);
+  assert.equal(config.once, true);
+  assert.equal(config.dryRun, true);
+  assert.equal(config.http.address, "127.0.0.1:9000");
+});
+
+Deno.test("resolveConfig() refuses a renewal point outside 1..99 and a bad listen address", () => {
+  for (
+    const [env, key] of [
+      [{ KTR_RENEW_PERCENT: "100" }, "renew.percent"],
+      [{ KTR_RENEW_PERCENT: "0" }, "renew.percent"],
+      [{ KTR_HTTP_ADDRESS: "8080" }, "http.address"],
+      [{ KTR_HTTP_ADDRESS: ":99999" }, "http.address"],
+      [{ KTR_HTTP_ADDRESS: "" }, "http.address"],
+      [{ KTR_ONCE: "yes" }, "once"],
+    ] as const
+  ) {
+    assert.throws(
+      () => resolveConfig({ env: { ...REQUIRED_ENV, ...env } }),
+      (err: unknown) =>
+        err instanceof ConfigError && err.code === "CONFIG_INVALID" && err.key === key,
+      key,
+    );
+  }
+  for (const address of ["off", ":0", "[::1]:8080", "localhost:80"]) {
+    const config = resolveConfig({ env: { ...REQUIRED_ENV, KTR_HTTP_ADDRESS: address } });
+    assert.equal(config.http.address, address);
+  }
+});
