@@ -65,19 +65,28 @@ function ktrVariableNames(): string[] {
   return [...names];
 }
 
-/** Reads the environment the tool uses, by name, so a narrow `--allow-env` list suffices. */
+/**
+ * Reads the environment the tool uses, by name, so a narrow `--allow-env` list suffices.
+ * Variables the process may not read are listed under `deniedVariables`, so an error can say
+ * "not permitted" rather than "unset".
+ */
 function readEnvironment(): Record<string, string> {
   const env: Record<string, string> = {};
+  const denied: string[] = [];
   for (const name of [...ktrVariableNames(), ...KUBE_ENV]) {
     try {
       const value = Deno.env.get(name);
       if (value !== undefined) env[name] = value;
     } catch {
-      // Not permitted: the variable is treated as unset.
+      denied.push(name);
     }
   }
+  if (denied.length > 0) env[DENIED] = denied.join(",");
   return env;
 }
+
+/** Key under which {@linkcode readEnvironment} lists the variables it was not allowed to read. */
+const DENIED = "deniedVariables";
 
 /**
  * Runs the refresher until SIGTERM or SIGINT.
@@ -119,6 +128,17 @@ export async function main(args: string[], env: Record<string, string>): Promise
   try {
     let connection;
     try {
+      const inCluster = env.KUBERNETES_SERVICE_HOST && env.KUBERNETES_SERVICE_PORT;
+      const denied = (env[DENIED] ?? "").split(",").filter((n) =>
+        n === "KUBECONFIG" || n === "HOME"
+      );
+      if (!inCluster && denied.length > 0) {
+        throw new KubeCredentialsError(
+          `Not in a pod (KUBERNETES_SERVICE_HOST and KUBERNETES_SERVICE_PORT are unset), and this build may not read ${
+            denied.join(" or ")
+          } to find a kubeconfig: the compiled binary is the in-cluster build; outside a cluster run "deno task start"`,
+        );
+      }
       connection = await connect(env, { serviceAccountDir: config.kube.serviceAccountDir });
     } catch (err) {
       if (err instanceof KubeCredentialsError) {

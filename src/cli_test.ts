@@ -138,8 +138,8 @@ Deno.test("--help never shows a secret, not even one set in the environment", as
   const text = (result as { text: string }).text.replaceAll(/\n {20,}/g, " ");
   assert.ok(!text.includes(SECRET));
   const line = text.split("\n").find((l) => l.includes("--oidc.clientsecret"));
-  assert.ok(line?.includes("secret, never shown"), line);
-  assert.ok(!line?.includes("default:"), line);
+  assert.ok(line?.includes("secret, never shown"), String(line));
+  assert.ok(!line?.includes("default:"), String(line));
 });
 
 Deno.test("--help wins over invalid flags and does not read the config file", async () => {

@@ -57,10 +57,16 @@ export const textFormatter: TextFormatter = (record: LogRecord): string => {
   let message = "";
   for (let i = 0; i < record.message.length; i++) {
     const part = record.message[i];
-    message += i % 2 === 0 ? String(part) : renderValue(part);
+    message += i % 2 === 0 || typeof part === "string" ? String(part) : renderValue(part);
   }
+  // Values already written into the message are not repeated as fields.
+  const inMessage = new Set(
+    typeof record.rawMessage === "string"
+      ? [...record.rawMessage.matchAll(/\{(\w+)\}/g)].map((m) => m[1])
+      : [],
+  );
   const fields = Object.entries(record.properties)
-    .filter(([, v]) => v !== undefined)
+    .filter(([k, v]) => v !== undefined && !inMessage.has(k))
     .map(([k, v]) => ` ${k}=${renderValue(v)}`)
     .join("");
   const level = record.level.toUpperCase().padEnd(7);

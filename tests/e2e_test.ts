@@ -1,0 +1,178 @@
+/**
+ * End to end: main.ts as a subprocess with the compiled binary's permission set, a real OpenID
+ * provider and a real kube-apiserver, in-cluster mode with a real service account and RBAC.
+ */
+import { assert, assertEquals, assertNotIncludes } from "./assert.ts";
+import { startOidcProvider } from "./fixtures/oidc_provider.ts";
+import { spawnRefresher } from "./fixtures/refresher_process.ts";
+import {
+  createNamespace,
+  createServiceAccount,
+  type KubeStack,
+  requestServiceAccountToken,
+  stackTestIgnore,
+  startKubeStack,
+  writeServiceAccountDir,
+} from "./stack/stack.ts";
+
+const ignore = stackTestIgnore();
+
+/** Reads a Secret through kubectl, an independent client. */
+export async function readSecret(stack: KubeStack, namespace: string, name: string) {
+  const out = await stack.kubectl(["get", "secret", name, "-n", namespace, "-o", "json"]);
+  if (out.code !== 0) throw new Error(`kubectl get secret failed: ${out.stderr}`);
+  const secret = JSON.parse(out.stdout) as {
+    metadata: { labels?: Record<string, string>; annotations?: Record<string, string> };
+    type: string;
+    data: Record<string, string>;
+  };
+  const decoded: Record<string, string> = {};
+  for (const [k, v] of Object.entries(secret.data ?? {})) decoded[k] = atob(v);
+  return { ...secret, decoded };
+}
+
+/** A namespace with a service account whose Role allows exactly what the README documents. */
+export async function refresherNamespace(stack: KubeStack, secretName: string) {
+  const namespace = await createNamespace(stack, "e2e");
+  await createServiceAccount(stack, namespace, "refresher");
+  const rbac = `
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: { name: refresher, namespace: ${namespace} }
+rules:
+  - apiGroups: [""]
+    resources: ["secrets"]
+    resourceNames: ["${secretName}"]
+    verbs: ["get", "update"]
+  - apiGroups: [""]
+    resources: ["secrets"]
+    verbs: ["create"]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: { name: refresher, namespace: ${namespace} }
+roleRef: { apiGroup: rbac.authorization.k8s.io, kind: Role, name: refresher }
+subjects: [{ kind: ServiceAccount, name: refresher, namespace: ${namespace} }]
+`;
+  const applied = await stack.kubectl(["apply", "-f", "-"], { stdin: rbac });
+  if (applied.code !== 0) throw new Error(`kubectl apply failed: ${applied.stderr}`);
+  const { token } = await requestServiceAccountToken(stack, namespace, "refresher", {
+    expirationSeconds: 3600,
+  });
+  const saDir = await Deno.makeTempDir({ prefix: "ktr-sa-" });
+  await writeServiceAccountDir(saDir, { token, caPem: stack.caPem, namespace });
+  return { namespace, saDir, saToken: token };
+}
+
+/** The environment of an in-cluster run against the stack. */
+export function inClusterEnv(stack: KubeStack, saDir: string): Record<string, string> {
+  return {
+    KUBERNETES_SERVICE_HOST: stack.host,
+    KUBERNETES_SERVICE_PORT: String(stack.port),
+    KTR_KUBE_SERVICEACCOUNTDIR: saDir,
+  };
+}
+
+Deno.test({
+  name: "the refresher keeps a real provider's token in a real Secret and stops cleanly on SIGTERM",
+  ignore,
+  async fn() {
+    await using stack = await startKubeStack();
+    await using provider = await startOidcProvider({ tokenTtlSeconds: 3 });
+    const { namespace, saDir } = await refresherNamespace(stack, "api-token");
+    try {
+      const existing = `
+apiVersion: v1
+kind: Secret
+metadata:
+  name: api-token
+  namespace: ${namespace}
+  labels: { app: consumer }
+  annotations: { example.com/owner: team-a }
+type: Opaque
+stringData: { ca.crt: PEM-DATA, other: keep-me }
+`;
+      assertEquals((await stack.kubectl(["apply", "-f", "-"], { stdin: existing })).code, 0);
+
+      await using refresher = spawnRefresher({
+        env: {
+          ...inClusterEnv(stack, saDir),
+          KTR_SECRET_NAME: "api-token",
+          KTR_SECRET_NAMESPACE: namespace,
+          KTR_OIDC_TOKENURL: provider.tokenUrl,
+          KTR_OIDC_CLIENTID: provider.clientId,
+          KTR_OIDC_CLIENTSECRET: provider.clientSecret,
+          KTR_LOG_LEVEL: "debug",
+        },
+        args: ["--http.address=off"],
+      });
+      // Token lifetime 3 s: renewal every 2 s, so three writes take about 4 s.
+      await refresher.waitForOutput(/(Token refreshed[^\n]*\n[^]*){3}/, 30_000);
+      const stopAt = Date.now();
+      refresher.kill("SIGTERM");
+      const { code, output } = await refresher.exited;
+      const stopMs = Date.now() - stopAt;
+      assertEquals(code, 0, output);
+      assert(stopMs < 2000, `stopping took ${stopMs} ms`);
+
+      const writes = output.match(/Token refreshed/g)?.length ?? 0;
+      const secret = await readSecret(stack, namespace, "api-token");
+      assertEquals(secret.decoded.token, provider.issued[writes - 1]);
+      assertEquals(secret.metadata.labels?.["ktr.appuio.ch/managed"], "true");
+      assertEquals(secret.metadata.labels?.app, "consumer");
+      assertEquals(secret.metadata.annotations?.["example.com/owner"], "team-a");
+      assertEquals(secret.decoded.other, "keep-me");
+      assertEquals(secret.decoded["ca.crt"], "PEM-DATA");
+      assertEquals(secret.type, "Opaque");
+
+      for (const token of provider.issued) {
+        assertNotIncludes(output, token, "a token leaked into the output");
+      }
+      assertNotIncludes(output, provider.clientSecret, "the client secret leaked into the output");
+      assert(output.includes("Shutting down"), output);
+    } finally {
+      await Deno.remove(saDir, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name: "the refresher creates a missing Secret as Opaque with the managed label",
+  ignore,
+  async fn() {
+    await using stack = await startKubeStack();
+    await using provider = await startOidcProvider({ tokenTtlSeconds: 600 });
+    const { namespace, saDir } = await refresherNamespace(stack, "new-token");
+    try {
+      await using refresher = spawnRefresher({
+        env: {
+          ...inClusterEnv(stack, saDir),
+          KTR_OIDC_TOKENURL: provider.tokenUrl,
+          KTR_OIDC_CLIENTID: provider.clientId,
+          KTR_OIDC_CLIENTSECRET: provider.clientSecret,
+        },
+        args: [
+          "--secret.name=new-token",
+          `--secret.namespace=${namespace}`,
+          "--secret.key=access_token",
+          "--http.address=off",
+          "--log.format=json",
+        ],
+      });
+      const line = await refresher.waitForOutput(/\{[^\n]*Token refreshed[^\n]*\}/, 30_000);
+      const record = JSON.parse(line);
+      assertEquals(record.action, "created");
+      assertEquals(record.secret, "new-token");
+      assertEquals(record.level, "INFO");
+      refresher.kill("SIGTERM");
+      assertEquals((await refresher.exited).code, 0);
+      const secret = await readSecret(stack, namespace, "new-token");
+      assertEquals(secret.type, "Opaque");
+      assertEquals(secret.metadata.labels, { "ktr.appuio.ch/managed": "true" });
+      assertEquals(Object.keys(secret.decoded), ["access_token"]);
+      assertEquals(secret.decoded.access_token, provider.issued[0]);
+    } finally {
+      await Deno.remove(saDir, { recursive: true });
+    }
+  },
+});
