@@ -1,0 +1,197 @@
+/**
+ * The process as users run it (main.ts under the compiled binary's permission set), against a
+ * real OpenID provider and the in-test Kubernetes API fake over TLS: exit codes, shutdown in the
+ * middle of hanging requests, nothing written on bad configuration. Runs without the real stack.
+ */
+import { assert, assertEquals, assertMatch, assertNotIncludes } from "./assert.ts";
+import { createFakeKube, type FakeKube } from "./fixtures/fake_kube.ts";
+import { hang, startScriptedServer } from "./fixtures/fault_server.ts";
+import { startOidcProvider } from "./fixtures/oidc_provider.ts";
+import { spawnRefresher } from "./fixtures/refresher_process.ts";
+import { makeTestTls, type TestTls } from "./fixtures/tls.ts";
+
+/** Serves the fake over TLS and writes a service-account folder that trusts it. */
+async function fakeCluster(fake: FakeKube, tls: TestTls) {
+  const controller = new AbortController();
+  const server = Deno.serve({
+    hostname: "127.0.0.1",
+    port: 0,
+    cert: tls.certPem,
+    key: tls.keyPem,
+    signal: controller.signal,
+    onListen() {},
+  }, (req) => fake.handler(req));
+  const saDir = `${tls.dir}/serviceaccount`;
+  await Deno.mkdir(saDir, { recursive: true });
+  await Deno.writeTextFile(`${saDir}/token`, "sa-token-1");
+  await Deno.writeTextFile(`${saDir}/ca.crt`, tls.caPem);
+  await Deno.writeTextFile(`${saDir}/namespace`, "team-a");
+  return {
+    saDir,
+    env: {
+      KUBERNETES_SERVICE_HOST: "127.0.0.1",
+      KUBERNETES_SERVICE_PORT: String(server.addr.port),
+      KTR_KUBE_SERVICEACCOUNTDIR: saDir,
+    },
+    async [Symbol.asyncDispose]() {
+      controller.abort();
+      await server.finished;
+    },
+  };
+}
+
+const BASE_ARGS = ["--secret.name=api-token", "--secret.namespace=team-a", "--http.address=off"];
+
+Deno.test("main.ts writes the provider's token and rereads a rotated service account token", async () => {
+  const tls = await makeTestTls();
+  try {
+    const fake = createFakeKube();
+    await using cluster = await fakeCluster(fake, tls);
+    await using provider = await startOidcProvider({ tokenTtlSeconds: 3 });
+    await using refresher = spawnRefresher({
+      env: {
+        ...cluster.env,
+        KTR_OIDC_TOKENURL: provider.tokenUrl,
+        KTR_OIDC_CLIENTID: provider.clientId,
+        KTR_OIDC_CLIENTSECRET: provider.clientSecret,
+      },
+      args: [...BASE_ARGS, "--log.level=debug"],
+    });
+    await refresher.waitForOutput(/Token refreshed/);
+    await Deno.writeTextFile(`${cluster.saDir}/token`, "sa-token-2");
+    await refresher.waitForOutput(/(Token refreshed[^]*){2}/);
+    refresher.kill("SIGTERM");
+    const { code, output } = await refresher.exited;
+    assertEquals(code, 0, output);
+    const auth = fake.requests.map((r) => r.authorization);
+    assertEquals(auth[0], "Bearer sa-token-1");
+    assertEquals(auth.at(-1), "Bearer sa-token-2");
+    const stored = fake.secrets.get("team-a/api-token");
+    assert(stored?.data?.token);
+    assert(provider.issued.includes(atob(stored.data.token)));
+    for (const token of provider.issued) assertNotIncludes(output, token);
+    assertNotIncludes(output, provider.clientSecret);
+    assertNotIncludes(output, "sa-token-");
+  } finally {
+    await Deno.remove(tls.dir, { recursive: true });
+  }
+});
+
+Deno.test("main.ts exits 0 within a second on SIGTERM while the provider hangs", async () => {
+  const tls = await makeTestTls();
+  try {
+    const fake = createFakeKube();
+    await using cluster = await fakeCluster(fake, tls);
+    await using provider = await startScriptedServer((_req, _n, signal) => hang(signal));
+    await using refresher = spawnRefresher({
+      env: {
+        ...cluster.env,
+        KTR_OIDC_TOKENURL: `${provider.url}/token`,
+        KTR_OIDC_CLIENTID: "c",
+        KTR_OIDC_CLIENTSECRET: "secret-value-not-to-print",
+      },
+      args: [...BASE_ARGS, "--log.level=debug"],
+    });
+    await refresher.waitForOutput(/Refreshing token/);
+    while (provider.requests.length === 0) await new Promise((r) => setTimeout(r, 20));
+    const stopAt = Date.now();
+    refresher.kill("SIGTERM");
+    const { code, output } = await refresher.exited;
+    const stopMs = Date.now() - stopAt;
+    assertEquals(code, 0, output);
+    assert(stopMs < 1500, `stopping took ${stopMs} ms`);
+    assertEquals(fake.requests.length, 0);
+    assertNotIncludes(output, "secret-value-not-to-print");
+  } finally {
+    await Deno.remove(tls.dir, { recursive: true });
+  }
+});
+
+Deno.test("main.ts exits 0 within a second on SIGINT while the API server hangs", async () => {
+  const tls = await makeTestTls();
+  try {
+    const fake = createFakeKube();
+    const release = new AbortController();
+    fake.intercept = () => hang(release.signal);
+    await using cluster = await fakeCluster(fake, tls);
+    await using provider = await startOidcProvider({ tokenTtlSeconds: 60 });
+    await using refresher = spawnRefresher({
+      env: {
+        ...cluster.env,
+        KTR_OIDC_TOKENURL: provider.tokenUrl,
+        KTR_OIDC_CLIENTID: provider.clientId,
+        KTR_OIDC_CLIENTSECRET: provider.clientSecret,
+      },
+      args: BASE_ARGS,
+    });
+    while (fake.requests.length === 0) await new Promise((r) => setTimeout(r, 20));
+    const stopAt = Date.now();
+    refresher.kill("SIGINT");
+    const { code, output } = await refresher.exited;
+    const stopMs = Date.now() - stopAt;
+    release.abort();
+    assertEquals(code, 0, output);
+    assert(stopMs < 1500, `stopping took ${stopMs} ms`);
+    assertEquals(fake.secrets.size, 0);
+  } finally {
+    await Deno.remove(tls.dir, { recursive: true });
+  }
+});
+
+Deno.test("main.ts exits 2 on bad configuration before contacting anything", async () => {
+  const tls = await makeTestTls();
+  try {
+    const fake = createFakeKube();
+    await using cluster = await fakeCluster(fake, tls);
+    await using provider = await startScriptedServer(() => Response.json({}));
+    await using refresher = spawnRefresher({
+      env: {
+        ...cluster.env,
+        KTR_OIDC_TOKENURL: `${provider.url}/token`,
+        KTR_OIDC_CLIENTID: "c",
+        KTR_OIDC_CLIENTSECRET: "secret-value-not-to-print",
+        KTR_INTERVAL: "10s",
+      },
+      args: BASE_ARGS,
+    });
+    const { code, output } = await refresher.exited;
+    assertEquals(code, 2, output);
+    assertMatch(output, /Invalid value "10s" for interval from environment variable KTR_INTERVAL/);
+    assertEquals(fake.requests.length, 0);
+    assertEquals(provider.requests.length, 0);
+    assertNotIncludes(output, "secret-value-not-to-print");
+  } finally {
+    await Deno.remove(tls.dir, { recursive: true });
+  }
+});
+
+Deno.test("main.ts exits 3 when the service account folder is missing", async () => {
+  await using refresher = spawnRefresher({
+    env: {
+      KUBERNETES_SERVICE_HOST: "127.0.0.1",
+      KUBERNETES_SERVICE_PORT: "1",
+      KTR_KUBE_SERVICEACCOUNTDIR: "/nonexistent/serviceaccount",
+      KTR_OIDC_TOKENURL: "http://127.0.0.1:1/token",
+      KTR_OIDC_CLIENTID: "c",
+      KTR_OIDC_CLIENTSECRET: "secret-value-not-to-print",
+    },
+    args: BASE_ARGS,
+  });
+  const { code, output } = await refresher.exited;
+  assertEquals(code, 3, output);
+  assertMatch(
+    output,
+    /Service account CA file "\/nonexistent\/serviceaccount\/ca.crt" could not be read/,
+  );
+});
+
+Deno.test("main.ts --help names every variable and never a secret from the environment", async () => {
+  await using refresher = spawnRefresher({
+    env: { KTR_OIDC_CLIENTSECRET: "secret-value-not-to-print" },
+    args: ["--help"],
+  });
+  const { code, output } = await refresher.exited;
+  assertEquals(code, 0);
+  assertMatch(output, /KTR_OIDC_CLIENTSECRET/);
+  assertNotIncludes(output, "secret-value-not-to-print");
+});
