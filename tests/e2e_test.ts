@@ -5,73 +5,10 @@
 import { assert, assertEquals, assertNotIncludes } from "./assert.ts";
 import { startOidcProvider } from "./fixtures/oidc_provider.ts";
 import { spawnRefresher } from "./fixtures/refresher_process.ts";
-import {
-  createNamespace,
-  createServiceAccount,
-  type KubeStack,
-  requestServiceAccountToken,
-  stackTestIgnore,
-  startKubeStack,
-  writeServiceAccountDir,
-} from "./stack/stack.ts";
+import { stackTestIgnore, startKubeStack } from "./stack/stack.ts";
+import { inClusterEnv, readSecret, refresherNamespace } from "./fixtures/real_cluster.ts";
 
 const ignore = stackTestIgnore();
-
-/** Reads a Secret through kubectl, an independent client. */
-export async function readSecret(stack: KubeStack, namespace: string, name: string) {
-  const out = await stack.kubectl(["get", "secret", name, "-n", namespace, "-o", "json"]);
-  if (out.code !== 0) throw new Error(`kubectl get secret failed: ${out.stderr}`);
-  const secret = JSON.parse(out.stdout) as {
-    metadata: { labels?: Record<string, string>; annotations?: Record<string, string> };
-    type: string;
-    data: Record<string, string>;
-  };
-  const decoded: Record<string, string> = {};
-  for (const [k, v] of Object.entries(secret.data ?? {})) decoded[k] = atob(v);
-  return { ...secret, decoded };
-}
-
-/** A namespace with a service account whose Role allows exactly what the README documents. */
-export async function refresherNamespace(stack: KubeStack, secretName: string) {
-  const namespace = await createNamespace(stack, "e2e");
-  await createServiceAccount(stack, namespace, "refresher");
-  const rbac = `
-apiVersion: rbac.authorization.k8s.io/v1
-kind: Role
-metadata: { name: refresher, namespace: ${namespace} }
-rules:
-  - apiGroups: [""]
-    resources: ["secrets"]
-    resourceNames: ["${secretName}"]
-    verbs: ["get", "update"]
-  - apiGroups: [""]
-    resources: ["secrets"]
-    verbs: ["create"]
----
-apiVersion: rbac.authorization.k8s.io/v1
-kind: RoleBinding
-metadata: { name: refresher, namespace: ${namespace} }
-roleRef: { apiGroup: rbac.authorization.k8s.io, kind: Role, name: refresher }
-subjects: [{ kind: ServiceAccount, name: refresher, namespace: ${namespace} }]
-`;
-  const applied = await stack.kubectl(["apply", "-f", "-"], { stdin: rbac });
-  if (applied.code !== 0) throw new Error(`kubectl apply failed: ${applied.stderr}`);
-  const { token } = await requestServiceAccountToken(stack, namespace, "refresher", {
-    expirationSeconds: 3600,
-  });
-  const saDir = await Deno.makeTempDir({ prefix: "ktr-sa-" });
-  await writeServiceAccountDir(saDir, { token, caPem: stack.caPem, namespace });
-  return { namespace, saDir, saToken: token };
-}
-
-/** The environment of an in-cluster run against the stack. */
-export function inClusterEnv(stack: KubeStack, saDir: string): Record<string, string> {
-  return {
-    KUBERNETES_SERVICE_HOST: stack.host,
-    KUBERNETES_SERVICE_PORT: String(stack.port),
-    KTR_KUBE_SERVICEACCOUNTDIR: saDir,
-  };
-}
 
 Deno.test({
   name: "the refresher keeps a real provider's token in a real Secret and stops cleanly on SIGTERM",
