@@ -1,0 +1,338 @@
+/**
+ * Integration tests against the real kube-apiserver of tests/stack and a real OpenID provider,
+ * with the refresher as a subprocess, as users run it: least-privilege RBAC and its errors,
+ * service account token rotation, a concurrent writer, kubeconfig users, and validation compared
+ * with what the real server refuses.
+ */
+import { assert, assertEquals, assertMatch, assertNotIncludes } from "./assert.ts";
+import { startOidcProvider } from "./fixtures/oidc_provider.ts";
+import { type RefresherProcess, spawnRefresher } from "./fixtures/refresher_process.ts";
+import {
+  applyRole,
+  bindRole,
+  DOCUMENTED_VERBS,
+  inClusterEnv,
+  readSecret,
+  refresherNamespace,
+} from "./fixtures/real_cluster.ts";
+import {
+  createNamespace,
+  type KubeStack,
+  requestServiceAccountToken,
+  stackTestIgnore,
+  startKubeStack,
+} from "./stack/stack.ts";
+
+const ignore = stackTestIgnore();
+
+/** Counts the refreshes a process has logged so far. */
+function refreshes(process: RefresherProcess): number {
+  return process.output().match(/Token refreshed/g)?.length ?? 0;
+}
+
+/** Waits until the process has logged `count` refreshes. */
+async function waitForRefreshes(process: RefresherProcess, count: number, timeoutMs = 30_000) {
+  await process.waitForOutput(new RegExp(`(Token refreshed[^]*){${count}}`), timeoutMs);
+}
+
+async function stop(process: RefresherProcess): Promise<string> {
+  process.kill("SIGTERM");
+  const { code, output } = await process.exited;
+  assertEquals(code, 0, output);
+  return output;
+}
+
+function providerEnv(provider: { tokenUrl: string; clientId: string; clientSecret: string }) {
+  return {
+    KTR_OIDC_TOKENURL: provider.tokenUrl,
+    KTR_OIDC_CLIENTID: provider.clientId,
+    KTR_OIDC_CLIENTSECRET: provider.clientSecret,
+  };
+}
+
+async function withStack(fn: (stack: KubeStack) => Promise<void>) {
+  await using stack = await startKubeStack();
+  await fn(stack);
+}
+
+Deno.test({
+  name:
+    "integration: without create the error names the verb, and granting it fixes the loop without a restart",
+  ignore,
+  fn: () =>
+    withStack(async (stack) => {
+      await using provider = await startOidcProvider({ tokenTtlSeconds: 600 });
+      const { namespace, saDir } = await refresherNamespace(stack, "api-token", {
+        verbs: { named: ["get", "update"], unnamed: [] },
+      });
+      try {
+        await using refresher = spawnRefresher({
+          env: { ...inClusterEnv(stack, saDir), ...providerEnv(provider) },
+          args: [
+            `--secret.namespace=${namespace}`,
+            "--secret.name=api-token",
+            "--http.address=off",
+          ],
+        });
+        await refresher.waitForOutput(/Refresh failed[^\n]*lacks the \\?"create\\?" verb/);
+        // A second failure after a backoff step: the process stays up and keeps trying.
+        await refresher.waitForOutput(/(Refresh failed[^]*){2}/);
+        assertEquals(refreshes(refresher), 0);
+        await applyRole(stack, namespace, "api-token", DOCUMENTED_VERBS);
+        await waitForRefreshes(refresher, 1);
+        const output = await stop(refresher);
+        assertNotIncludes(output, "    at ", "a stack trace in the output");
+        const secret = await readSecret(stack, namespace, "api-token");
+        assertEquals(secret.decoded.token, provider.issued.at(-1));
+      } finally {
+        await Deno.remove(saDir, { recursive: true });
+      }
+    }),
+});
+
+Deno.test({
+  name:
+    "integration: a Role bound in the wrong namespace gives a 403 explanation, fixed without a restart",
+  ignore,
+  fn: () =>
+    withStack(async (stack) => {
+      await using provider = await startOidcProvider({ tokenTtlSeconds: 600 });
+      const { namespace, saDir } = await refresherNamespace(stack, "api-token", {
+        bindRole: false,
+      });
+      try {
+        const elsewhere = await createNamespace(stack, "elsewhere");
+        await applyRole(stack, elsewhere, "api-token", DOCUMENTED_VERBS);
+        await bindRole(stack, elsewhere, namespace);
+        await using refresher = spawnRefresher({
+          env: { ...inClusterEnv(stack, saDir), ...providerEnv(provider) },
+          args: [
+            `--secret.namespace=${namespace}`,
+            "--secret.name=api-token",
+            "--http.address=off",
+          ],
+        });
+        const failure = await refresher.waitForOutput(/Refresh failed[^\n]*/);
+        assertMatch(failure, /HTTP 403/);
+        assertMatch(failure, /lacks the \\?"get\\?" verb on secret \\?"api-token\\?" in namespace/);
+        await applyRole(stack, namespace, "api-token", DOCUMENTED_VERBS);
+        await bindRole(stack, namespace, namespace);
+        await waitForRefreshes(refresher, 1);
+        const output = await stop(refresher);
+        assertNotIncludes(output, "    at ", "a stack trace in the output");
+      } finally {
+        await Deno.remove(saDir, { recursive: true });
+      }
+    }),
+});
+
+Deno.test({
+  name: "integration: a rotated service account token is picked up without a restart",
+  ignore,
+  fn: () =>
+    withStack(async (stack) => {
+      await using provider = await startOidcProvider({ tokenTtlSeconds: 3 });
+      const { namespace, saDir } = await refresherNamespace(stack, "api-token");
+      try {
+        // Token A is bound to an object; deleting that object revokes A.
+        const anchor = await stack.kubectl([
+          "create",
+          "secret",
+          "generic",
+          "anchor-a",
+          "-n",
+          namespace,
+          "--from-literal=x=y",
+        ]);
+        assertEquals(anchor.code, 0, anchor.stderr);
+        const tokenA = await requestServiceAccountToken(stack, namespace, "refresher", {
+          boundSecretName: "anchor-a",
+          expirationSeconds: 3600,
+        });
+        await Deno.writeTextFile(`${saDir}/token`, tokenA.token);
+        await using refresher = spawnRefresher({
+          env: { ...inClusterEnv(stack, saDir), ...providerEnv(provider) },
+          args: [
+            `--secret.namespace=${namespace}`,
+            "--secret.name=api-token",
+            "--http.address=off",
+          ],
+        });
+        await waitForRefreshes(refresher, 1);
+
+        const tokenB = await requestServiceAccountToken(stack, namespace, "refresher", {
+          expirationSeconds: 3600,
+        });
+        await Deno.writeTextFile(`${saDir}/token`, tokenB.token);
+        assertEquals(
+          (await stack.kubectl(["delete", "secret", "anchor-a", "-n", namespace])).code,
+          0,
+        );
+        // Token A is now rejected by the server (once its token cache, about 10 s, forgets it).
+        const deadline = Date.now() + 60_000;
+        while (true) {
+          const withA = await stack.request(
+            `/api/v1/namespaces/${namespace}/secrets/api-token`,
+            {},
+            tokenA.token,
+          );
+          await withA.body?.cancel();
+          if (withA.status === 401) break;
+          assert(Date.now() < deadline, `token A still accepted (HTTP ${withA.status})`);
+          await new Promise((r) => setTimeout(r, 500));
+        }
+
+        const before = refreshes(refresher);
+        await waitForRefreshes(refresher, before + 2);
+        const output = await stop(refresher);
+        assertNotIncludes(output, "Refresh failed");
+        assertNotIncludes(output, tokenA.token);
+        assertNotIncludes(output, tokenB.token);
+        const secret = await readSecret(stack, namespace, "api-token");
+        assertEquals(secret.decoded.token, provider.issued[refreshes(refresher) - 1]);
+      } finally {
+        await Deno.remove(saDir, { recursive: true });
+      }
+    }),
+});
+
+Deno.test({
+  name:
+    "integration: another writer's keys survive, also when its write lands between our read and our update",
+  ignore,
+  fn: () =>
+    withStack(async (stack) => {
+      await using provider = await startOidcProvider({ tokenTtlSeconds: 3 });
+      const { namespace, saDir } = await refresherNamespace(stack, "api-token");
+      try {
+        await using refresher = spawnRefresher({
+          env: { ...inClusterEnv(stack, saDir), ...providerEnv(provider) },
+          args: [
+            `--secret.namespace=${namespace}`,
+            "--secret.name=api-token",
+            "--http.address=off",
+          ],
+        });
+        await waitForRefreshes(refresher, 1);
+        // The refresher holds the Secret as it last wrote it. Each write by the other client
+        // makes that copy stale, so the refresher's next update meets a 409 Conflict and must
+        // read again: the other client's write has landed in the middle of its refresh.
+        for (let i = 1; i <= 3; i++) {
+          const patch = JSON.stringify({ stringData: { [`other-${i}`]: `value-${i}` } });
+          const patched = await stack.kubectl([
+            "patch",
+            "secret",
+            "api-token",
+            "-n",
+            namespace,
+            "--type=merge",
+            "-p",
+            patch,
+          ]);
+          assertEquals(patched.code, 0, patched.stderr);
+          const before = refreshes(refresher);
+          await waitForRefreshes(refresher, before + 1);
+        }
+        const output = await stop(refresher);
+        assertNotIncludes(output, "Refresh failed");
+        const secret = await readSecret(stack, namespace, "api-token");
+        assertEquals(secret.decoded["other-1"], "value-1");
+        assertEquals(secret.decoded["other-2"], "value-2");
+        assertEquals(secret.decoded["other-3"], "value-3");
+        assertEquals(secret.decoded.token, provider.issued[refreshes(refresher) - 1]);
+      } finally {
+        await Deno.remove(saDir, { recursive: true });
+      }
+    }),
+});
+
+Deno.test({
+  name: "integration: outside a cluster, kubeconfig token and client-certificate users work",
+  ignore,
+  fn: () =>
+    withStack(async (stack) => {
+      await using provider = await startOidcProvider({ tokenTtlSeconds: 600 });
+      const namespace = await createNamespace(stack, "kubeconfig");
+      for (
+        const [name, kubeconfig] of [
+          ["token-user", stack.kubeconfigPath],
+          ["cert-user", stack.clientCertKubeconfigPath],
+        ]
+      ) {
+        const home = await Deno.makeTempDir({ prefix: "ktr-home-" });
+        try {
+          await using refresher = spawnRefresher({
+            permissionSet: "local",
+            env: { KUBECONFIG: kubeconfig, HOME: home, ...providerEnv(provider) },
+            args: [
+              `--secret.namespace=${namespace}`,
+              `--secret.name=${name}`,
+              "--http.address=off",
+            ],
+          });
+          await waitForRefreshes(refresher, 1);
+          const output = await stop(refresher);
+          assertMatch(output, /kubeconfig/);
+          const secret = await readSecret(stack, namespace, name);
+          assertEquals(secret.decoded.token, provider.issued.at(-1));
+          assertNotIncludes(output, stack.adminToken);
+          assertNotIncludes(output, provider.clientSecret);
+        } finally {
+          await Deno.remove(home, { recursive: true });
+        }
+      }
+    }),
+});
+
+Deno.test({
+  name:
+    "integration: names and keys the API would refuse are refused by the tool before any request",
+  ignore,
+  fn: () =>
+    withStack(async (stack) => {
+      await using provider = await startOidcProvider({ tokenTtlSeconds: 600 });
+      const { namespace, saDir } = await refresherNamespace(stack, "api-token");
+      try {
+        for (
+          const [flag, value, secret] of [
+            ["--secret.name", "Bad_Name", { name: "Bad_Name", data: { token: "eA==" } }],
+            ["--secret.key", "a/b", { name: "ok-name", data: { "a/b": "eA==" } }],
+          ] as const
+        ) {
+          // What the real server says about it (straight to the API: kubectl checks keys itself).
+          const response = await stack.request(`/api/v1/namespaces/${namespace}/secrets`, {
+            method: "POST",
+            headers: { "content-type": "application/json" },
+            body: JSON.stringify({
+              apiVersion: "v1",
+              kind: "Secret",
+              metadata: { name: secret.name },
+              data: secret.data,
+            }),
+          });
+          const status = await response.json();
+          assertEquals([response.status, status.reason], [422, "Invalid"], JSON.stringify(status));
+
+          // What the tool says, before sending anything.
+          const requestsBefore = provider.requests;
+          await using refresher = spawnRefresher({
+            env: { ...inClusterEnv(stack, saDir), ...providerEnv(provider) },
+            args: [
+              `--secret.namespace=${namespace}`,
+              "--secret.name=api-token",
+              `${flag}=${value}`,
+              "--http.address=off",
+            ],
+          });
+          const { code, output } = await refresher.exited;
+          assertEquals(code, 2, output);
+          assertMatch(output, new RegExp(`Invalid value "${value}" for ${flag.slice(2)}`));
+          assertEquals(provider.requests, requestsBefore);
+        }
+        const list = await stack.kubectl(["get", "secrets", "-n", namespace, "-o", "name"]);
+        assertEquals(list.stdout.trim(), "");
+      } finally {
+        await Deno.remove(saDir, { recursive: true });
+      }
+    }),
+});
