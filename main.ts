@@ -14,15 +14,30 @@ import { tokenSourceFromConfig } from "./src/oidc.ts";
 import { KubeClient } from "./src/kube/client.ts";
 import { connect, KubeCredentialsError } from "./src/kube/connect.ts";
 import { SecretWriter } from "./src/kube/secret.ts";
-import { runRefreshLoop } from "./src/refresh.ts";
+import { refreshOnce, runRefreshLoop } from "./src/refresh.ts";
+import { VERSION } from "./src/cli.ts";
+import { dryRun, formatDryRunReport } from "./src/dry_run.ts";
+import {
+  createHealthHandler,
+  type HealthServer,
+  HealthServerError,
+  startHealthServer,
+} from "./src/server.ts";
+import { RefreshStatus } from "./src/status.ts";
 
 /** Exit codes of the process. */
 export const ExitCode = {
-  /** Stopped by SIGTERM or SIGINT, or `--help` / `--version`. */
+  /**
+   * Stopped by SIGTERM or SIGINT, or `--help` / `--version`; `--once`: the refresh succeeded;
+   * `--dry-run`: a run would succeed.
+   */
   OK: 0,
-  /** A fatal runtime error. */
+  /** A fatal runtime error; `--once`: the refresh failed; `--dry-run`: a run would fail. */
   RUNTIME: 1,
-  /** The configuration is invalid; nothing was sent anywhere. */
+  /**
+   * The configuration is invalid, or `http.address` cannot be listened on; nothing was sent
+   * anywhere.
+   */
   CONFIG: 2,
   /** Kubernetes credentials could not be found or read at start-up. */
   CREDENTIALS: 3,
@@ -125,7 +140,30 @@ export async function main(args: string[], env: Record<string, string>): Promise
   };
   Deno.addSignalListener("SIGTERM", onSignal);
   Deno.addSignalListener("SIGINT", onSignal);
+  // --once and --dry-run end on their own; only the long-running refresher serves probes.
+  const serve = !config.once && !config.dryRun && config.http.address !== "off";
+  const status = new RefreshStatus({ version: VERSION });
+  const stopServer = new AbortController();
+  let server: HealthServer | undefined;
   try {
+    if (serve) {
+      try {
+        server = startHealthServer({
+          address: config.http.address,
+          handler: createHealthHandler(status),
+          signal: stopServer.signal,
+        });
+      } catch (err) {
+        if (err instanceof HealthServerError) {
+          log.error("{error}", { error: err.message });
+          return ExitCode.CONFIG;
+        }
+        throw err;
+      }
+      const { hostname, port } = server.addr;
+      const host = hostname.includes(":") ? `[${hostname}]` : hostname;
+      log.info("Serving /healthz, /readyz and /metrics", { address: `http://${host}:${port}` });
+    }
     let connection;
     try {
       const inCluster = env.KUBERNETES_SERVICE_HOST && env.KUBERNETES_SERVICE_PORT;
@@ -149,19 +187,40 @@ export async function main(args: string[], env: Record<string, string>): Promise
     }
     try {
       const target = config.secret;
-      log.info("Starting", {
+      const source = tokenSourceFromConfig(config.oidc);
+      const client = new KubeClient(connection);
+      const schedule = {
+        intervalMs: config.interval * 1000,
+        renewFraction: config.renew.percent / 100,
+      };
+      log.info(config.dryRun ? "Starting dry run" : config.once ? "Refreshing once" : "Starting", {
         secret: target.name,
         namespace: target.namespace,
         key: target.key,
         tokenUrl: config.oidc.tokenUrl,
         kubernetes: connection.description,
       });
+      if (config.dryRun) {
+        const report = await dryRun({
+          source,
+          client,
+          target,
+          server: connection.server.origin,
+          schedule,
+          signal: shutdown.signal,
+        });
+        writeStdout(formatDryRunReport(report));
+        return report.problems.length === 0 ? ExitCode.OK : ExitCode.RUNTIME;
+      }
+      const writer = new SecretWriter(client, target);
+      if (config.once) return await refreshOneTime(source, writer, target, shutdown.signal);
       await runRefreshLoop({
-        source: tokenSourceFromConfig(config.oidc),
-        writer: new SecretWriter(new KubeClient(connection), target),
+        source,
+        writer,
         target,
-        schedule: { intervalMs: config.interval * 1000, renewFraction: config.renew.percent / 100 },
+        schedule,
         signal: shutdown.signal,
+        observer: status,
       });
     } finally {
       connection.close();
@@ -171,8 +230,40 @@ export async function main(args: string[], env: Record<string, string>): Promise
     log.fatal("Fatal error: {error}", { error: err instanceof Error ? err.message : String(err) });
     return ExitCode.RUNTIME;
   } finally {
+    stopServer.abort();
+    await server?.finished;
     Deno.removeSignalListener("SIGTERM", onSignal);
     Deno.removeSignalListener("SIGINT", onSignal);
+  }
+}
+
+/** `--once`: one refresh, no retry (a CronJob or init container retries in its own way). */
+async function refreshOneTime(
+  source: Parameters<typeof refreshOnce>[0],
+  writer: SecretWriter,
+  target: { name: string; namespace: string; key: string },
+  signal: AbortSignal,
+): Promise<number> {
+  const log = getLogger([LOG_CATEGORY]);
+  try {
+    const { token, write } = await refreshOnce(source, writer, signal);
+    log.info("Token refreshed", {
+      secret: target.name,
+      namespace: target.namespace,
+      key: target.key,
+      action: write.action,
+      expiresAt: token.expiresAt === undefined
+        ? "unknown"
+        : new Date(token.expiresAt).toISOString(),
+    });
+    return ExitCode.OK;
+  } catch (err) {
+    log.error("Refresh failed: {error}", {
+      error: err instanceof Error ? err.message : String(err),
+      secret: target.name,
+      namespace: target.namespace,
+    });
+    return ExitCode.RUNTIME;
   }
 }
 

@@ -1,5 +1,6 @@
 /**
- * A small Kubernetes REST client over `fetch`, for the few Secret calls the tool makes.
+ * A small Kubernetes REST client over `fetch`, for the few calls the tool makes: Secrets, and
+ * access reviews for `--dry-run`.
  *
  * @module
  */
@@ -92,6 +93,32 @@ export interface SecretObject {
   [field: string]: unknown;
 }
 
+/** What an access review asks about: one verb on one kind of resource in a namespace. */
+export interface ResourceAttributes {
+  /** Namespace of the resource. */
+  namespace: string;
+  /** The API verb: `get`, `update`, `create`, ... */
+  verb: string;
+  /** The resource, plural and lowercase: `secrets`. */
+  resource: string;
+  /** API group; `""` (the default) is the core group. */
+  group?: string;
+  /** One object by name; without it the question is about every object of the resource. */
+  name?: string;
+}
+
+/** The answer of an access review. */
+export interface AccessReviewStatus {
+  /** Whether the action is allowed. */
+  allowed: boolean;
+  /** Whether an authorizer denied it explicitly (rather than none allowing it). */
+  denied?: boolean;
+  /** Why, as the authorizer put it (RBAC names the binding that allows). */
+  reason?: string;
+  /** Set when an authorizer failed to evaluate; `allowed` may then be wrong. */
+  evaluationError?: string;
+}
+
 /** Options of {@linkcode KubeClient}. */
 export interface KubeClientOptions {
   /** Per-request timeout in milliseconds. Default 10 000. */
@@ -123,7 +150,7 @@ async function readText(response: Response, limit: number): Promise<string> {
 }
 
 /**
- * Calls the Kubernetes API for Secrets.
+ * Calls the Kubernetes API for Secrets and access reviews.
  *
  * @example
  * ```ts ignore
@@ -167,7 +194,10 @@ export class KubeClient {
     signal?: AbortSignal,
   ): Promise<SecretObject | null> {
     try {
-      return await this.#request("get", "GET", secretPath(namespace, name), undefined, signal);
+      return await this.#request("get", "GET", secretPath(namespace, name), undefined, signal, {
+        check: isSecret,
+        what: "a Secret",
+      });
     } catch (err) {
       if (err instanceof KubeApiError && err.status === 404) return null;
       throw err;
@@ -188,7 +218,10 @@ export class KubeClient {
     secret: SecretObject,
     signal?: AbortSignal,
   ): Promise<SecretObject> {
-    return this.#request("create", "POST", secretPath(namespace), secret, signal);
+    return this.#request("create", "POST", secretPath(namespace), secret, signal, {
+      check: isSecret,
+      what: "a Secret",
+    });
   }
 
   /**
@@ -211,16 +244,62 @@ export class KubeClient {
       secretPath(namespace, secret.metadata.name),
       secret,
       signal,
+      { check: isSecret, what: "a Secret" },
     );
   }
 
-  async #request(
+  /**
+   * Asks the API server whether the identity in use may do something
+   * (`SelfSubjectAccessReview`, which every authenticated identity may create). Nothing is
+   * changed: the review is answered and not stored.
+   *
+   * @param attributes The verb, resource and namespace (and optionally the object name).
+   * @param signal Aborts the request.
+   * @returns The review's status: `allowed`, and a `reason` when the authorizer gave one.
+   * @throws {KubeApiError} When the review cannot be made.
+   *
+   * @example
+   * ```ts ignore
+   * import { KubeClient } from "./client.ts";
+   * const client = new KubeClient(connection);
+   * const { allowed } = await client.reviewAccess({
+   *   namespace: "my-namespace", verb: "update", resource: "secrets", name: "my-token",
+   * });
+   * ```
+   */
+  async reviewAccess(
+    attributes: ResourceAttributes,
+    signal?: AbortSignal,
+  ): Promise<AccessReviewStatus> {
+    const review = await this.#request(
+      "create",
+      "POST",
+      "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
+      {
+        apiVersion: "authorization.k8s.io/v1",
+        kind: "SelfSubjectAccessReview",
+        spec: { resourceAttributes: { group: "", ...attributes } },
+      },
+      signal,
+      { check: isAccessReview, what: "a SelfSubjectAccessReview" },
+    );
+    const { allowed, denied, reason, evaluationError } = review.status;
+    return {
+      allowed: allowed === true,
+      ...(typeof denied === "boolean" ? { denied } : {}),
+      ...(typeof reason === "string" && reason !== "" ? { reason } : {}),
+      ...(typeof evaluationError === "string" && evaluationError !== "" ? { evaluationError } : {}),
+    };
+  }
+
+  async #request<T>(
     verb: string,
     method: string,
     path: string,
     body: unknown,
     signal: AbortSignal | undefined,
-  ): Promise<SecretObject> {
+    expect: { check: (value: unknown) => value is T; what: string },
+  ): Promise<T> {
     let headers: Record<string, string>;
     try {
       headers = await this.#connection.authorize();
@@ -283,9 +362,9 @@ export class KubeClient {
         { code: "KUBE_HTTP", status: response.status, reason: status?.reason, verb },
       );
     }
-    if (!isSecret(parsed)) {
+    if (!expect.check(parsed)) {
       throw new KubeApiError(
-        `Kubernetes API answered ${verb} ${path} with something that is not a Secret`,
+        `Kubernetes API answered ${verb} ${path} with something that is not ${expect.what}`,
         { code: "KUBE_HTTP", status: response.status, verb },
       );
     }
@@ -300,6 +379,12 @@ function secretPath(namespace: string, name?: string): string {
 
 function isStatus(value: unknown): value is KubeStatus {
   return typeof value === "object" && value !== null && (value as KubeStatus).kind === "Status";
+}
+
+function isAccessReview(value: unknown): value is { status: Record<string, unknown> } {
+  if (typeof value !== "object" || value === null) return false;
+  const status = (value as { status?: unknown }).status;
+  return typeof status === "object" && status !== null;
 }
 
 function isSecret(value: unknown): value is SecretObject {

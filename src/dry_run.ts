@@ -1,0 +1,252 @@
+/**
+ * `--dry-run`: everything a refresh would do short of writing. Obtains a token, reaches the API
+ * server, reviews the permissions on the Secret, reads whether it exists, and says what a run
+ * would do. Sends no write to the API server; the token is never shown, only its length.
+ *
+ * @module
+ */
+import { reviewSecretAccess, roleRuleFor, type SecretPermission } from "./kube/access.ts";
+import type { KubeClient } from "./kube/client.ts";
+import { MANAGED_LABEL, type SecretTarget } from "./kube/secret.ts";
+import type { TokenSource } from "./oidc.ts";
+import { planAfterSuccess, type ScheduleOptions } from "./schedule.ts";
+
+/** Options of {@linkcode dryRun}. */
+export interface DryRunOptions {
+  /** The token source. */
+  source: TokenSource;
+  /** The Kubernetes client. */
+  client: KubeClient;
+  /** The Secret a run would write. */
+  target: SecretTarget;
+  /** The API server's URL, for the report. */
+  server: string;
+  /** The schedule a run would follow, to say when it would refresh next. */
+  schedule: ScheduleOptions;
+  /** Aborts the checks (shutdown). */
+  signal?: AbortSignal;
+  /** The clock, ms since the epoch. Default `Date.now`. */
+  now?: () => number;
+}
+
+/** What the token request gave. */
+export type TokenCheck =
+  | {
+    readonly ok: true;
+    /** Length of the token in characters; the token itself is never kept. */
+    readonly length: number;
+    /** Absolute expiry (ms since the epoch), if known. */
+    readonly expiresAt?: number;
+    /** Where the lifetime came from. */
+    readonly lifetimeSource: "expires_in" | "jwt" | "unknown";
+    /** When a run would refresh next (ms since the epoch). */
+    readonly nextRefreshAt: number;
+  }
+  | { readonly ok: false; readonly error: string };
+
+/** What the dry run found. */
+export interface DryRunReport {
+  /** The token request. */
+  readonly token: TokenCheck;
+  /** The API server's URL. */
+  readonly server: string;
+  /** Where the Kubernetes credentials come from. */
+  readonly credentials: string;
+  /** The reviewed permissions, or why they could not be reviewed. */
+  readonly permissions: readonly SecretPermission[] | { readonly error: string };
+  /** Whether the Secret exists; `unknown` when it could not be read. */
+  readonly secret: "exists" | "missing" | { readonly unknown: string };
+  /** What a run would do, when that can be told. */
+  readonly action?: "create" | "update";
+  /** The target. */
+  readonly target: SecretTarget;
+  /** Problems that would make a run fail, one line each; empty when everything is in place. */
+  readonly problems: readonly string[];
+}
+
+function message(error: unknown): string {
+  return (error instanceof Error ? error.message : String(error)).replaceAll(/\s+/g, " ").trim();
+}
+
+/**
+ * Checks everything a run needs, writing nothing.
+ *
+ * @param options Token source, Kubernetes client, target, schedule and clock.
+ * @returns The findings; `problems` is empty when a run would succeed.
+ *
+ * @example
+ * ```ts ignore
+ * import { dryRun, formatDryRunReport } from "./dry_run.ts";
+ * const report = await dryRun({ source, client, target, server, schedule });
+ * console.log(formatDryRunReport(report));
+ * ```
+ */
+export async function dryRun(options: DryRunOptions): Promise<DryRunReport> {
+  const { client, target, signal } = options;
+  const now = options.now ?? Date.now;
+  const problems: string[] = [];
+
+  let token: TokenCheck;
+  try {
+    const obtained = await options.source.fetchToken(signal);
+    token = {
+      ok: true,
+      length: obtained.value.length,
+      ...(obtained.expiresAt === undefined ? {} : { expiresAt: obtained.expiresAt }),
+      lifetimeSource: obtained.lifetimeSource,
+      nextRefreshAt: now() + planAfterSuccess(obtained, options.schedule).delayMs,
+    };
+  } catch (error) {
+    token = { ok: false, error: message(error) };
+    problems.push(`No token: ${token.error}`);
+  }
+
+  let permissions: SecretPermission[] | { error: string };
+  try {
+    permissions = await reviewSecretAccess(client, target, signal);
+  } catch (error) {
+    permissions = { error: message(error) };
+    problems.push(`Permissions could not be reviewed: ${permissions.error}`);
+  }
+  const allowed = (verb: string) =>
+    Array.isArray(permissions) && permissions.some((p) => p.verb === verb && p.allowed);
+
+  let secret: DryRunReport["secret"];
+  if (Array.isArray(permissions) && !allowed("get")) {
+    secret = { unknown: "no permission to get it" };
+  } else {
+    try {
+      // A read, which a dry run may do; its data is never shown.
+      secret = (await client.getSecret(target.namespace, target.name, signal)) === null
+        ? "missing"
+        : "exists";
+    } catch (error) {
+      secret = { unknown: message(error) };
+      if (Array.isArray(permissions)) {
+        problems.push(`The Secret could not be read: ${secret.unknown}`);
+      }
+    }
+  }
+  const action = secret === "exists" ? "update" : secret === "missing" ? "create" : undefined;
+
+  if (Array.isArray(permissions)) {
+    for (const permission of permissions) {
+      if (permission.allowed) continue;
+      // Without the Secret, create is needed now; with it, only to recreate it after a deletion.
+      if (permission.verb === "create" && secret === "exists") continue;
+      problems.push(
+        `Permission missing: ${describePermission(permission)}; grant it with a Role rule ${
+          roleRuleFor(permission)
+        }`,
+      );
+    }
+  }
+  return {
+    token,
+    server: options.server,
+    credentials: client.description,
+    permissions,
+    secret,
+    ...(action === undefined ? {} : { action }),
+    target,
+    problems,
+  };
+}
+
+function describePermission(p: SecretPermission): string {
+  return p.name === undefined
+    ? `${p.verb} secrets in namespace "${p.namespace}"`
+    : `${p.verb} secret "${p.name}" in namespace "${p.namespace}"`;
+}
+
+function describeIn(ms: number): string {
+  return `${Math.round(ms / 1000)} s`;
+}
+
+/**
+ * Renders a dry-run report as plain lines for people: the token (length only), the API server,
+ * each permission, the Secret, what a run would do, and a last line `Result: ...`.
+ *
+ * @param report The findings.
+ * @param now The current time, ms since the epoch, for "in N s". Default `Date.now()`.
+ * @returns The text, ending in a newline.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { formatDryRunReport } from "./dry_run.ts";
+ *
+ * const text = formatDryRunReport({
+ *   token: { ok: false, error: "Token endpoint could not be reached" },
+ *   server: "https://10.0.0.1:443",
+ *   credentials: "service account",
+ *   permissions: { error: "unreachable" },
+ *   secret: { unknown: "unreachable" },
+ *   target: { namespace: "ns", name: "tok", key: "token" },
+ *   problems: ["No token: Token endpoint could not be reached"],
+ * });
+ * assert.match(text, /^Result: FAILED/m);
+ * ```
+ */
+export function formatDryRunReport(report: DryRunReport, now: number = Date.now()): string {
+  const { target } = report;
+  const where = `Secret "${target.name}" in namespace "${target.namespace}"`;
+  const lines = ["Dry run: nothing is written."];
+  const { token } = report;
+  if (token.ok) {
+    const expiry = token.expiresAt === undefined
+      ? "expiry unknown (no expires_in, not a JWT with exp)"
+      : `expires ${new Date(token.expiresAt).toISOString()} (in ${
+        describeIn(token.expiresAt - now)
+      }, from ${token.lifetimeSource === "jwt" ? "the JWT exp claim" : "expires_in"})`;
+    lines.push(`Token: obtained, ${token.length} characters (not shown), ${expiry}`);
+  } else {
+    lines.push(`Token: FAILED: ${token.error}`);
+  }
+  lines.push(`Kubernetes: ${report.server} (${report.credentials})`);
+  if (Array.isArray(report.permissions)) {
+    for (const p of report.permissions as readonly SecretPermission[]) {
+      const object = p.name === undefined ? "secrets" : `secret "${p.name}"`;
+      const note = !p.allowed && p.verb === "create" && report.secret === "exists"
+        ? " (needed only to create the Secret again if it is deleted)"
+        : "";
+      lines.push(
+        `Permission ${p.verb} ${object} in namespace "${p.namespace}": ${
+          p.allowed ? "allowed" : "MISSING"
+        }${note}`,
+      );
+    }
+  } else {
+    lines.push(`Permissions: FAILED: ${(report.permissions as { error: string }).error}`);
+  }
+  if (report.secret === "exists" || report.secret === "missing") {
+    lines.push(`${where}: ${report.secret === "exists" ? "exists" : "does not exist"}`);
+  } else {
+    lines.push(`${where}: unknown, ${report.secret.unknown}`);
+  }
+  if (report.action === "create") {
+    lines.push(
+      `Would: create ${where} (type Opaque, label ${MANAGED_LABEL}: "true") with the token under key "${target.key}"`,
+    );
+  } else if (report.action === "update") {
+    lines.push(
+      `Would: update key "${target.key}" of ${where} and add label ${MANAGED_LABEL}: "true", keeping its other keys, labels and annotations`,
+    );
+  }
+  if (token.ok && report.action !== undefined) {
+    lines.push(
+      `Would: refresh again at ${new Date(token.nextRefreshAt).toISOString()} (in ${
+        describeIn(token.nextRefreshAt - now)
+      })`,
+    );
+  }
+  for (const problem of report.problems) lines.push(`Problem: ${problem}`);
+  lines.push(
+    report.problems.length === 0
+      ? "Result: OK, a run would succeed"
+      : `Result: FAILED, ${report.problems.length} problem${
+        report.problems.length === 1 ? "" : "s"
+      } above`,
+  );
+  return `${lines.join("\n")}\n`;
+}

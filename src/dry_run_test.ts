@@ -1,0 +1,184 @@
+import { assert, assertEquals, assertMatch, assertNotIncludes } from "../tests/assert.ts";
+import { createFakeKube, fakeFetch, type FakeKube } from "../tests/fixtures/fake_kube.ts";
+import { dryRun, type DryRunReport, formatDryRunReport } from "./dry_run.ts";
+import { KubeClient } from "./kube/client.ts";
+import { type Token, TokenError, type TokenSource } from "./oidc.ts";
+
+const NOW = 1_700_000_000_000;
+const TOKEN = "header.dry-run-secret-token.signature";
+const target = { namespace: "ns", name: "tok", key: "token" };
+const schedule = { intervalMs: 500_000, renewFraction: 0.67 };
+
+function tokenSource(error?: Error): TokenSource {
+  return {
+    fetchToken() {
+      if (error) return Promise.reject(error);
+      const token: Token = {
+        value: TOKEN,
+        obtainedAt: NOW,
+        lifetimeSeconds: 300,
+        expiresAt: NOW + 300_000,
+        lifetimeSource: "expires_in",
+      };
+      return Promise.resolve(token);
+    },
+  };
+}
+
+function run(fake: FakeKube, error?: Error): Promise<DryRunReport> {
+  const client = new KubeClient({
+    server: new URL("https://kube.test"),
+    authorize: () => Promise.resolve({ authorization: "Bearer sa" }),
+    description: "service account in /sa",
+    close() {},
+  }, { fetch: fakeFetch(fake) });
+  return dryRun({
+    source: tokenSource(error),
+    client,
+    target,
+    server: "https://kube.test",
+    schedule,
+    now: () => NOW,
+  });
+}
+
+function withSecret(fake: FakeKube): FakeKube {
+  fake.secrets.set("ns/tok", {
+    apiVersion: "v1",
+    kind: "Secret",
+    metadata: { name: "tok", namespace: "ns", resourceVersion: "1" },
+    data: { token: btoa("old-token-in-secret") },
+  });
+  return fake;
+}
+
+Deno.test("dryRun() with every permission and no Secret: would create it, writes nothing", async () => {
+  const fake = createFakeKube();
+  const report = await run(fake);
+  assertEquals(report.problems, []);
+  assertEquals(report.action, "create");
+  assertEquals(report.secret, "missing");
+  assertEquals(report.token, {
+    ok: true,
+    length: TOKEN.length,
+    expiresAt: NOW + 300_000,
+    lifetimeSource: "expires_in",
+    nextRefreshAt: NOW + 201_000,
+  });
+  assertEquals(fake.accessReviews, [
+    { namespace: "ns", resource: "secrets", group: "", verb: "get", name: "tok" },
+    { namespace: "ns", resource: "secrets", group: "", verb: "update", name: "tok" },
+    { namespace: "ns", resource: "secrets", group: "", verb: "create" },
+  ]);
+  // Only access reviews (which store nothing) and one read.
+  const calls = fake.requests.map((r) => `${r.method} ${r.path}`);
+  assertEquals(calls, [
+    ...Array(3).fill("POST /apis/authorization.k8s.io/v1/selfsubjectaccessreviews"),
+    "GET /api/v1/namespaces/ns/secrets/tok",
+  ]);
+  assertEquals(fake.secrets.size, 0);
+});
+
+Deno.test("dryRun() with the Secret present would update it and needs no create permission", async () => {
+  const fake = withSecret(createFakeKube());
+  fake.forbidden.add("create");
+  const report = await run(fake);
+  assertEquals(report.problems, []);
+  assertEquals(report.action, "update");
+  assertEquals(atob(fake.secrets.get("ns/tok")?.data?.token ?? ""), "old-token-in-secret");
+  const text = formatDryRunReport(report, NOW);
+  assertMatch(
+    text,
+    /^Permission create secrets in namespace "ns": MISSING \(needed only to create the Secret again if it is deleted\)$/m,
+  );
+  assertMatch(text, /^Would: update key "token" of Secret "tok" in namespace "ns"/m);
+  assertMatch(text, /^Result: OK, a run would succeed$/m);
+});
+
+Deno.test("dryRun() without the Secret and without create permission reports the missing rule", async () => {
+  const fake = createFakeKube();
+  fake.forbidden.add("create");
+  const report = await run(fake);
+  assertEquals(report.problems, [
+    'Permission missing: create secrets in namespace "ns"; grant it with a Role rule {apiGroups: [""], resources: ["secrets"], verbs: ["create"]}',
+  ]);
+  assertMatch(formatDryRunReport(report, NOW), /^Result: FAILED, 1 problem above$/m);
+});
+
+Deno.test("dryRun() without update permission names the rule restricted to the Secret", async () => {
+  const fake = withSecret(createFakeKube());
+  fake.forbidden.add("update");
+  const report = await run(fake);
+  assertEquals(report.problems, [
+    'Permission missing: update secret "tok" in namespace "ns"; grant it with a Role rule {apiGroups: [""], resources: ["secrets"], resourceNames: ["tok"], verbs: ["update"]}',
+  ]);
+  assertMatch(
+    formatDryRunReport(report, NOW),
+    /^Permission update secret "tok" in namespace "ns": MISSING$/m,
+  );
+});
+
+Deno.test("dryRun() without get permission does not read the Secret and cannot tell the action", async () => {
+  const fake = createFakeKube();
+  fake.forbidden.add("get");
+  const report = await run(fake);
+  assertEquals(report.secret, { unknown: "no permission to get it" });
+  assertEquals(report.action, undefined);
+  assertEquals(report.problems.length, 1);
+  assert(!fake.requests.some((r) => r.method === "GET"), "read without permission");
+});
+
+Deno.test("dryRun() reports a failed token request and still checks Kubernetes", async () => {
+  const fake = createFakeKube();
+  const report = await run(
+    fake,
+    new TokenError('Token endpoint refused the request with HTTP 401, error "invalid_client"', {
+      code: "TOKEN_PROVIDER_ERROR",
+      status: 401,
+    }),
+  );
+  assertEquals(report.token.ok, false);
+  assertEquals(report.problems, [
+    'No token: Token endpoint refused the request with HTTP 401, error "invalid_client"',
+  ]);
+  assertEquals(fake.accessReviews.length, 3);
+  const text = formatDryRunReport(report, NOW);
+  assertMatch(text, /^Token: FAILED: Token endpoint refused the request with HTTP 401/m);
+  assert(!/^Would: refresh again/m.test(text), "no schedule without a token");
+});
+
+Deno.test("dryRun() reports access reviews the API server refuses", async () => {
+  const fake = createFakeKube();
+  fake.acceptedTokens.add("some-other-token");
+  const report = await run(fake);
+  assert(!Array.isArray(report.permissions));
+  assertMatch(report.problems[0], /^Permissions could not be reviewed: .*HTTP 401/);
+  assertMatch(
+    formatDryRunReport(report, NOW),
+    /^Permissions: FAILED: Kubernetes API answered create \/apis\/authorization\.k8s\.io\/v1\/selfsubjectaccessreviews with HTTP 401/m,
+  );
+});
+
+Deno.test("formatDryRunReport() shows the token's length and expiry, never the token", async () => {
+  const fake = withSecret(createFakeKube());
+  const text = formatDryRunReport(await run(fake), NOW);
+  assertEquals(
+    text,
+    [
+      "Dry run: nothing is written.",
+      `Token: obtained, ${TOKEN.length} characters (not shown), expires 2023-11-14T22:18:20.000Z (in 300 s, from expires_in)`,
+      "Kubernetes: https://kube.test (service account in /sa)",
+      'Permission get secret "tok" in namespace "ns": allowed',
+      'Permission update secret "tok" in namespace "ns": allowed',
+      'Permission create secrets in namespace "ns": allowed',
+      'Secret "tok" in namespace "ns": exists',
+      'Would: update key "token" of Secret "tok" in namespace "ns" and add label ktr.appuio.ch/managed: "true", keeping its other keys, labels and annotations',
+      "Would: refresh again at 2023-11-14T22:16:41.000Z (in 201 s)",
+      "Result: OK, a run would succeed",
+      "",
+    ].join("\n"),
+  );
+  assertNotIncludes(text, TOKEN);
+  assertNotIncludes(text, "dry-run-secret-token");
+  assertNotIncludes(text, "old-token-in-secret");
+});

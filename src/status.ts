@@ -1,0 +1,274 @@
+/**
+ * What the refresh loop has done, as health checks and metrics: fed by the loop's observer,
+ * read by the HTTP handler. Holds no token and no secret, only times, counts and error codes, so
+ * nothing it exposes can leak one.
+ *
+ * @module
+ */
+import { type Counter, type Gauge, type Histogram, MetricsRegistry } from "./metrics.ts";
+import type { RefreshObserver, RefreshResult } from "./refresh.ts";
+
+/** The outcome of a health check. */
+export type CheckResult =
+  | { readonly ok: true }
+  | {
+    readonly ok: false;
+    /** One line saying why, for people reading a probe failure. */
+    readonly reason: string;
+  };
+
+/** What the HTTP handler needs: the two checks and the metrics text. */
+export interface HealthSource {
+  /** Whether the process and its refresh loop are alive (`/healthz`). */
+  liveness(): CheckResult;
+  /** Whether the Secret holds a good token (`/readyz`). */
+  readiness(): CheckResult;
+  /** The metrics in the Prometheus text format (`/metrics`). */
+  metrics(): string;
+}
+
+/**
+ * How long one refresh attempt may run before the loop counts as stuck: twice the token request
+ * timeout plus the Kubernetes request timeout (10 s each). A healthy attempt ends well inside it,
+ * because every request in it has its own timeout; only a hang outside those timeouts gets
+ * past it, and a restart is the cure for that.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { DEFAULT_STUCK_AFTER_MS } from "./status.ts";
+ *
+ * assert.equal(DEFAULT_STUCK_AFTER_MS, 40_000);
+ * ```
+ */
+export const DEFAULT_STUCK_AFTER_MS = 2 * (10_000 + 10_000);
+
+/**
+ * Upper bounds of the refresh duration buckets, in seconds: from a fast local round trip to the
+ * longest an attempt may take before liveness fails.
+ */
+const DURATION_BUCKETS = [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 40];
+
+/** Options of {@linkcode RefreshStatus}. */
+export interface RefreshStatusOptions {
+  /** The tool's version, for `ktr_build_info`. */
+  version: string;
+  /** The clock, ms since the epoch; must be the refresh loop's clock. Default `Date.now`. */
+  now?: () => number;
+  /** After this many ms in one attempt the loop counts as stuck. Default {@linkcode DEFAULT_STUCK_AFTER_MS}. */
+  stuckAfterMs?: number;
+  /** Resident memory in bytes, read at every scrape. Default `Deno.memoryUsage().rss`. */
+  residentMemoryBytes?: () => number;
+}
+
+const seconds = (ms: number) => ms / 1000;
+
+/** Prefers the error's code (`TOKEN_TIMEOUT`, `KUBE_HTTP`, ...), which is stable to alert on. */
+function describeError(error: unknown): string {
+  const code = typeof error === "object" && error !== null
+    ? (error as { code?: unknown }).code
+    : undefined;
+  const message = (error instanceof Error ? error.message : String(error))
+    .replaceAll(/\s+/g, " ").trim();
+  const short = message.length > 300 ? `${message.slice(0, 299)}…` : message;
+  return typeof code === "string" ? `${code}: ${short}` : short;
+}
+
+/**
+ * The state of the refresher for `/healthz`, `/readyz` and `/metrics`. Pass it to the refresh
+ * loop as its observer, and to {@linkcode createHealthHandler} as its source.
+ *
+ * Liveness: the loop is in an attempt or waiting for the next one, and no attempt has run longer
+ * than `stuckAfterMs`. An attempt starts when the previous event's next refresh time comes (the
+ * loop's first one at construction), so the time since then is the time spent in the attempt.
+ *
+ * Readiness: the last attempt succeeded and the token it wrote has not expired (when its expiry
+ * is unknown, the success alone counts).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { RefreshStatus } from "./status.ts";
+ *
+ * let now = 1_000_000;
+ * const status = new RefreshStatus({ version: "1.0.0", now: () => now });
+ * assert.equal(status.readiness().ok, false);
+ * status.onSuccess({
+ *   result: {
+ *     token: { value: "t", obtainedAt: now, expiresAt: now + 60_000, lifetimeSource: "expires_in" },
+ *     write: { action: "created", requests: 2 },
+ *   },
+ *   durationMs: 120,
+ *   nextAt: now + 40_000,
+ * });
+ * assert.equal(status.readiness().ok, true);
+ * now += 61_000;
+ * assert.equal(status.readiness().ok, false);
+ * ```
+ */
+export class RefreshStatus implements RefreshObserver, HealthSource {
+  /** Every metric of the tool. */
+  readonly registry: MetricsRegistry = new MetricsRegistry();
+  #now: () => number;
+  #stuckAfterMs: number;
+  /** When the attempt that is running now, or the next one, started or starts. */
+  #attemptFrom: number;
+  #lastSuccessAt: number | undefined;
+  #expiresAt: number | undefined;
+  #lastError: unknown;
+  #failing = false;
+  #expiry: Gauge;
+  #lastSuccess: Gauge;
+  #next: Gauge;
+  #failures: Gauge;
+  #attempts: Counter;
+  #duration: Histogram;
+
+  /**
+   * Starts with no refresh seen; the first attempt counts as started now.
+   *
+   * @param options Version, clock and limits.
+   */
+  constructor(options: RefreshStatusOptions) {
+    this.#now = options.now ?? Date.now;
+    this.#stuckAfterMs = options.stuckAfterMs ?? DEFAULT_STUCK_AFTER_MS;
+    this.#attemptFrom = this.#now();
+    const rss = options.residentMemoryBytes ?? (() => Deno.memoryUsage().rss);
+    const r = this.registry;
+
+    r.gauge({
+      name: "ktr_build_info",
+      help: "Always 1; the labels say which version of the refresher and of Deno run.",
+      labelNames: ["version", "deno_version"],
+    }).set(1, { version: options.version, deno_version: Deno.version.deno });
+    this.#expiry = r.gauge({
+      name: "ktr_token_expiry_timestamp_seconds",
+      help:
+        "When the token last written to the Secret expires, in seconds since the epoch; absent while unknown.",
+    });
+    this.#lastSuccess = r.gauge({
+      name: "ktr_refresh_last_success_timestamp_seconds",
+      help: "When the last successful refresh ended, in seconds since the epoch.",
+    });
+    this.#next = r.gauge({
+      name: "ktr_refresh_next_timestamp_seconds",
+      help: "When the next refresh is scheduled, in seconds since the epoch.",
+    });
+    this.#failures = r.gauge({
+      name: "ktr_refresh_consecutive_failures",
+      help: "Failed refresh attempts since the last successful one.",
+    });
+    this.#failures.set(0);
+    this.#attempts = r.counter({
+      name: "ktr_refresh_attempts_total",
+      help: "Refresh attempts (token request and Secret write) by result.",
+      labelNames: ["result"],
+    });
+    this.#duration = r.histogram({
+      name: "ktr_refresh_duration_seconds",
+      help: "Duration of refresh attempts by result, in seconds.",
+      labelNames: ["result"],
+      buckets: DURATION_BUCKETS,
+    });
+    for (const result of ["success", "failure"]) {
+      // Present from the start, so rate() and increase() see the first attempt too.
+      this.#attempts.inc({ result }, 0);
+      this.#duration.touch({ result });
+    }
+    r.gauge({
+      name: "process_start_time_seconds",
+      help: "Start time of the process since the epoch, in seconds.",
+    }).set(Math.round(performance.timeOrigin) / 1000);
+    const memory = r.gauge({
+      name: "process_resident_memory_bytes",
+      help: "Resident memory size in bytes.",
+    });
+    r.beforeRender(() => memory.set(rss()));
+  }
+
+  /**
+   * Records a successful refresh (the refresh loop calls it).
+   *
+   * @param event The written token's lifetime, how long the attempt took and when the next is due.
+   */
+  onSuccess(event: { result: RefreshResult; durationMs: number; nextAt: number }): void {
+    const now = this.#now();
+    this.#lastSuccessAt = now;
+    this.#expiresAt = event.result.token.expiresAt;
+    this.#failing = false;
+    this.#lastError = undefined;
+    this.#attemptFrom = event.nextAt;
+    if (this.#expiresAt === undefined) this.#expiry.remove();
+    else this.#expiry.set(seconds(this.#expiresAt));
+    this.#lastSuccess.set(seconds(now));
+    this.#next.set(seconds(event.nextAt));
+    this.#failures.set(0);
+    this.#attempts.inc({ result: "success" });
+    this.#duration.observe(seconds(event.durationMs), { result: "success" });
+  }
+
+  /**
+   * Records a failed refresh (the refresh loop calls it). The Secret keeps its last good token,
+   * so the expiry stays that token's.
+   *
+   * @param event The error, how long the attempt took, failures in a row and the next attempt.
+   */
+  onFailure(event: { error: unknown; durationMs: number; failures: number; nextAt: number }): void {
+    this.#failing = true;
+    this.#lastError = event.error;
+    this.#attemptFrom = event.nextAt;
+    this.#next.set(seconds(event.nextAt));
+    this.#failures.set(event.failures);
+    this.#attempts.inc({ result: "failure" });
+    this.#duration.observe(seconds(event.durationMs), { result: "failure" });
+  }
+
+  /**
+   * Whether the loop is alive: not stuck in one attempt for longer than the limit.
+   *
+   * @returns `ok`, or the reason it is not.
+   */
+  liveness(): CheckResult {
+    const running = this.#now() - this.#attemptFrom;
+    if (running > this.#stuckAfterMs) {
+      return {
+        ok: false,
+        reason: `Refresh attempt running for ${Math.round(running / 1000)} s, longer than the ${
+          Math.round(this.#stuckAfterMs / 1000)
+        } s its request timeouts allow`,
+      };
+    }
+    return { ok: true };
+  }
+
+  /**
+   * Whether the Secret holds a good token: the last refresh succeeded and its token has not
+   * expired.
+   *
+   * @returns `ok`, or the reason it is not.
+   */
+  readiness(): CheckResult {
+    if (this.#failing) {
+      return { ok: false, reason: `Last refresh failed: ${describeError(this.#lastError)}` };
+    }
+    if (this.#lastSuccessAt === undefined) {
+      return { ok: false, reason: "No successful refresh yet" };
+    }
+    if (this.#expiresAt !== undefined && this.#now() >= this.#expiresAt) {
+      return {
+        ok: false,
+        reason: `Token in the Secret expired at ${new Date(this.#expiresAt).toISOString()}`,
+      };
+    }
+    return { ok: true };
+  }
+
+  /**
+   * The metrics in the Prometheus text exposition format.
+   *
+   * @returns The exposition text.
+   */
+  metrics(): string {
+    return this.registry.render();
+  }
+}

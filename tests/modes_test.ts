@@ -1,0 +1,285 @@
+/**
+ * The operator-facing modes of main.ts as users run them (the compiled binary's permission set):
+ * `--once`, `--dry-run`, and the health and metrics server of a long run, against a real OpenID
+ * provider and the Kubernetes API fake over TLS in in-cluster mode.
+ */
+import { assert, assertEquals, assertMatch, assertNotIncludes } from "./assert.ts";
+import { createFakeKube, type FakeKube } from "./fixtures/fake_kube.ts";
+import { startOidcProvider } from "./fixtures/oidc_provider.ts";
+import { parsePrometheusText, prometheusParserIgnore } from "./fixtures/prometheus_parser.ts";
+import { spawnRefresher } from "./fixtures/refresher_process.ts";
+import { makeTestTls } from "./fixtures/tls.ts";
+import { processRssKiB } from "./stack/stack.ts";
+
+/** The fake API over TLS, and a service-account folder that trusts it; disposing removes both. */
+async function fakeCluster(fake: FakeKube) {
+  const tls = await makeTestTls();
+  const controller = new AbortController();
+  const server = Deno.serve({
+    hostname: "127.0.0.1",
+    port: 0,
+    cert: tls.certPem,
+    key: tls.keyPem,
+    signal: controller.signal,
+    onListen() {},
+  }, (req) => fake.handler(req));
+  const saDir = `${tls.dir}/serviceaccount`;
+  await Deno.mkdir(saDir);
+  await Deno.writeTextFile(`${saDir}/token`, "sa-token-modes");
+  await Deno.writeTextFile(`${saDir}/ca.crt`, tls.caPem);
+  await Deno.writeTextFile(`${saDir}/namespace`, "team-a");
+  return {
+    env: {
+      KUBERNETES_SERVICE_HOST: "127.0.0.1",
+      KUBERNETES_SERVICE_PORT: String(server.addr.port),
+      KTR_KUBE_SERVICEACCOUNTDIR: saDir,
+    },
+    async [Symbol.asyncDispose]() {
+      controller.abort();
+      await server.finished;
+      await Deno.remove(tls.dir, { recursive: true });
+    },
+  };
+}
+
+const TARGET = ["--secret.name=api-token", "--secret.namespace=team-a"];
+
+/** Writes to Secrets, as opposed to reads and access reviews. */
+function secretWrites(fake: FakeKube): string[] {
+  return fake.requests
+    .filter((r) => r.path.startsWith("/api/") && r.method !== "GET")
+    .map((r) => `${r.method} ${r.path}`);
+}
+
+Deno.test("--once writes one token, exits 0 and starts no server", async () => {
+  const fake = createFakeKube();
+  await using cluster = await fakeCluster(fake);
+  await using provider = await startOidcProvider({ tokenTtlSeconds: 600 });
+  await using refresher = spawnRefresher({
+    env: {
+      ...cluster.env,
+      KTR_OIDC_TOKENURL: provider.tokenUrl,
+      KTR_OIDC_CLIENTID: provider.clientId,
+      KTR_OIDC_CLIENTSECRET: provider.clientSecret,
+    },
+    args: [...TARGET, "--once", "--http.address=127.0.0.1:0"],
+  });
+  const { code, output } = await refresher.exited;
+  assertEquals(code, 0, output);
+  assertEquals(provider.issued.length, 1);
+  assertEquals(atob(fake.secrets.get("team-a/api-token")?.data?.token ?? ""), provider.issued[0]);
+  assertMatch(output, /Token refreshed .*action=created/);
+  assert(!output.includes("Serving"), `a server was started:\n${output}`);
+  assertNotIncludes(output, provider.issued[0]);
+  assertNotIncludes(output, provider.clientSecret);
+});
+
+Deno.test("--once exits 1 after one failed attempt, without retrying or writing", async () => {
+  const fake = createFakeKube();
+  await using cluster = await fakeCluster(fake);
+  await using provider = await startOidcProvider();
+  await using refresher = spawnRefresher({
+    env: {
+      ...cluster.env,
+      KTR_OIDC_TOKENURL: provider.tokenUrl,
+      KTR_OIDC_CLIENTID: provider.clientId,
+      KTR_OIDC_CLIENTSECRET: "wrong-secret-not-to-print",
+      KTR_ONCE: "true",
+    },
+    args: [...TARGET, "--http.address=off"],
+  });
+  const { code, output } = await refresher.exited;
+  assertEquals(code, 1, output);
+  assertMatch(output, /Refresh failed: .*invalid_client/);
+  assertEquals(provider.requests, 1);
+  assertEquals(fake.requests.length, 0);
+  assertNotIncludes(output, "wrong-secret-not-to-print");
+});
+
+Deno.test("--dry-run obtains a token, reviews permissions, prints the plan, writes nothing, exits 0", async () => {
+  const fake = createFakeKube();
+  await using cluster = await fakeCluster(fake);
+  await using provider = await startOidcProvider({ tokenTtlSeconds: 600 });
+  await using refresher = spawnRefresher({
+    env: {
+      ...cluster.env,
+      KTR_OIDC_TOKENURL: provider.tokenUrl,
+      KTR_OIDC_CLIENTID: provider.clientId,
+      KTR_OIDC_CLIENTSECRET: provider.clientSecret,
+    },
+    args: [...TARGET, "--dry-run", "--http.address=127.0.0.1:0"],
+  });
+  const { code, output } = await refresher.exited;
+  assertEquals(code, 0, output);
+  const token = provider.issued[0];
+  assertMatch(
+    output,
+    new RegExp(`^Token: obtained, ${token.length} characters \\(not shown\\)`, "m"),
+  );
+  assertMatch(output, /^Kubernetes: https:\/\/127\.0\.0\.1:\d+ \(service account in /m);
+  assertMatch(output, /^Permission get secret "api-token" in namespace "team-a": allowed$/m);
+  assertMatch(output, /^Permission update secret "api-token" in namespace "team-a": allowed$/m);
+  assertMatch(output, /^Permission create secrets in namespace "team-a": allowed$/m);
+  assertMatch(output, /^Would: create Secret "api-token" in namespace "team-a"/m);
+  assertMatch(output, /^Result: OK/m);
+  assertEquals(secretWrites(fake), []);
+  assertEquals(fake.secrets.size, 0);
+  assertEquals(fake.accessReviews.map((a) => a.verb), ["get", "update", "create"]);
+  assert(!output.includes("Serving"), `a server was started:\n${output}`);
+  assertNotIncludes(output, token);
+  assertNotIncludes(output, provider.clientSecret);
+  assertNotIncludes(output, "sa-token-modes");
+});
+
+Deno.test("--dry-run exits 1 and names the missing permission when update is not allowed", async () => {
+  const fake = createFakeKube();
+  fake.forbidden.add("update");
+  await using cluster = await fakeCluster(fake);
+  await using provider = await startOidcProvider({ tokenTtlSeconds: 600 });
+  await using refresher = spawnRefresher({
+    env: {
+      ...cluster.env,
+      KTR_OIDC_TOKENURL: provider.tokenUrl,
+      KTR_OIDC_CLIENTID: provider.clientId,
+      KTR_OIDC_CLIENTSECRET: provider.clientSecret,
+      KTR_DRY_RUN: "1",
+    },
+    args: [...TARGET, "--http.address=off"],
+  });
+  const { code, output } = await refresher.exited;
+  assertEquals(code, 1, output);
+  assertMatch(output, /^Permission update secret "api-token" in namespace "team-a": MISSING$/m);
+  assertMatch(output, /^Problem: Permission missing: update secret "api-token"/m);
+  assertMatch(output, /^Result: FAILED, 1 problem above$/m);
+  assertEquals(secretWrites(fake), []);
+});
+
+Deno.test("a port already in use for http.address exits 2 before any request is sent", async () => {
+  using taken = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const fake = createFakeKube();
+  await using cluster = await fakeCluster(fake);
+  await using provider = await startOidcProvider();
+  await using refresher = spawnRefresher({
+    env: {
+      ...cluster.env,
+      KTR_OIDC_TOKENURL: provider.tokenUrl,
+      KTR_OIDC_CLIENTID: provider.clientId,
+      KTR_OIDC_CLIENTSECRET: provider.clientSecret,
+      KTR_HTTP_ADDRESS: `127.0.0.1:${taken.addr.port}`,
+    },
+    args: TARGET,
+  });
+  const { code, output } = await refresher.exited;
+  assertEquals(code, 2, output);
+  assertMatch(
+    output,
+    new RegExp(
+      `"127\\.0\\.0\\.1:${taken.addr.port}" \\(http\\.address\\): the address is already in use`,
+    ),
+  );
+  assertEquals(provider.requests, 0);
+  assertEquals(fake.requests.length, 0);
+});
+
+Deno.test("a failing refresher serves /healthz 200 and /readyz 503 with the reason", async () => {
+  const fake = createFakeKube();
+  await using cluster = await fakeCluster(fake);
+  await using provider = await startOidcProvider();
+  await using refresher = spawnRefresher({
+    env: {
+      ...cluster.env,
+      KTR_OIDC_TOKENURL: provider.tokenUrl,
+      KTR_OIDC_CLIENTID: provider.clientId,
+      KTR_OIDC_CLIENTSECRET: "wrong-secret-not-to-print",
+    },
+    args: [...TARGET, "--http.address=127.0.0.1:0"],
+  });
+  const base = (await refresher.waitForOutput(/address=http:\/\/127\.0\.0\.1:\d+/)).slice(8);
+  await refresher.waitForOutput(/Refresh failed/);
+  const ready = await fetch(`${base}/readyz`);
+  assertEquals(ready.status, 503);
+  const reason = await ready.text();
+  assertMatch(reason, /^Last refresh failed: TOKEN_PROVIDER_ERROR: .*invalid_client.*\n$/);
+  const live = await fetch(`${base}/healthz`);
+  assertEquals([live.status, await live.text()], [200, "ok\n"]);
+  const metrics = await (await fetch(`${base}/metrics`)).text();
+  assertMatch(metrics, /^ktr_refresh_attempts_total\{result="failure"\} [1-9]/m);
+  assertMatch(metrics, /^ktr_refresh_consecutive_failures [1-9]/m);
+  refresher.kill("SIGTERM");
+  const { code, output } = await refresher.exited;
+  assertEquals(code, 0, output);
+  for (const text of [reason, metrics, output]) {
+    assertNotIncludes(text, "wrong-secret-not-to-print");
+  }
+});
+
+Deno.test({
+  name:
+    "a healthy refresher serves ready, live and parseable metrics on a port 0 address, never a token",
+  ignore: prometheusParserIgnore(),
+  async fn() {
+    const fake = createFakeKube();
+    await using cluster = await fakeCluster(fake);
+    await using provider = await startOidcProvider({ tokenTtlSeconds: 600 });
+    await using refresher = spawnRefresher({
+      env: {
+        ...cluster.env,
+        KTR_OIDC_TOKENURL: provider.tokenUrl,
+        KTR_OIDC_CLIENTID: provider.clientId,
+        KTR_OIDC_CLIENTSECRET: provider.clientSecret,
+      },
+      args: [...TARGET, "--http.address=127.0.0.1:0"],
+    });
+    const base = (await refresher.waitForOutput(/address=http:\/\/127\.0\.0\.1:\d+/)).slice(8);
+    await refresher.waitForOutput(/Token refreshed/);
+    const bodies: string[] = [];
+    const ready = await fetch(`${base}/readyz`);
+    bodies.push(await ready.text());
+    assertEquals([ready.status, bodies[0]], [200, "ok\n"]);
+    const live = await fetch(`${base}/healthz`);
+    bodies.push(await live.text());
+    assertEquals(live.status, 200);
+    const res = await fetch(`${base}/metrics`);
+    const text = await res.text();
+    bodies.push(text);
+    assertEquals(res.headers.get("content-type"), "text/plain; version=0.0.4; charset=utf-8");
+
+    const families = await parsePrometheusText(text);
+    const value = (name: string, labels: Record<string, string> = {}) =>
+      families.flatMap((f) => f.samples).find((s) =>
+        s.name === name && Object.entries(labels).every(([k, v]) => s.labels[k] === v)
+      )?.value;
+    const token = provider.issued[0];
+    const exp = JSON.parse(atob(token.split(".")[1].replaceAll("-", "+").replaceAll("_", "/"))).exp;
+    // From expires_in, counted from when the answer arrived: within a second or two of exp.
+    const expiry = value("ktr_token_expiry_timestamp_seconds") ?? 0;
+    assert(expiry >= exp && expiry - exp < 2, `expiry ${expiry}, exp ${exp}`);
+    assertEquals(value("ktr_refresh_attempts_total", { result: "success" }), 1);
+    assertEquals(value("ktr_refresh_attempts_total", { result: "failure" }), 0);
+    assertEquals(value("ktr_refresh_duration_seconds_count", { result: "success" }), 1);
+    assertEquals(value("ktr_build_info"), 1);
+    const last = value("ktr_refresh_last_success_timestamp_seconds") ?? 0;
+    const next = value("ktr_refresh_next_timestamp_seconds") ?? 0;
+    assert(Math.abs(last - Date.now() / 1000) < 30, `last success ${last}`);
+    // renew.percent 67 of 600 s: the next refresh is about 402 s after the token was issued.
+    assert(Math.abs(next - last - 402) < 5, `next refresh ${next - last} s after the last`);
+
+    // The footprint the deployment's memory request is sized from.
+    const rssKiB = await processRssKiB(refresher.pid);
+    const reported = value("process_resident_memory_bytes") ?? 0;
+    console.log(
+      `refresher RSS after one refresh: ${Math.round((rssKiB ?? 0) / 1024)} MiB (/proc), ` +
+        `${Math.round(reported / 1048576)} MiB (process_resident_memory_bytes)`,
+    );
+    assert(reported > 10 * 1048576, "process_resident_memory_bytes is plausible");
+
+    refresher.kill("SIGTERM");
+    const { code, output } = await refresher.exited;
+    assertEquals(code, 0, output);
+    for (const body of [...bodies, output]) {
+      assertNotIncludes(body, token, "a token leaked");
+      assertNotIncludes(body, provider.clientSecret, "the client secret leaked");
+      assertNotIncludes(body, "sa-token-modes", "the service account token leaked");
+    }
+  },
+});
