@@ -198,6 +198,7 @@ export async function main(args: string[], env: Record<string, string>): Promise
         namespace: target.namespace,
         key: target.key,
         tokenUrl: config.oidc.tokenUrl,
+        issuer: config.oidc.issuer,
         kubernetes: connection.description,
       });
       if (config.dryRun) {

@@ -67,7 +67,7 @@ export interface ParseCommandLineOptions {
 
 function describeKey(definition: KeyDefinition): string {
   const facts = [`env: ${envName(definition.key)}`];
-  if (definition.default === undefined) facts.push("required");
+  if (definition.default === undefined) facts.push(definition.optional ? "no default" : "required");
   else if (definition.secret) facts.push("default: hidden");
   else facts.push(`default: ${JSON.stringify(definition.default)}`);
   if (definition.secret) facts.push("secret, never shown");

@@ -27,8 +27,23 @@ const REQUIRED_FLAGS = [
   `--oidc.clientsecret=${SECRET}`,
 ];
 
-/** A valid value for each key, different from its default. */
-const VALID: Readonly<Record<string, [text: string, value: unknown]>> = {
+/** The environment of private_key_jwt, where REQUIRED_ENV has a client secret. */
+const PRIVATE_KEY_JWT: Readonly<Record<string, string | undefined>> = {
+  KTR_OIDC_CLIENTSECRET: undefined,
+  KTR_OIDC_AUTHMETHOD: "private_key_jwt",
+  KTR_OIDC_PRIVATEKEYFILE: "/run/key.pem",
+};
+
+/**
+ * A valid value for each key, different from its default, and the changes to
+ * REQUIRED_ENV that the value needs to be valid (undefined removes a variable).
+ */
+const VALID: Readonly<
+  Record<
+    string,
+    [text: string, value: unknown, env?: Readonly<Record<string, string | undefined>>]
+  >
+> = {
   "secret.name": ["other-token", "other-token"],
   "secret.namespace": ["other-namespace", "other-namespace"],
   "secret.key": ["access_token", "access_token"],
@@ -36,8 +51,25 @@ const VALID: Readonly<Record<string, [text: string, value: unknown]>> = {
   "log.level": ["warn", "warning"],
   "log.format": ["json", "json"],
   "oidc.tokenurl": ["http://127.0.0.1:8080/token", "http://127.0.0.1:8080/token"],
+  "oidc.issuer": ["https://auth.example.com/realms/x", "https://auth.example.com/realms/x", {
+    KTR_OIDC_TOKENURL: undefined,
+  }],
   "oidc.clientid": ["other-client", "other-client"],
+  "oidc.authmethod": ["client_secret_basic", "client_secret_basic"],
   "oidc.clientsecret": ["other-secret", "other-secret"],
+  "oidc.clientsecretfile": ["/run/secret", "/run/secret", { KTR_OIDC_CLIENTSECRET: undefined }],
+  "oidc.privatekeyfile": ["/run/other.pem", "/run/other.pem", PRIVATE_KEY_JWT],
+  "oidc.keyid": ["key-1", "key-1", PRIVATE_KEY_JWT],
+  "oidc.keyalg": ["ps256", "PS256", PRIVATE_KEY_JWT],
+  "oidc.assertionaudience": [
+    "https://auth.example.com/",
+    "https://auth.example.com/",
+    PRIVATE_KEY_JWT,
+  ],
+  "oidc.scope": ["api.read api.write", "api.read api.write"],
+  "oidc.audience": ["https://api.example.com", "https://api.example.com"],
+  "oidc.resource": ["https://a.example/ urn:example:b", ["https://a.example/", "urn:example:b"]],
+  "oidc.cafile": ["/etc/ssl/ca.pem", "/etc/ssl/ca.pem"],
   "renew.percent": ["50", 50],
   "http.address": ["127.0.0.1:9090", "127.0.0.1:9090"],
   "once": ["true", true],
@@ -119,15 +151,17 @@ Deno.test("--help lists every flag with its environment variable", async () => {
   }
 });
 
-Deno.test("--help shows each default, and required for keys without one", async () => {
+Deno.test("--help shows each default, and required or no default for keys without one", async () => {
   // Unwrap the description column so a fact split over two lines still matches.
   const text = (await helpText()).replaceAll(/\n {20,}/g, " ");
   for (const definition of KEYS as readonly KeyDefinition[]) {
     const line = text.split("\n").find((l) => l.includes(`${flagName(definition.key)} `));
     assert.ok(line, definition.key);
-    const fact = definition.default === undefined
-      ? "required"
-      : `default: ${JSON.stringify(definition.default)}`;
+    const fact = definition.default !== undefined
+      ? `default: ${JSON.stringify(definition.default)}`
+      : definition.optional
+      ? "no default"
+      : "required";
     assert.ok(line.includes(fact), `${fact} in ${line}`);
   }
 });
@@ -166,10 +200,15 @@ Deno.test("parseCommandLine() returns deno.json's version for --version and -V",
 
 Deno.test("parseCommandLine() accepts --flag value and --flag=value for every key", async () => {
   for (const definition of KEYS as readonly KeyDefinition[]) {
-    const [text, value] = VALID[definition.key];
+    const [text, value, changes = {}] = VALID[definition.key];
+    const env = Object.fromEntries(
+      Object.entries({ ...REQUIRED_ENV, ...changes }).filter((entry): entry is [string, string] =>
+        entry[1] !== undefined
+      ),
+    );
     const flag = flagName(definition.key);
     for (const argv of [[flag, text], [`${flag}=${text}`]]) {
-      const { config } = await run(argv);
+      const { config } = await run(argv, env);
       assert.deepEqual(field(config, definition.field), value, argv.join(" "));
     }
   }
@@ -180,6 +219,30 @@ Deno.test("parseCommandLine() runs from flags alone, without environment", async
   assert.equal(config.oidc.clientSecret, SECRET);
   assert.equal(config.secret.key, "token");
   assert.deepEqual(warnings, []);
+});
+
+Deno.test("parseCommandLine() takes several resource indicators in one --oidc.resource value", async () => {
+  const { config } = await run(["--oidc.resource", "https://a.example/ https://b.example/"]);
+  assert.deepEqual(config.oidc.resource, ["https://a.example/", "https://b.example/"]);
+  // Like every flag, a repeated one keeps its last value rather than adding to a list.
+  const repeated = await run(["--oidc.resource=urn:a", "--oidc.resource=urn:b"]);
+  assert.deepEqual(repeated.config.oidc.resource, ["urn:b"]);
+});
+
+Deno.test("parseCommandLine() runs with an issuer and a secret file instead of URL and secret", async () => {
+  const env = { ...REQUIRED_ENV };
+  delete (env as Record<string, string>).KTR_OIDC_TOKENURL;
+  delete (env as Record<string, string>).KTR_OIDC_CLIENTSECRET;
+  const { config } = await run([
+    "--oidc.issuer=https://auth.example.com",
+    "--oidc.clientsecretfile",
+    "/run/secrets/oidc/secret",
+  ], env);
+  assert.equal(config.oidc.issuer, "https://auth.example.com");
+  assert.equal(config.oidc.clientSecretFile, "/run/secrets/oidc/secret");
+  const both = await failure(["--oidc.issuer=https://auth.example.com"]);
+  assert.deepEqual([both.code, both.key, both.source], ["CONFIG_CONFLICT", "oidc.issuer", "flag"]);
+  assert.ok(!both.message.includes(SECRET), both.message);
 });
 
 Deno.test("parseCommandLine() lets the last of a repeated flag win", async () => {
@@ -340,8 +403,19 @@ Deno.test("parseCommandLine() never puts the client secret in an error, whicheve
     "log.level": "loud",
     "log.format": "xml",
     "oidc.tokenurl": "http://auth.example.com/token",
+    "oidc.issuer": "https://auth.example.com/?x",
     "oidc.clientid": "",
+    "oidc.authmethod": "none",
     "oidc.clientsecret": `${SECRET} `,
+    "oidc.clientsecretfile": "",
+    "oidc.privatekeyfile": " /k",
+    "oidc.keyid": "",
+    "oidc.keyalg": "HS256",
+    "oidc.assertionaudience": "aud",
+    "oidc.scope": "a  b",
+    "oidc.audience": "",
+    "oidc.resource": "api",
+    "oidc.cafile": "",
     "renew.percent": "100",
     "http.address": "nowhere",
     "once": "maybe",

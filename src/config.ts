@@ -28,6 +28,31 @@ export type LogLevel = "debug" | "info" | "warning" | "error";
 export type LogFormat = "text" | "json";
 
 /**
+ * How the client authenticates at the token endpoint (the registered names of
+ * RFC 7591): the secret in the form body, the secret in an HTTP Basic header,
+ * or a JWT signed with the client's private key (RFC 7523).
+ */
+export type ClientAuthMethod = "client_secret_post" | "client_secret_basic" | "private_key_jwt";
+
+/**
+ * JWS algorithms a `private_key_jwt` client assertion can be signed with.
+ * `EdDSA` and `Ed25519` both sign with an Ed25519 key; they differ only in the
+ * `alg` header, since providers know one name or the other.
+ */
+export type SigningAlgorithm =
+  | "RS256"
+  | "RS384"
+  | "RS512"
+  | "PS256"
+  | "PS384"
+  | "PS512"
+  | "ES256"
+  | "ES384"
+  | "ES512"
+  | "EdDSA"
+  | "Ed25519";
+
+/**
  * The validated configuration. Field names are camelCase; the external key
  * names (YAML, environment, flags) stay as the contract spells them, so
  * `oidc.tokenurl` becomes `oidc.tokenUrl`.
@@ -55,14 +80,41 @@ export interface Config {
     /** Output format. */
     readonly format: LogFormat;
   };
-  /** The OAuth 2.0 client credentials grant. */
+  /**
+   * The OAuth 2.0 client credentials grant. Exactly one of `tokenUrl` and
+   * `issuer` is set; with a secret method exactly one of `clientSecret` and
+   * `clientSecretFile`, with `private_key_jwt` `privateKeyFile` and neither
+   * of those.
+   */
   readonly oidc: {
     /** Absolute URL of the token endpoint (`oidc.tokenurl`). */
-    readonly tokenUrl: string;
+    readonly tokenUrl?: string;
+    /** Issuer whose metadata names the token endpoint (`oidc.issuer`). */
+    readonly issuer?: string;
     /** OAuth client id (`oidc.clientid`). */
     readonly clientId: string;
+    /** How the client authenticates (`oidc.authmethod`). */
+    readonly authMethod: ClientAuthMethod;
     /** OAuth client secret (`oidc.clientsecret`); never print it. */
-    readonly clientSecret: string;
+    readonly clientSecret?: string;
+    /** File holding the client secret, read before every request (`oidc.clientsecretfile`). */
+    readonly clientSecretFile?: string;
+    /** File holding the private key for `private_key_jwt`, PEM or JWK (`oidc.privatekeyfile`). */
+    readonly privateKeyFile?: string;
+    /** `kid` header of the client assertion (`oidc.keyid`); default: the JWK's `kid`, if any. */
+    readonly keyId?: string;
+    /** Algorithm of the client assertion (`oidc.keyalg`); default: derived from the key. */
+    readonly keyAlg?: SigningAlgorithm;
+    /** `aud` claim of the client assertion (`oidc.assertionaudience`); default: the token endpoint. */
+    readonly assertionAudience?: string;
+    /** Space-separated scopes to request (`oidc.scope`). */
+    readonly scope?: string;
+    /** `audience` parameter, as Auth0 wants it (`oidc.audience`). */
+    readonly audience?: string;
+    /** RFC 8707 resource indicators, one `resource` parameter each (`oidc.resource`). */
+    readonly resource?: readonly string[];
+    /** PEM file of further CA certificates to trust for the provider (`oidc.cafile`). */
+    readonly caFile?: string;
   };
   /** When to renew a token (`renew.percent`): this percentage of its lifetime after it was issued. */
   readonly renew: {
@@ -99,9 +151,10 @@ export type ConfigField = Exclude<LeafPaths<Config>, "configFile">;
 
 /**
  * How a raw value is read: `string` as written, `integer` as decimal digits,
- * `boolean` as `true`, `false`, `1` or `0`.
+ * `boolean` as `true`, `false`, `1` or `0`, `list` as items separated by
+ * whitespace (in the file also as a YAML list of strings).
  */
-export type ValueKind = "string" | "integer" | "boolean";
+export type ValueKind = "string" | "integer" | "boolean" | "list";
 
 /** One configuration key: everything the sources, validation and `--help` need. */
 export interface KeyDefinition {
@@ -125,13 +178,18 @@ export interface KeyDefinition {
   readonly allowed: string;
   /** For enumerations: accepted spellings (matched ignoring case) and the value each one gives. */
   readonly choices?: Readonly<Record<string, string>>;
+  /**
+   * For enumerations: values a user may well try that are refused on purpose (matched
+   * ignoring case), each with the reason, which follows the list of allowed values.
+   */
+  readonly refused?: Readonly<Record<string, string>>;
   /** Smallest allowed `integer`. */
   readonly min?: number;
   /** Largest allowed `integer`. */
   readonly max?: number;
   /**
-   * Further check of a non-empty `string`: `undefined` when the value is fine, else the
-   * expectation to report (`""` reports {@linkcode KeyDefinition.allowed}).
+   * Further check of a non-empty `string` (of each item of a `list`): `undefined` when the
+   * value is fine, else the expectation to report (`""` reports {@linkcode KeyDefinition.allowed}).
    */
   readonly check?: (value: string) => string | undefined;
 }
@@ -163,7 +221,8 @@ function isLoopbackHost(hostname: string): boolean {
   return hostname === "localhost" || hostname === "[::1]" || /^127\.\d+\.\d+\.\d+$/.test(hostname);
 }
 
-function checkTokenUrl(value: string): string | undefined {
+/** The rules of `oidc.tokenurl`, which `oidc.issuer` shares: the client secret goes there. */
+function checkEndpointUrl(value: string): string | undefined {
   let url: URL;
   try {
     url = new URL(value);
@@ -180,6 +239,31 @@ function checkTokenUrl(value: string): string | undefined {
       : "https:, since http: is only allowed to localhost, 127.0.0.0/8 or [::1]";
   }
   return "";
+}
+
+/** An issuer identifier has no query and no fragment (RFC 8414, section 2). */
+function checkIssuer(value: string): string | undefined {
+  const problem = checkEndpointUrl(value);
+  if (problem !== undefined) return problem;
+  const url = new URL(value);
+  return url.search === "" && url.hash === "" && !value.includes("?") && !value.includes("#")
+    ? undefined
+    : "an issuer URL without a query (?) or fragment (#), exactly as the provider's metadata names it";
+}
+
+/** RFC 6749, appendix A.4: scope tokens of printable ASCII except `"` and `\`, one space apart. */
+function checkScope(value: string): string | undefined {
+  return /^[\x21\x23-\x5B\x5D-\x7E]+( [\x21\x23-\x5B\x5D-\x7E]+)*$/.test(value) ? undefined : "";
+}
+
+/** RFC 8707, section 2: a resource indicator is an absolute URI without a fragment. */
+function checkResource(value: string): string | undefined {
+  return URL.canParse(value) && !value.includes("#") ? undefined : "";
+}
+
+/** An absolute URI, for the `aud` claim of a client assertion. */
+function checkAbsoluteUri(value: string): string | undefined {
+  return URL.canParse(value) ? undefined : "";
 }
 
 /** `host:port`, `[v6]:port` or `:port`; `off` turns the server off. */
@@ -273,9 +357,22 @@ export const KEYS = [
     field: "oidc.tokenUrl",
     kind: "string",
     valueName: "url",
-    description: "Token endpoint of the identity provider, like https://auth.example.com/token",
+    optional: true,
+    description:
+      "Token endpoint of the identity provider, like https://auth.example.com/token; set this or oidc.issuer",
     allowed: "an absolute https: URL (http: only to localhost, 127.0.0.0/8 or [::1])",
-    check: checkTokenUrl,
+    check: checkEndpointUrl,
+  },
+  {
+    key: "oidc.issuer",
+    field: "oidc.issuer",
+    kind: "string",
+    valueName: "url",
+    optional: true,
+    description:
+      "Issuer whose metadata (OpenID Connect discovery, else RFC 8414) names the token endpoint; set this or oidc.tokenurl",
+    allowed: "an absolute https: URL (http: only to localhost, 127.0.0.0/8 or [::1])",
+    check: checkIssuer,
   },
   {
     key: "oidc.clientid",
@@ -286,14 +383,151 @@ export const KEYS = [
     allowed: "a non-empty client id without leading or trailing whitespace",
   },
   {
+    key: "oidc.authmethod",
+    field: "oidc.authMethod",
+    kind: "string",
+    valueName: "method",
+    default: "client_secret_post",
+    description:
+      "Client authentication: client_secret_post (secret in the form body), client_secret_basic (HTTP Basic) or private_key_jwt (signed JWT)",
+    allowed: '"client_secret_post", "client_secret_basic" or "private_key_jwt"',
+    choices: {
+      client_secret_post: "client_secret_post",
+      client_secret_basic: "client_secret_basic",
+      private_key_jwt: "private_key_jwt",
+    },
+    refused: {
+      none:
+        '"none" is for public clients, and the client credentials grant is only for clients that can authenticate',
+      client_secret_jwt:
+        '"client_secret_jwt" is not supported; private_key_jwt keeps the secret off the wire too',
+      tls_client_auth: '"tls_client_auth" (mutual TLS) is not supported',
+      self_signed_tls_client_auth: '"self_signed_tls_client_auth" (mutual TLS) is not supported',
+    },
+  },
+  {
     key: "oidc.clientsecret",
     field: "oidc.clientSecret",
     kind: "string",
     valueName: "secret",
+    optional: true,
     secret: true,
-    description: "OAuth client secret",
+    description: "OAuth client secret; set this or oidc.clientsecretfile",
     allowed:
       "a non-empty client secret without leading or trailing whitespace (a trailing newline from a file is a common cause)",
+  },
+  {
+    key: "oidc.clientsecretfile",
+    field: "oidc.clientSecretFile",
+    kind: "string",
+    valueName: "path",
+    optional: true,
+    description:
+      "File holding the client secret, read before every token request so a rotated secret is used without a restart; a trailing newline is ignored",
+    allowed: "a non-empty path without leading or trailing whitespace",
+  },
+  {
+    key: "oidc.privatekeyfile",
+    field: "oidc.privateKeyFile",
+    kind: "string",
+    valueName: "path",
+    optional: true,
+    description:
+      "For private_key_jwt: file holding the private key (PEM PKCS#8 or PKCS#1, or a JWK), read before every token request",
+    allowed: "a non-empty path without leading or trailing whitespace",
+  },
+  {
+    key: "oidc.keyid",
+    field: "oidc.keyId",
+    kind: "string",
+    valueName: "kid",
+    optional: true,
+    description:
+      "For private_key_jwt: kid header of the client assertion (default: the JWK's kid, else none)",
+    allowed: "a non-empty key id without leading or trailing whitespace",
+  },
+  {
+    key: "oidc.keyalg",
+    field: "oidc.keyAlg",
+    kind: "string",
+    valueName: "alg",
+    optional: true,
+    description:
+      "For private_key_jwt: signing algorithm, RS256/384/512, PS256/384/512, ES256/384/512, EdDSA or Ed25519 (default: the JWK's alg, else RS256, ES256/384/512 or EdDSA by key type)",
+    allowed:
+      '"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA" or "Ed25519"',
+    choices: {
+      rs256: "RS256",
+      rs384: "RS384",
+      rs512: "RS512",
+      ps256: "PS256",
+      ps384: "PS384",
+      ps512: "PS512",
+      es256: "ES256",
+      es384: "ES384",
+      es512: "ES512",
+      eddsa: "EdDSA",
+      ed25519: "Ed25519",
+    },
+    refused: {
+      hs256: '"HS256" is client_secret_jwt, which is not supported',
+      hs384: '"HS384" is client_secret_jwt, which is not supported',
+      hs512: '"HS512" is client_secret_jwt, which is not supported',
+      none: "an assertion must be signed",
+    },
+  },
+  {
+    key: "oidc.assertionaudience",
+    field: "oidc.assertionAudience",
+    kind: "string",
+    valueName: "uri",
+    optional: true,
+    description:
+      "For private_key_jwt: aud claim of the client assertion (default: the token endpoint URL; some providers want the issuer)",
+    allowed: "an absolute URI, like https://auth.example.com/",
+    check: checkAbsoluteUri,
+  },
+  {
+    key: "oidc.scope",
+    field: "oidc.scope",
+    kind: "string",
+    valueName: "scopes",
+    optional: true,
+    description: 'Scopes to request, separated by spaces, like "api.read api.write"',
+    allowed:
+      'scope names separated by single spaces, each of printable ASCII characters other than " and \\, like "api.read api.write"',
+    check: checkScope,
+  },
+  {
+    key: "oidc.audience",
+    field: "oidc.audience",
+    kind: "string",
+    valueName: "audience",
+    optional: true,
+    description: "Audience parameter of the token request, as Auth0 asks for it",
+    allowed: "a non-empty audience without leading or trailing whitespace",
+  },
+  {
+    key: "oidc.resource",
+    field: "oidc.resource",
+    kind: "list",
+    valueName: "uris",
+    optional: true,
+    description:
+      "RFC 8707 resource indicators, one resource parameter each: absolute URIs separated by spaces (a YAML list in the file)",
+    allowed:
+      'absolute URIs without a fragment, separated by spaces (or a YAML list), like "https://api.example.com/"',
+    check: checkResource,
+  },
+  {
+    key: "oidc.cafile",
+    field: "oidc.caFile",
+    kind: "string",
+    valueName: "path",
+    optional: true,
+    description:
+      "PEM file of CA certificates to trust for the provider besides the built-in ones, read before every token request",
+    allowed: "a non-empty path without leading or trailing whitespace",
   },
   {
     key: "renew.percent",
@@ -401,7 +635,12 @@ export type ConfigErrorCode =
   /** The `--config` file is not valid YAML. */
   | "CONFIG_FILE_SYNTAX"
   /** The command line has something that is not a flag, like a positional argument. */
-  | "CONFIG_USAGE";
+  | "CONFIG_USAGE"
+  /**
+   * Keys that exclude each other are both set (`oidc.tokenurl` and `oidc.issuer`), or a
+   * key is set that the rest of the configuration does not use.
+   */
+  | "CONFIG_CONFLICT";
 
 /** Options of {@linkcode ConfigError}. */
 export interface ConfigErrorOptions extends ErrorOptions {
@@ -471,7 +710,7 @@ export class ConfigError extends Error {
 
 /** A value read from a source: a typed value, or what is wrong with the raw one. */
 export type ParsedValue =
-  | { readonly ok: true; readonly value: string | number | boolean }
+  | { readonly ok: true; readonly value: string | number | boolean | readonly string[] }
   | { readonly ok: false; readonly problem: string };
 
 function describeType(raw: unknown): string {
@@ -539,11 +778,41 @@ export function parseKeyValue(definition: KeyDefinition, raw: unknown): ParsedVa
         const choice = Object.entries(definition.choices).find(
           ([spelling]) => spelling === raw.toLowerCase(),
         );
-        return choice === undefined ? invalid() : { ok: true, value: choice[1] };
+        if (choice !== undefined) return { ok: true, value: choice[1] };
+        const reason = definition.refused?.[raw.toLowerCase()];
+        return invalid(reason === undefined ? "" : `${definition.allowed}; ${reason}`);
       }
       if (raw === "" || raw.trim() !== raw) return invalid();
       const detail = definition.check?.(raw);
       return detail === undefined ? { ok: true, value: raw } : invalid(detail);
+    }
+    case "list": {
+      let items: readonly unknown[];
+      if (typeof raw === "string") {
+        if (raw === "" || raw.trim() !== raw) return invalid();
+        items = raw.split(/\s+/);
+      } else if (Array.isArray(raw) && raw.length > 0) {
+        items = raw;
+      } else {
+        if (raw === true) return invalid(`a value, since the flag was given without one`);
+        return invalid(
+          `${definition.allowed}, got ${Array.isArray(raw) ? "an empty list" : describeType(raw)}`,
+        );
+      }
+      for (const item of items) {
+        if (typeof item !== "string" || item === "" || /\s/.test(item)) {
+          return invalid(
+            `${definition.allowed}, got the list item ${
+              typeof item === "string" ? quote(item) : describeType(item)
+            }`,
+          );
+        }
+        const detail = definition.check?.(item);
+        if (detail !== undefined) {
+          return invalid(`${detail === "" ? definition.allowed : detail}, got ${quote(item)}`);
+        }
+      }
+      return { ok: true, value: Object.freeze([...items as string[]]) };
     }
   }
 }
@@ -734,6 +1003,136 @@ function freezeConfig(node: Record<string, unknown>, prefix = ""): void {
   Object.freeze(node);
 }
 
+/** A key's valid value and where it came from. */
+interface Setting {
+  readonly definition: KeyDefinition;
+  readonly source: ConfigSource;
+  readonly value: string | number | boolean | readonly string[];
+}
+
+/** The keys that only `private_key_jwt` uses. */
+const PRIVATE_KEY_JWT_KEYS = [
+  "oidc.privatekeyfile",
+  "oidc.keyid",
+  "oidc.keyalg",
+  "oidc.assertionaudience",
+] as const;
+
+/**
+ * The rules that span keys: where tokens come from (`oidc.tokenurl` or `oidc.issuer`) and
+ * what authenticates the client (a secret, a secret file or a private key, as
+ * `oidc.authmethod` asks). A rule is skipped when one of its keys is invalid: that error
+ * is reported already, and a guess about the intended value would only add noise.
+ */
+function checkCombinations(
+  settings: ReadonlyMap<string, Setting>,
+  invalid: ReadonlySet<string>,
+  filePath: string | undefined,
+): ConfigError[] {
+  const errors: ConfigError[] = [];
+  const describe = (key: string) => {
+    const { definition, source, value } = settings.get(key)!;
+    // Secrets are never shown; lists are shown as they are written in the environment.
+    const shown = definition.secret
+      ? ""
+      : ` ${quote(Array.isArray(value) ? value.join(" ") : value)}`;
+    return `${key}${shown} from ${describeSource(source, definition, filePath)}`;
+  };
+  const howToSet = (key: string) => `${flagName(key)}, ${envName(key)} or ${quote(key)}`;
+  const conflict = (first: string, second: string, reason: string) =>
+    new ConfigError(
+      `Conflicting keys ${describe(first)} and ${describe(second)}: set only one; ${reason}`,
+      { code: "CONFIG_CONFLICT", key: second, source: settings.get(second)!.source },
+    );
+
+  if (!invalid.has("oidc.tokenurl") && !invalid.has("oidc.issuer")) {
+    if (settings.has("oidc.tokenurl") && settings.has("oidc.issuer")) {
+      errors.push(
+        conflict(
+          "oidc.tokenurl",
+          "oidc.issuer",
+          "oidc.issuer finds the token endpoint in the issuer's metadata, oidc.tokenurl names it directly",
+        ),
+      );
+    } else if (!settings.has("oidc.tokenurl") && !settings.has("oidc.issuer")) {
+      errors.push(
+        new ConfigError(
+          `Missing required key oidc.tokenurl or oidc.issuer: set the token endpoint with ${
+            howToSet("oidc.tokenurl")
+          } in the --config file, or the issuer whose metadata names it with ${
+            howToSet("oidc.issuer")
+          }`,
+          { code: "CONFIG_MISSING", key: "oidc.tokenurl" },
+        ),
+      );
+    }
+  }
+
+  if (invalid.has("oidc.authmethod")) return errors;
+  const method = settings.get("oidc.authmethod")?.value;
+  const secretKeys = ["oidc.clientsecret", "oidc.clientsecretfile"] as const;
+  if (method === "private_key_jwt") {
+    for (const key of secretKeys) {
+      if (!settings.has(key)) continue;
+      errors.push(
+        new ConfigError(
+          `Key ${describe(key)} is not used with ${
+            describe("oidc.authmethod")
+          }, which signs with oidc.privatekeyfile instead: remove ${key}, or set oidc.authmethod to client_secret_post or client_secret_basic`,
+          { code: "CONFIG_CONFLICT", key, source: settings.get(key)!.source },
+        ),
+      );
+    }
+    if (!settings.has("oidc.privatekeyfile") && !invalid.has("oidc.privatekeyfile")) {
+      errors.push(
+        new ConfigError(
+          `Missing required key oidc.privatekeyfile for ${
+            describe("oidc.authmethod")
+          }: set it with ${howToSet("oidc.privatekeyfile")} in the --config file`,
+          { code: "CONFIG_MISSING", key: "oidc.privatekeyfile" },
+        ),
+      );
+    }
+    return errors;
+  }
+
+  for (const key of PRIVATE_KEY_JWT_KEYS) {
+    if (!settings.has(key)) continue;
+    errors.push(
+      new ConfigError(
+        `Key ${describe(key)} is only used with oidc.authmethod "private_key_jwt", not with ${
+          describe("oidc.authmethod")
+        }: set oidc.authmethod to private_key_jwt, or remove ${key}`,
+        { code: "CONFIG_CONFLICT", key, source: settings.get(key)!.source },
+      ),
+    );
+  }
+  if (secretKeys.some((key) => invalid.has(key))) return errors;
+  if (settings.has("oidc.clientsecret") && settings.has("oidc.clientsecretfile")) {
+    errors.push(
+      conflict(
+        "oidc.clientsecret",
+        "oidc.clientsecretfile",
+        "both give the client secret (the file is read again before every token request)",
+      ),
+    );
+  } else if (!settings.has("oidc.clientsecret") && !settings.has("oidc.clientsecretfile")) {
+    errors.push(
+      new ConfigError(
+        `Missing required key oidc.clientsecret or oidc.clientsecretfile for ${
+          describe("oidc.authmethod")
+        }: set the secret with ${
+          howToSet("oidc.clientsecret")
+        } in the --config file, or the path of a file holding it with ${
+          howToSet("oidc.clientsecretfile")
+        }; or set oidc.authmethod to private_key_jwt to sign with a private key instead`,
+        { code: "CONFIG_MISSING", key: "oidc.clientsecret" },
+      ),
+    );
+  }
+  return errors;
+}
+
 /**
  * Merges defaults < file < environment < flags and validates the result.
  * A value set in a higher source wins even when it is empty or equals the
@@ -744,7 +1143,12 @@ function freezeConfig(node: Record<string, unknown>, prefix = ""): void {
  * @returns The validated, deeply frozen configuration.
  * @throws {ConfigError} On the first problem, in schema order, with the rest
  *   in {@linkcode ConfigError.others}: unknown or misplaced file keys first,
- *   then missing (`CONFIG_MISSING`) and invalid (`CONFIG_INVALID`) values.
+ *   then missing (`CONFIG_MISSING`), invalid (`CONFIG_INVALID`) and
+ *   conflicting (`CONFIG_CONFLICT`) values. Exactly one of `oidc.tokenurl` and
+ *   `oidc.issuer` must be set; with a secret method exactly one of
+ *   `oidc.clientsecret` and `oidc.clientsecretfile`; with `private_key_jwt`
+ *   `oidc.privatekeyfile` and neither of those; the other `private_key_jwt`
+ *   keys only with it.
  *
  * @example
  * ```ts
@@ -784,6 +1188,8 @@ export function resolveConfig(input: ConfigInput): Config {
   }
 
   const root: Record<string, unknown> = {};
+  const settings = new Map<string, Setting>();
+  const invalid = new Set<string>();
   for (const definition of KEYS as readonly KeyDefinition[]) {
     const { key } = definition;
     const candidates: [ConfigSource, unknown][] = [
@@ -820,8 +1226,10 @@ export function resolveConfig(input: ConfigInput): Config {
           { code: "CONFIG_INVALID", key, source },
         ),
       );
+      invalid.add(key);
       continue;
     }
+    settings.set(key, { definition, source, value: parsed.value });
     const path = definition.field.split(".");
     let node = root;
     for (const part of path.slice(0, -1)) {
@@ -830,7 +1238,17 @@ export function resolveConfig(input: ConfigInput): Config {
     node[path[path.length - 1]] = parsed.value;
   }
 
+  errors.push(...checkCombinations(settings, invalid, filePath));
+
   if (errors.length > 0) {
+    // Problems with a key of the schema are reported in schema order, whichever check found
+    // them; unknown keys and a malformed file come first, as they may explain the rest.
+    const order: readonly string[] = KEYS.map((d) => d.key);
+    const rank = (error: ConfigError) =>
+      error.code === "CONFIG_UNKNOWN_KEY" || error.key === undefined || !order.includes(error.key)
+        ? -1
+        : order.indexOf(error.key);
+    errors.sort((a, b) => rank(a) - rank(b));
     const [first, ...others] = errors;
     throw new ConfigError(first.message, {
       code: first.code,
@@ -953,7 +1371,23 @@ export interface LoadConfigFileOptions {
   readTextFile?: (path: string) => Promise<string>;
 }
 
-function describeReadError(error: unknown): string {
+/**
+ * Why a file could not be read, in words that fit after a colon: "no such
+ * file", "permission denied", ... The error's own text is used only for
+ * unusual failures; it names the path at most, never the content.
+ *
+ * @param error What `Deno.readTextFile` (or a stand-in) threw.
+ * @returns A short reason without a trailing period.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { describeReadError } from "./config.ts";
+ *
+ * assert.equal(describeReadError(new Deno.errors.NotFound("x")), "no such file");
+ * ```
+ */
+export function describeReadError(error: unknown): string {
   if (error instanceof Deno.errors.NotFound) return "no such file";
   if (error instanceof Deno.errors.IsADirectory) return "it is a directory";
   if (error instanceof Deno.errors.PermissionDenied) return "permission denied";

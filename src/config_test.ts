@@ -88,8 +88,19 @@ Deno.test("KEYS holds every key of the contract, with its defaults", () => {
       ["log.level", "info"],
       ["log.format", "text"],
       ["oidc.tokenurl", undefined],
+      ["oidc.issuer", undefined],
       ["oidc.clientid", undefined],
+      ["oidc.authmethod", "client_secret_post"],
       ["oidc.clientsecret", undefined],
+      ["oidc.clientsecretfile", undefined],
+      ["oidc.privatekeyfile", undefined],
+      ["oidc.keyid", undefined],
+      ["oidc.keyalg", undefined],
+      ["oidc.assertionaudience", undefined],
+      ["oidc.scope", undefined],
+      ["oidc.audience", undefined],
+      ["oidc.resource", undefined],
+      ["oidc.cafile", undefined],
       ["renew.percent", 67],
       ["http.address", ":8080"],
       ["once", false],
@@ -108,8 +119,19 @@ Deno.test("envName() gives the contract's variable names", () => {
     "KTR_LOG_LEVEL",
     "KTR_LOG_FORMAT",
     "KTR_OIDC_TOKENURL",
+    "KTR_OIDC_ISSUER",
     "KTR_OIDC_CLIENTID",
+    "KTR_OIDC_AUTHMETHOD",
     "KTR_OIDC_CLIENTSECRET",
+    "KTR_OIDC_CLIENTSECRETFILE",
+    "KTR_OIDC_PRIVATEKEYFILE",
+    "KTR_OIDC_KEYID",
+    "KTR_OIDC_KEYALG",
+    "KTR_OIDC_ASSERTIONAUDIENCE",
+    "KTR_OIDC_SCOPE",
+    "KTR_OIDC_AUDIENCE",
+    "KTR_OIDC_RESOURCE",
+    "KTR_OIDC_CAFILE",
     "KTR_RENEW_PERCENT",
     "KTR_HTTP_ADDRESS",
     "KTR_ONCE",
@@ -153,6 +175,7 @@ Deno.test("resolveConfig() fills defaults and maps keys to camelCase fields", ()
     oidc: {
       tokenUrl: "https://auth.example.com/token",
       clientId: "my-client",
+      authMethod: "client_secret_post",
       clientSecret: SECRET,
     },
     renew: { percent: 67 },
@@ -306,8 +329,14 @@ Deno.test("resolveConfig() ignores environment variables without the KTR_ names"
 // --- missing keys -------------------------------------------------------------------------
 
 Deno.test("resolveConfig() names each missing required key, with its flag and variable", () => {
-  const required = (KEYS as readonly KeyDefinition[]).filter((d) => d.default === undefined);
-  assert.equal(required.length, 5);
+  const required = (KEYS as readonly KeyDefinition[]).filter((d) =>
+    d.default === undefined && !d.optional
+  );
+  assert.deepEqual(required.map((d) => d.key), [
+    "secret.name",
+    "secret.namespace",
+    "oidc.clientid",
+  ]);
   for (const definition of required) {
     const error = configError(() => resolveConfig({ env: without(envName(definition.key)) }));
     assert.equal(error.code, "CONFIG_MISSING");
@@ -528,6 +557,350 @@ Deno.test("client id, client secret and the service account folder refuse surrou
   assert.equal(config.kube.serviceAccountDir, "/tmp/sa");
 });
 
+// --- where tokens come from, client authentication, request parameters -------------------
+
+/** REQUIRED_ENV with some variables changed, and those set to undefined removed. */
+function envWith(changes: Record<string, string | undefined>): Record<string, string> {
+  const env: Record<string, string | undefined> = { ...REQUIRED_ENV, ...changes };
+  return Object.fromEntries(
+    Object.entries(env).filter((entry): entry is [string, string] => entry[1] !== undefined),
+  );
+}
+
+/** The smallest environment for private_key_jwt. */
+const PRIVATE_KEY_ENV = envWith({
+  KTR_OIDC_CLIENTSECRET: undefined,
+  KTR_OIDC_AUTHMETHOD: "private_key_jwt",
+  KTR_OIDC_PRIVATEKEYFILE: "/run/key.pem",
+});
+
+Deno.test("oidc.issuer replaces oidc.tokenurl", () => {
+  const config = resolveConfig({
+    env: envWith({ KTR_OIDC_TOKENURL: undefined, KTR_OIDC_ISSUER: "https://auth.example.com/t/x" }),
+  });
+  assert.equal(config.oidc.issuer, "https://auth.example.com/t/x");
+  assert.equal(config.oidc.tokenUrl, undefined);
+  assert.equal("tokenUrl" in config.oidc, false);
+});
+
+Deno.test("resolveConfig() refuses oidc.tokenurl and oidc.issuer together, naming both sources", () => {
+  const error = configError(() =>
+    resolveConfig({
+      env: REQUIRED_ENV,
+      file: { oidc: { issuer: "https://auth.example.com" } },
+      filePath: "ktr.yaml",
+    })
+  );
+  assert.deepEqual([error.code, error.key, error.source], [
+    "CONFIG_CONFLICT",
+    "oidc.issuer",
+    "file",
+  ]);
+  assert.equal(error.others.length, 0);
+  assert.match(
+    error.message,
+    /^Conflicting keys oidc\.tokenurl "https:\/\/auth\.example\.com\/token"/,
+  );
+  assert.ok(error.message.includes("environment variable KTR_OIDC_TOKENURL"), error.message);
+  assert.ok(error.message.includes('oidc.issuer "https://auth.example.com"'), error.message);
+  assert.ok(error.message.includes('config file "ktr.yaml"'), error.message);
+  assert.match(error.message, /set only one/);
+  assertMessageStyle(error.message);
+});
+
+Deno.test("resolveConfig() asks for oidc.tokenurl or oidc.issuer when neither is set", () => {
+  const error = configError(() => resolveConfig({ env: without("KTR_OIDC_TOKENURL") }));
+  assert.deepEqual([error.code, error.key, error.source], [
+    "CONFIG_MISSING",
+    "oidc.tokenurl",
+    undefined,
+  ]);
+  for (const name of ["--oidc.tokenurl", "KTR_OIDC_TOKENURL", "--oidc.issuer", "KTR_OIDC_ISSUER"]) {
+    assert.ok(error.message.includes(name), error.message);
+  }
+  assertMessageStyle(error.message);
+});
+
+Deno.test("oidc.issuer follows the token URL's rules and has no query or fragment", () => {
+  const issuer = (value: string) =>
+    resolveConfig({ env: envWith({ KTR_OIDC_TOKENURL: undefined, KTR_OIDC_ISSUER: value }) });
+  for (const url of ["https://a.example/", "https://a.example/realms/x", "http://127.0.0.1:8080"]) {
+    assert.equal(issuer(url).oidc.issuer, url);
+  }
+  for (
+    const [url, expected] of [
+      ["http://a.example", /http: is only allowed to localhost/],
+      ["https://a.example/?tenant=x", /without a query \(\?\) or fragment/],
+      ["https://a.example/#x", /without a query \(\?\) or fragment/],
+      ["https://a.example/?", /without a query/],
+      [`https://c:${SECRET}@a.example`, /user name or password/],
+      ["a.example", /absolute https: URL/],
+    ] as const
+  ) {
+    const error = configError(() => issuer(url));
+    assert.deepEqual([error.code, error.key], ["CONFIG_INVALID", "oidc.issuer"]);
+    assert.match(error.message, expected);
+    assert.ok(!error.message.includes(SECRET), error.message);
+  }
+});
+
+Deno.test("oidc.authmethod takes the three supported methods, ignoring case", () => {
+  for (const method of ["client_secret_post", "client_secret_basic", "CLIENT_SECRET_BASIC"]) {
+    const config = resolveConfig({ env: withEnv({ KTR_OIDC_AUTHMETHOD: method }) });
+    assert.equal(config.oidc.authMethod, method.toLowerCase());
+  }
+  const jwt = resolveConfig({ env: PRIVATE_KEY_ENV });
+  assert.equal(jwt.oidc.authMethod, "private_key_jwt");
+  assert.equal(jwt.oidc.privateKeyFile, "/run/key.pem");
+  assert.equal(jwt.oidc.clientSecret, undefined);
+});
+
+Deno.test("oidc.authmethod refuses none with the reason, and other methods it does not support", () => {
+  const none = invalidEnv("KTR_OIDC_AUTHMETHOD", "none");
+  assert.equal(none.key, "oidc.authmethod");
+  assert.match(none.message, /"none" is for public clients/);
+  assert.match(
+    none.message,
+    /expected "client_secret_post", "client_secret_basic" or "private_key_jwt"/,
+  );
+  assert.match(invalidEnv("KTR_OIDC_AUTHMETHOD", "None").message, /public clients/);
+  for (const method of ["client_secret_jwt", "tls_client_auth"]) {
+    assert.match(invalidEnv("KTR_OIDC_AUTHMETHOD", method).message, /not supported/);
+  }
+  assert.doesNotMatch(invalidEnv("KTR_OIDC_AUTHMETHOD", "basic").message, /;/);
+});
+
+Deno.test("oidc.clientsecretfile replaces oidc.clientsecret", () => {
+  const config = resolveConfig({
+    env: envWith({ KTR_OIDC_CLIENTSECRET: undefined }),
+    flags: { "oidc.clientsecretfile": "/run/secrets/oidc/secret" },
+  });
+  assert.equal(config.oidc.clientSecretFile, "/run/secrets/oidc/secret");
+  assert.equal(config.oidc.clientSecret, undefined);
+});
+
+Deno.test("resolveConfig() refuses oidc.clientsecret with oidc.clientsecretfile, without the secret", () => {
+  const error = configError(() =>
+    resolveConfig({ env: REQUIRED_ENV, flags: { "oidc.clientsecretfile": "/run/secret" } })
+  );
+  assert.deepEqual([error.code, error.key, error.source], [
+    "CONFIG_CONFLICT",
+    "oidc.clientsecretfile",
+    "flag",
+  ]);
+  assert.ok(!error.message.includes(SECRET), error.message);
+  assert.ok(
+    error.message.includes("oidc.clientsecret from environment variable KTR_OIDC_CLIENTSECRET"),
+    error.message,
+  );
+  assert.ok(
+    error.message.includes('oidc.clientsecretfile "/run/secret" from flag --oidc.clientsecretfile'),
+    error.message,
+  );
+  assertMessageStyle(error.message);
+});
+
+Deno.test("resolveConfig() asks for a secret or secret file for the secret methods", () => {
+  for (const method of [undefined, "client_secret_basic"]) {
+    const error = configError(() =>
+      resolveConfig({
+        env: envWith({ KTR_OIDC_CLIENTSECRET: undefined, KTR_OIDC_AUTHMETHOD: method }),
+      })
+    );
+    assert.deepEqual([error.code, error.key], ["CONFIG_MISSING", "oidc.clientsecret"]);
+    for (const name of ["KTR_OIDC_CLIENTSECRET", "--oidc.clientsecretfile", "private_key_jwt"]) {
+      assert.ok(error.message.includes(name), error.message);
+    }
+    assert.ok(error.message.includes(`"${method ?? "client_secret_post"}"`), error.message);
+    assertMessageStyle(error.message);
+  }
+});
+
+Deno.test("private_key_jwt needs oidc.privatekeyfile", () => {
+  const error = configError(() =>
+    resolveConfig({
+      env: envWith({ KTR_OIDC_CLIENTSECRET: undefined, KTR_OIDC_AUTHMETHOD: "private_key_jwt" }),
+    })
+  );
+  assert.deepEqual([error.code, error.key], ["CONFIG_MISSING", "oidc.privatekeyfile"]);
+  assert.match(
+    error.message,
+    /^Missing required key oidc\.privatekeyfile for oidc\.authmethod "private_key_jwt" from environment variable KTR_OIDC_AUTHMETHOD: set it with --oidc\.privatekeyfile, KTR_OIDC_PRIVATEKEYFILE/,
+  );
+  assertMessageStyle(error.message);
+});
+
+Deno.test("private_key_jwt refuses a client secret or secret file, which it would not use", () => {
+  for (
+    const [name, key] of [
+      ["KTR_OIDC_CLIENTSECRET", "oidc.clientsecret"],
+      ["KTR_OIDC_CLIENTSECRETFILE", "oidc.clientsecretfile"],
+    ] as const
+  ) {
+    const error = configError(() => resolveConfig({ env: { ...PRIVATE_KEY_ENV, [name]: SECRET } }));
+    assert.deepEqual([error.code, error.key, error.source], ["CONFIG_CONFLICT", key, "env"]);
+    assert.match(error.message, /is not used with oidc\.authmethod "private_key_jwt"/);
+    assert.ok(error.message.includes(`remove ${key}`), error.message);
+    if (key === "oidc.clientsecret") assert.ok(!error.message.includes(SECRET), error.message);
+    assertMessageStyle(error.message);
+  }
+});
+
+Deno.test("the private_key_jwt keys are refused with a secret method", () => {
+  const values = {
+    "oidc.privatekeyfile": "/run/key.pem",
+    "oidc.keyid": "key-1",
+    "oidc.keyalg": "ES256",
+    "oidc.assertionaudience": "https://auth.example.com/",
+  };
+  for (const [key, value] of Object.entries(values)) {
+    const error = configError(() => resolveConfig({ env: REQUIRED_ENV, flags: { [key]: value } }));
+    assert.deepEqual([error.code, error.key, error.source], ["CONFIG_CONFLICT", key, "flag"]);
+    assert.ok(
+      error.message.includes(`${key} "${value}" from flag ${flagName(key)}`),
+      error.message,
+    );
+    assert.match(error.message, /only used with oidc\.authmethod "private_key_jwt"/);
+    assert.match(error.message, /"client_secret_post" from the built-in default/);
+    assertMessageStyle(error.message);
+  }
+  const config = resolveConfig({ env: { ...PRIVATE_KEY_ENV }, flags: values });
+  assert.deepEqual(
+    [config.oidc.keyId, config.oidc.keyAlg, config.oidc.assertionAudience],
+    ["key-1", "ES256", "https://auth.example.com/"],
+  );
+});
+
+Deno.test("resolveConfig() reports every combination problem of one pass, in schema order", () => {
+  const error = configError(() =>
+    resolveConfig({
+      env: {
+        ...REQUIRED_ENV,
+        KTR_OIDC_ISSUER: "https://auth.example.com",
+        KTR_OIDC_CLIENTSECRETFILE: "/run/secret",
+        KTR_OIDC_KEYID: "key-1",
+        KTR_INTERVAL: "0",
+      },
+    })
+  );
+  assert.deepEqual([error, ...error.others].map((e) => [e.code, e.key]), [
+    ["CONFIG_INVALID", "interval"],
+    ["CONFIG_CONFLICT", "oidc.issuer"],
+    ["CONFIG_CONFLICT", "oidc.clientsecretfile"],
+    ["CONFIG_CONFLICT", "oidc.keyid"],
+  ]);
+});
+
+Deno.test("resolveConfig() skips a combination rule when one of its keys is invalid", () => {
+  const error = configError(() =>
+    resolveConfig({ env: withEnv({ KTR_OIDC_ISSUER: "ftp://x", KTR_OIDC_AUTHMETHOD: "none" }) })
+  );
+  assert.deepEqual([error, ...error.others].map((e) => [e.code, e.key]), [
+    ["CONFIG_INVALID", "oidc.issuer"],
+    ["CONFIG_INVALID", "oidc.authmethod"],
+  ]);
+});
+
+Deno.test("oidc.keyalg takes the JWS names, ignoring case, and refuses HMAC", () => {
+  for (
+    const [raw, alg] of [["RS256", "RS256"], ["ps384", "PS384"], ["es512", "ES512"], [
+      "EDDSA",
+      "EdDSA",
+    ], ["Ed25519", "Ed25519"]] as const
+  ) {
+    assert.equal(
+      resolveConfig({ env: { ...PRIVATE_KEY_ENV, KTR_OIDC_KEYALG: raw } }).oidc.keyAlg,
+      alg,
+    );
+  }
+  const hmac = configError(() =>
+    resolveConfig({ env: { ...PRIVATE_KEY_ENV, KTR_OIDC_KEYALG: "HS256" } })
+  );
+  assert.deepEqual([hmac.code, hmac.key], ["CONFIG_INVALID", "oidc.keyalg"]);
+  assert.match(hmac.message, /client_secret_jwt, which is not supported/);
+});
+
+Deno.test("oidc.scope is space-separated scope names as OAuth writes them", () => {
+  for (const scope of ["api.read", "api.read api.write", "api://x/.default", "openid"]) {
+    assert.equal(resolveConfig({ env: withEnv({ KTR_OIDC_SCOPE: scope }) }).oidc.scope, scope);
+  }
+  for (const scope of ["a  b", 'a "b"', "a\\b", "a\tb", " a", "a,b c\u00e9"]) {
+    const error = invalidEnv("KTR_OIDC_SCOPE", scope);
+    assert.equal(error.key, "oidc.scope");
+    assert.match(error.message, /scope names separated by single spaces/);
+  }
+});
+
+Deno.test("oidc.audience is any value without surrounding whitespace", () => {
+  const config = resolveConfig({
+    file: { oidc: { audience: "https://api.example.com" } },
+    env: REQUIRED_ENV,
+  });
+  assert.equal(config.oidc.audience, "https://api.example.com");
+  assert.equal(invalidEnv("KTR_OIDC_AUDIENCE", " x").key, "oidc.audience");
+});
+
+Deno.test("oidc.resource is a space-separated list in env and flags, and a string or list in the file", () => {
+  const fromEnv = resolveConfig({
+    env: withEnv({ KTR_OIDC_RESOURCE: "https://a.example/api urn:example:b" }),
+  });
+  assert.deepEqual(fromEnv.oidc.resource, ["https://a.example/api", "urn:example:b"]);
+  assert.ok(Object.isFrozen(fromEnv.oidc.resource));
+  const fromFlag = resolveConfig({ env: REQUIRED_ENV, flags: { "oidc.resource": "urn:x" } });
+  assert.deepEqual(fromFlag.oidc.resource, ["urn:x"]);
+  const fromList = resolveConfig({
+    env: REQUIRED_ENV,
+    file: { oidc: { resource: ["https://a.example/", "https://b.example/"] } },
+  });
+  assert.deepEqual(fromList.oidc.resource, ["https://a.example/", "https://b.example/"]);
+  const fromString = resolveConfig({
+    env: REQUIRED_ENV,
+    file: { oidc: { resource: "https://a.example/" } },
+  });
+  assert.deepEqual(fromString.oidc.resource, ["https://a.example/"]);
+  assert.deepEqual(JSON.parse(JSON.stringify(fromList)).oidc.resource, [
+    "https://a.example/",
+    "https://b.example/",
+  ]);
+});
+
+Deno.test("oidc.resource refuses relative URIs, fragments and odd list items, naming the item", () => {
+  for (const value of ["api", "https://a.example/ api", "https://a.example/#x", " urn:x"]) {
+    const error = invalidEnv("KTR_OIDC_RESOURCE", value);
+    assert.equal(error.key, "oidc.resource");
+    assert.match(error.message, /absolute URIs without a fragment/);
+  }
+  assert.match(invalidEnv("KTR_OIDC_RESOURCE", "urn:x relative").message, /got "relative"$/);
+  for (
+    const [resource, expected] of [
+      [[], /got an empty list$/],
+      [["urn:x", "a b"], /got the list item "a b"$/],
+      [["urn:x", { uri: "urn:y" }], /got the list item a mapping$/],
+      [["urn:x", null], /got the list item null$/],
+      [{ uri: "urn:y" }, /got a mapping$/],
+    ] as const
+  ) {
+    const error = configError(() =>
+      resolveConfig({ env: REQUIRED_ENV, file: { oidc: { resource } }, filePath: "k.yaml" })
+    );
+    assert.deepEqual([error.code, error.key, error.source], [
+      "CONFIG_INVALID",
+      "oidc.resource",
+      "file",
+    ]);
+    assert.match(error.message, expected);
+    assertMessageStyle(error.message);
+  }
+});
+
+Deno.test("oidc.cafile, oidc.clientsecretfile and oidc.audience refuse surrounding whitespace", () => {
+  for (const name of ["KTR_OIDC_CAFILE", "KTR_OIDC_CLIENTSECRETFILE", "KTR_OIDC_AUDIENCE"]) {
+    for (const value of ["x\n", " x"]) invalidEnv(name, value);
+  }
+  const config = resolveConfig({ env: withEnv({ KTR_OIDC_CAFILE: "/etc/ssl/private-ca.pem" }) });
+  assert.equal(config.oidc.caFile, "/etc/ssl/private-ca.pem");
+});
+
 Deno.test("resolveConfig() refuses a string key given another YAML type, naming the type", () => {
   const error = configError(() =>
     resolveConfig({ env: without("KTR_OIDC_CLIENTID"), file: { oidc: { clientid: 12345 } } })
@@ -653,8 +1026,19 @@ const SAMPLES: Readonly<Record<string, readonly [valid: string, invalid: string]
   "log.level": ["warn", "loud"],
   "log.format": ["json", "xml"],
   "oidc.tokenurl": ["https://auth.example.com/token", "http://auth.example.com/token"],
+  "oidc.issuer": ["https://auth.example.com/realms/x", "https://auth.example.com/?tenant=x"],
   "oidc.clientid": ["my-client", " my-client"],
+  "oidc.authmethod": ["client_secret_basic", "none"],
   "oidc.clientsecret": [SECRET, ` ${SECRET}\n`],
+  "oidc.clientsecretfile": ["/run/secret", "/run/secret\n"],
+  "oidc.privatekeyfile": ["/run/key.pem", " /run/key.pem"],
+  "oidc.keyid": ["key-1", "key-1 "],
+  "oidc.keyalg": ["ES256", "HS256"],
+  "oidc.assertionaudience": ["https://auth.example.com/", "auth.example.com"],
+  "oidc.scope": ["api.read api.write", 'api.read  "api.write"'],
+  "oidc.audience": ["https://api.example.com", ""],
+  "oidc.resource": ["https://api.example.com/ urn:example:api", "https://api.example.com/#part"],
+  "oidc.cafile": ["/etc/ca.crt", ""],
   "renew.percent": ["50", "0.5"],
   "http.address": [":9090", "9090"],
   "once": ["true", "yes"],
@@ -823,6 +1207,7 @@ Deno.test("loadConfigFile() reads the contract's example file into a full config
     oidc: {
       tokenUrl: "https://auth.example.com/token",
       clientId: "my-client",
+      authMethod: "client_secret_post",
       clientSecret: "s3cr3t",
     },
     renew: { percent: 67 },

@@ -1,10 +1,23 @@
 /**
  * The token source: OAuth 2.0 client credentials grant through oauth4webapi.
  *
+ * The token endpoint is configured directly or found in the issuer's metadata
+ * (OpenID Connect discovery, else RFC 8414), fetched at the first request and
+ * again after the endpoint fails. The client authenticates with a secret (in
+ * the form body or a Basic header) or a private key (`private_key_jwt`);
+ * secret, key and CA files are read before every request.
+ *
  * @module
  */
+import { getLogger } from "@logtape/logtape";
 import * as oauth from "oauth4webapi";
-import type { Config } from "./config.ts";
+import type { ClientAuthMethod, Config } from "./config.ts";
+import { LOG_CATEGORY } from "./log.ts";
+import { type ClientPrivateKey, readPrivateKeyFile, readSecretFile } from "./oidc_auth.ts";
+import { createTrustingClient } from "./oidc_trust.ts";
+import { TokenError } from "./token_error.ts";
+
+export { TokenError, type TokenErrorCode, type TokenErrorOptions } from "./token_error.ts";
 
 /** An access token and what is known of its lifetime. */
 export interface Token {
@@ -18,61 +31,6 @@ export interface Token {
   readonly expiresAt?: number;
   /** Where the lifetime came from. */
   readonly lifetimeSource: "expires_in" | "jwt" | "unknown";
-}
-
-/** Codes of {@linkcode TokenError}; callers branch on these. */
-export type TokenErrorCode =
-  /** The provider answered with an OAuth error body (`error`, `error_description`). */
-  | "TOKEN_PROVIDER_ERROR"
-  /** The provider answered with a non-2xx status and no OAuth error body. */
-  | "TOKEN_HTTP_ERROR"
-  /** A 2xx answer that is not a valid token response (not JSON, no `access_token`, ...). */
-  | "TOKEN_INVALID_RESPONSE"
-  /** The answer was larger than the tool accepts. */
-  | "TOKEN_RESPONSE_TOO_LARGE"
-  /** No answer within the timeout. */
-  | "TOKEN_TIMEOUT"
-  /** The request could not be sent (connection refused, DNS, TLS, ...). */
-  | "TOKEN_UNREACHABLE"
-  /** The caller aborted the request (shutdown). */
-  | "TOKEN_ABORTED";
-
-/** A failed token request. Its message never contains the token or the client secret. */
-export class TokenError extends Error {
-  /** What kind of failure this is. */
-  readonly code: TokenErrorCode;
-  /** HTTP status of the provider's answer, if there was one. */
-  readonly status?: number;
-  /** The provider's `error` code, if given. */
-  readonly providerError?: string;
-  /** The provider's `error_description`, if given. */
-  readonly providerDescription?: string;
-  /** Milliseconds the provider asked to wait (`Retry-After` on 429/503), if given. */
-  readonly retryAfterMs?: number;
-
-  /**
-   * @param message Human-readable description.
-   * @param options Code and details.
-   */
-  constructor(
-    message: string,
-    options: {
-      code: TokenErrorCode;
-      status?: number;
-      providerError?: string;
-      providerDescription?: string;
-      retryAfterMs?: number;
-      cause?: unknown;
-    },
-  ) {
-    super(message, { cause: options.cause });
-    this.name = "TokenError";
-    this.code = options.code;
-    this.status = options.status;
-    this.providerError = options.providerError;
-    this.providerDescription = options.providerDescription;
-    this.retryAfterMs = options.retryAfterMs;
-  }
 }
 
 /** Anything that yields fresh access tokens. */
@@ -89,13 +47,45 @@ export interface TokenSource {
 
 /** Options of {@linkcode createClientCredentialsSource}. */
 export interface ClientCredentialsOptions {
-  /** The provider's token endpoint. `http:` is only for loopback (config validation enforces it). */
-  tokenUrl: string;
+  /**
+   * The provider's token endpoint; give this or {@linkcode ClientCredentialsOptions.issuer}.
+   * `http:` is only for loopback (config validation enforces it).
+   */
+  tokenUrl?: string;
+  /**
+   * The issuer, whose metadata names the token endpoint; give this or
+   * {@linkcode ClientCredentialsOptions.tokenUrl}. The metadata is fetched at the first
+   * request, and again after the token endpoint fails (unreachable, 404 or 5xx).
+   */
+  issuer?: string;
   /** OAuth client id. */
   clientId: string;
-  /** OAuth client secret, or a function returning it (read again for every request). */
-  clientSecret: string | (() => string | Promise<string>);
-  /** Whole-request timeout in milliseconds, body included. Default 10 000. */
+  /** How the client authenticates. Default `client_secret_post`, as the original tool did. */
+  authMethod?: ClientAuthMethod;
+  /**
+   * OAuth client secret, or a function returning it (called before every request); needed
+   * by `client_secret_post` and `client_secret_basic`.
+   */
+  clientSecret?: string | (() => string | Promise<string>);
+  /**
+   * The private key of `private_key_jwt`, or a function returning it (called before every
+   * request).
+   */
+  privateKey?: ClientPrivateKey | (() => ClientPrivateKey | Promise<ClientPrivateKey>);
+  /** `aud` of the client assertion of `private_key_jwt`. Default: the token endpoint URL. */
+  assertionAudience?: string;
+  /** Space-separated scopes, sent as `scope`. */
+  scope?: string;
+  /** Sent as `audience`, the parameter Auth0 wants. */
+  audience?: string;
+  /** RFC 8707 resource indicators, one `resource` parameter each. */
+  resource?: readonly string[];
+  /**
+   * Makes the HTTP client for one token request (discovery included), which is closed after
+   * it; used to trust a private CA. Default: the one `fetch` uses anyway.
+   */
+  httpClient?: () => Promise<Deno.HttpClient>;
+  /** Timeout in milliseconds of each request, body included. Default 10 000. */
   timeoutMs?: number;
   /** Largest response body accepted, in bytes. Default 1 MiB. */
   maxResponseBytes?: number;
@@ -161,12 +151,16 @@ export function jwtExpiry(token: string): number | undefined {
 }
 
 /** Reads at most `limit` bytes of a body; more is an error, so a huge answer cannot exhaust memory. */
-async function readBounded(response: Response, limit: number): Promise<Uint8Array<ArrayBuffer>> {
+async function readBounded(
+  response: Response,
+  limit: number,
+  what: string,
+): Promise<Uint8Array<ArrayBuffer>> {
   const declared = Number(response.headers.get("content-length"));
   if (Number.isFinite(declared) && declared > limit) {
     await response.body?.cancel();
     throw new TokenError(
-      `Token endpoint answered with ${declared} bytes, more than the ${limit} accepted`,
+      `${what} answered with ${declared} bytes, more than the ${limit} accepted`,
       { code: "TOKEN_RESPONSE_TOO_LARGE", status: response.status },
     );
   }
@@ -177,7 +171,7 @@ async function readBounded(response: Response, limit: number): Promise<Uint8Arra
       size += chunk.byteLength;
       if (size > limit) {
         throw new TokenError(
-          `Token endpoint answered with more than the ${limit} bytes accepted`,
+          `${what} answered with more than the ${limit} bytes accepted`,
           { code: "TOKEN_RESPONSE_TOO_LARGE", status: response.status },
         );
       }
@@ -196,6 +190,13 @@ async function readBounded(response: Response, limit: number): Promise<Uint8Arra
 function describeProviderError(status: number, error: string, description?: string): string {
   const detail = description ? `: ${description}` : "";
   return `Token endpoint refused the request with HTTP ${status}, error "${error}"${detail}`;
+}
+
+/** Why a request could not be sent; fetch's own message is only "fetch failed", its cause says why. */
+function describeSendFailure(err: unknown): string {
+  const cause = err instanceof Error ? err.cause : undefined;
+  if (cause instanceof Error && cause.message !== "") return cause.message;
+  return err instanceof Error ? err.message : String(err);
 }
 
 /** Maps whatever oauth4webapi or fetch threw onto a {@linkcode TokenError}, keeping secrets out. */
@@ -250,24 +251,180 @@ function toTokenError(err: unknown, status: number | undefined, retryAfterMs: nu
   if (err instanceof DOMException && err.name === "AbortError") {
     return new TokenError("Token request aborted", { code: "TOKEN_ABORTED" });
   }
-  const reason = err instanceof Error ? err.message : String(err);
-  return new TokenError(`Token endpoint could not be reached: ${reason}`, {
+  return new TokenError(`Token endpoint could not be reached: ${describeSendFailure(err)}`, {
     code: "TOKEN_UNREACHABLE",
   });
 }
 
+/** What the requests of one token fetch record about the answer, for error mapping. */
+interface AnswerRecord {
+  status?: number;
+  retryAfterMs?: number;
+}
+
+/** The fetch of oauth4webapi's `customFetch` option, for GET (discovery) and POST (token). */
+type CustomFetch = (url: string, init: RequestInit) => Promise<Response>;
+
 /**
- * Creates a token source that uses the client credentials grant with `client_secret_post`
- * (client id and secret in the form body, as the original tool did).
+ * Runs `work` under its own timeout and the caller's signal, and settles as soon as either
+ * fires even if `work` ignores its signal.
+ */
+async function withDeadline<T>(
+  what: string,
+  timeoutMs: number,
+  signal: AbortSignal | undefined,
+  work: (signal: AbortSignal) => Promise<T>,
+): Promise<T> {
+  const timeout = AbortSignal.timeout(timeoutMs);
+  const combined = signal ? AbortSignal.any([signal, timeout]) : timeout;
+  try {
+    return await untilAborted(work(combined), combined);
+  } catch (err) {
+    if (timeout.aborted && !signal?.aborted) {
+      throw new TokenError(`${what} did not answer within ${timeoutMs} ms`, {
+        code: "TOKEN_TIMEOUT",
+      });
+    }
+    if (signal?.aborted) throw new TokenError("Token request aborted", { code: "TOKEN_ABORTED" });
+    throw err;
+  }
+}
+
+/** Failures after which the metadata may be stale: the provider may have moved its endpoint. */
+function suggestsStaleMetadata(err: TokenError): boolean {
+  if (err.code === "TOKEN_UNREACHABLE" || err.code === "TOKEN_TIMEOUT") return true;
+  return err.status !== undefined && (err.status === 404 || err.status >= 500);
+}
+
+/** `http:` is accepted only where configuration would accept it: loopback. */
+function isSecureEnough(url: URL): boolean {
+  if (url.protocol === "https:") return true;
+  return url.protocol === "http:" &&
+    (url.hostname === "localhost" || url.hostname === "[::1]" ||
+      /^127\.\d+\.\d+\.\d+$/.test(url.hostname));
+}
+
+/**
+ * Fetches the issuer's metadata: OpenID Connect discovery first, then RFC 8414 (the
+ * `oauth-authorization-server` document) when the first is missing or unusable.
+ */
+async function discover(
+  issuer: URL,
+  fetchBounded: (what: string, record: AnswerRecord) => CustomFetch,
+  timeoutMs: number,
+  signal: AbortSignal | undefined,
+): Promise<oauth.AuthorizationServer> {
+  const what = `Discovery endpoint of issuer ${JSON.stringify(issuer.href)}`;
+  const problems: string[] = [];
+  // A server error says nothing about the issuer being right; it is reported as what it is.
+  let serverError: AnswerRecord | undefined;
+  for (const algorithm of ["oidc", "oauth2"] as const) {
+    const record: AnswerRecord = {};
+    let url = "";
+    const base = fetchBounded(what, record);
+    let metadata: oauth.AuthorizationServer;
+    try {
+      metadata = await withDeadline(
+        what,
+        timeoutMs,
+        signal,
+        async (bounded) => {
+          const response = await oauth.discoveryRequest(issuer, {
+            algorithm,
+            signal: bounded,
+            [oauth.allowInsecureRequests]: issuer.protocol === "http:",
+            [oauth.customFetch]: (input, init) => {
+              url = input;
+              return base(input, init);
+            },
+          });
+          return await oauth.processDiscoveryResponse(issuer, response);
+        },
+      );
+    } catch (err) {
+      if (err instanceof TokenError) throw err;
+      if (err instanceof oauth.OperationProcessingError) {
+        if (err.code === oauth.JSON_ATTRIBUTE_COMPARISON) {
+          const named = (err.cause as { body?: { issuer?: unknown } } | undefined)?.body?.issuer;
+          throw new TokenError(
+            `Metadata at ${url} names the issuer ${JSON.stringify(String(named))}, not ${
+              JSON.stringify(issuer.href)
+            }: set oidc.issuer to exactly the provider's issuer`,
+            { code: "TOKEN_DISCOVERY" },
+          );
+        }
+        problems.push(
+          record.status !== undefined && record.status !== 200
+            ? `${url} answered HTTP ${record.status}`
+            : `${url} gave no usable metadata (${err.message.replaceAll('"', "")})`,
+        );
+        if (record.status !== undefined && (record.status >= 500 || record.status === 429)) {
+          serverError ??= record;
+        }
+        continue;
+      }
+      throw new TokenError(
+        `Discovery endpoint ${url || issuer.href} could not be reached: ${
+          describeSendFailure(err)
+        }`,
+        { code: "TOKEN_UNREACHABLE" },
+      );
+    }
+    if (typeof metadata.token_endpoint !== "string" || !URL.canParse(metadata.token_endpoint)) {
+      throw new TokenError(`Metadata at ${url} names no token_endpoint`, {
+        code: "TOKEN_DISCOVERY",
+      });
+    }
+    if (!isSecureEnough(new URL(metadata.token_endpoint))) {
+      // The client secret goes there: plain http: is refused as it is in oidc.tokenurl.
+      throw new TokenError(
+        `Metadata at ${url} names the token endpoint ${
+          JSON.stringify(metadata.token_endpoint)
+        }, which is neither https: nor on a loopback host`,
+        { code: "TOKEN_DISCOVERY" },
+      );
+    }
+    return metadata;
+  }
+  if (serverError !== undefined) {
+    throw new TokenError(
+      `Metadata of issuer ${JSON.stringify(issuer.href)} unavailable: ${problems.join("; ")}`,
+      {
+        code: "TOKEN_HTTP_ERROR",
+        status: serverError.status,
+        retryAfterMs: serverError.retryAfterMs,
+      },
+    );
+  }
+  throw new TokenError(
+    `No metadata found for issuer ${JSON.stringify(issuer.href)}: ${
+      problems.join("; ")
+    }; check oidc.issuer, or set oidc.tokenurl instead`,
+    { code: "TOKEN_DISCOVERY" },
+  );
+}
+
+/** A value, or what a function-valued option returns now. */
+async function resolveValue<T>(value: T | (() => T | Promise<T>)): Promise<T> {
+  return typeof value === "function" ? await (value as () => T | Promise<T>)() : value;
+}
+
+/**
+ * Creates a token source that uses the client credentials grant. By default the client
+ * authenticates with `client_secret_post` (client id and secret in the form body, as the
+ * original tool did).
  *
- * @param options Endpoint, credentials, limits and test hooks.
+ * @param options Endpoint or issuer, credentials, request parameters, limits and test hooks.
  * @returns The token source.
+ * @throws {TypeError} When neither or both of `tokenUrl` and `issuer` are given, or the
+ *   credential the auth method needs is missing.
  *
  * @example
  * ```ts ignore
  * import { createClientCredentialsSource } from "./oidc.ts";
  * const source = createClientCredentialsSource({
- *   tokenUrl: "https://auth.example.com/token", clientId: "my-client", clientSecret: "s3cr3t",
+ *   issuer: "https://auth.example.com", clientId: "my-client", clientSecret: "s3cr3t",
+ *   authMethod: "client_secret_basic", scope: "api.read",
  * });
  * const token = await source.fetchToken();
  * ```
@@ -277,61 +434,144 @@ export function createClientCredentialsSource(options: ClientCredentialsOptions)
   const maxBytes = options.maxResponseBytes ?? DEFAULT_MAX_RESPONSE_BYTES;
   const doFetch = options.fetch ?? fetch;
   const now = options.now ?? Date.now;
-  const url = new URL(options.tokenUrl);
-  const as: oauth.AuthorizationServer = { issuer: url.origin, token_endpoint: url.href };
+  const method = options.authMethod ?? "client_secret_post";
+  const log = getLogger([LOG_CATEGORY, "oidc"]);
+  if ((options.tokenUrl === undefined) === (options.issuer === undefined)) {
+    throw new TypeError("Exactly one of tokenUrl and issuer must be given");
+  }
+  const { clientSecret, privateKey } = options;
+  if (method === "private_key_jwt" ? privateKey === undefined : clientSecret === undefined) {
+    throw new TypeError(
+      `The auth method ${method} needs ${
+        method === "private_key_jwt" ? "privateKey" : "clientSecret"
+      }`,
+    );
+  }
+  const issuer = options.issuer === undefined ? undefined : new URL(options.issuer);
+  // Without an issuer, the token URL's origin stands in for it; only assertions would show it,
+  // and their audience defaults to the token endpoint instead.
+  const configured: oauth.AuthorizationServer | undefined = options.tokenUrl === undefined
+    ? undefined
+    : { issuer: new URL(options.tokenUrl).origin, token_endpoint: new URL(options.tokenUrl).href };
+  let discovered: oauth.AuthorizationServer | undefined;
   const client: oauth.Client = { client_id: options.clientId };
+  const parameters = new URLSearchParams();
+  if (options.scope !== undefined) parameters.set("scope", options.scope);
+  if (options.audience !== undefined) parameters.set("audience", options.audience);
+  for (const resource of options.resource ?? []) parameters.append("resource", resource);
+
+  /** Reads the credentials now, so a rotated file counts, and builds the client authentication. */
+  const authentication = async (): Promise<(as: oauth.AuthorizationServer) => oauth.ClientAuth> => {
+    let secret: string | undefined;
+    let key: ClientPrivateKey | undefined;
+    try {
+      if (method === "private_key_jwt") key = await resolveValue(privateKey!);
+      else secret = await resolveValue(clientSecret!);
+    } catch (err) {
+      if (err instanceof TokenError) throw err;
+      // The text of a foreign error might hold what it was reading, so it is only the cause.
+      throw new TokenError("The client credentials could not be read", {
+        code: "TOKEN_CREDENTIALS",
+        cause: err,
+      });
+    }
+    switch (method) {
+      case "client_secret_post":
+        return () => oauth.ClientSecretPost(secret!);
+      case "client_secret_basic":
+        return () => oauth.ClientSecretBasic(secret!);
+      case "private_key_jwt":
+        return (as) =>
+          oauth.PrivateKeyJwt({ key: key!.key, kid: key!.kid }, {
+            [oauth.modifyAssertion]: (header, payload) => {
+              // oauth4webapi derives alg from the key and calls Ed25519 keys "Ed25519"; the
+              // configured name (e.g. "EdDSA") is the one the provider knows.
+              header.alg = key!.alg;
+              // RFC 7523 names the token endpoint as the audience; the providers that want
+              // the issuer instead are served by oidc.assertionaudience.
+              payload.aud = options.assertionAudience ?? as.token_endpoint;
+            },
+          });
+    }
+  };
+
+  /** A fetch for oauth4webapi that uses `httpClient` and reads the whole body under the limit. */
+  const fetchBounded =
+    (httpClient: Deno.HttpClient | undefined) =>
+    (what: string, record: AnswerRecord): CustomFetch =>
+    async (input, init) => {
+      // Reading the whole body under the request's signal and size bound means a provider that
+      // stalls mid-body or sends megabytes cannot hang or bloat the process.
+      const raw = await doFetch(
+        input,
+        httpClient === undefined ? init : { ...init, client: httpClient },
+      );
+      record.status = raw.status;
+      if (raw.status === 429 || raw.status === 503) {
+        record.retryAfterMs = parseRetryAfter(raw.headers.get("retry-after"), now());
+      }
+      const body = await readBounded(raw, maxBytes, what);
+      return new Response(raw.status === 204 || raw.status === 304 ? null : body, {
+        status: raw.status,
+        statusText: raw.statusText,
+        headers: raw.headers,
+      });
+    };
+
+  const metadata = async (
+    fetcher: ReturnType<typeof fetchBounded>,
+    signal: AbortSignal | undefined,
+  ): Promise<oauth.AuthorizationServer> => {
+    if (configured !== undefined) return configured;
+    if (discovered === undefined) {
+      discovered = await discover(issuer!, fetcher, timeoutMs, signal);
+      log.info("Found token endpoint {tokenEndpoint} in the metadata of issuer {issuer}", {
+        tokenEndpoint: discovered.token_endpoint,
+        issuer: issuer!.href,
+      });
+    }
+    return discovered;
+  };
 
   return {
     async fetchToken(signal?: AbortSignal): Promise<Token> {
-      const timeout = AbortSignal.timeout(timeoutMs);
-      const combined = signal ? AbortSignal.any([signal, timeout]) : timeout;
-      let status: number | undefined;
-      let retryAfterMs: number | undefined;
-      const attempt = async () => {
-        const secret = typeof options.clientSecret === "function"
-          ? await options.clientSecret()
-          : options.clientSecret;
-        const response = await oauth.clientCredentialsGrantRequest(
-          as,
-          client,
-          oauth.ClientSecretPost(secret),
-          new URLSearchParams(),
-          {
-            signal: combined,
-            [oauth.allowInsecureRequests]: url.protocol === "http:",
-            // Reads the whole body under the same signal and size bound, so a provider that
-            // stalls mid-body or sends megabytes cannot hang or bloat the process.
-            [oauth.customFetch]: async (input, init) => {
-              const raw = await doFetch(input, init);
-              status = raw.status;
-              if (raw.status === 429 || raw.status === 503) {
-                retryAfterMs = parseRetryAfter(raw.headers.get("retry-after"), now());
-              }
-              const body = await readBounded(raw, maxBytes);
-              return new Response(raw.status === 204 || raw.status === 304 ? null : body, {
-                status: raw.status,
-                statusText: raw.statusText,
-                headers: raw.headers,
-              });
-            },
-          },
-        );
-        const obtainedAt = now();
-        const result = await oauth.processClientCredentialsResponse(as, client, response);
-        return withLifetime(result.access_token, result.expires_in, obtainedAt);
-      };
+      // Local files first: a missing secret is reported without a round trip to the provider.
+      const authenticate = await authentication();
+      const httpClient = await options.httpClient?.();
       try {
-        return await untilAborted(attempt(), combined);
-      } catch (err) {
-        if (timeout.aborted && !signal?.aborted) {
-          throw new TokenError(`Token endpoint did not answer within ${timeoutMs} ms`, {
-            code: "TOKEN_TIMEOUT",
+        const fetcher = fetchBounded(httpClient);
+        const as = await metadata(fetcher, signal);
+        const record: AnswerRecord = {};
+        try {
+          return await withDeadline("Token endpoint", timeoutMs, signal, async (bounded) => {
+            const response = await oauth.clientCredentialsGrantRequest(
+              as,
+              client,
+              authenticate(as),
+              parameters,
+              {
+                signal: bounded,
+                [oauth.allowInsecureRequests]: new URL(as.token_endpoint!).protocol === "http:",
+                [oauth.customFetch]: fetcher("Token endpoint", record),
+              },
+            );
+            const obtainedAt = now();
+            const result = await oauth.processClientCredentialsResponse(as, client, response);
+            return withLifetime(result.access_token, result.expires_in, obtainedAt);
           });
+        } catch (err) {
+          const error = toTokenError(err, record.status, record.retryAfterMs);
+          if (discovered !== undefined && suggestsStaleMetadata(error)) {
+            log.debug("Token endpoint failed; the issuer's metadata will be fetched again", {
+              code: error.code,
+              status: error.status,
+            });
+            discovered = undefined;
+          }
+          throw error;
         }
-        if (signal?.aborted) {
-          throw new TokenError("Token request aborted", { code: "TOKEN_ABORTED" });
-        }
-        throw toTokenError(err, status, retryAfterMs);
+      } finally {
+        httpClient?.close();
       }
     },
   };
@@ -371,10 +611,26 @@ function withLifetime(value: string, expiresIn: number | undefined, obtainedAt: 
   return { value, obtainedAt, lifetimeSource: "unknown" };
 }
 
+/** Options of {@linkcode tokenSourceFromConfig}: the test hooks of the token source. */
+export interface TokenSourceOptions {
+  /** Reads the secret, key and CA files; defaults to `Deno.readTextFile`. */
+  readTextFile?: (path: string) => Promise<string>;
+  /** The fetch to use. */
+  fetch?: typeof fetch;
+  /** The clock, ms since the epoch. */
+  now?: () => number;
+  /** Timeout in milliseconds of each request. Default 10 000. */
+  timeoutMs?: number;
+}
+
 /**
- * Builds the token source the configuration asks for.
+ * Builds the token source the configuration asks for. Nothing is read or
+ * fetched yet: the secret, key and CA files are read, and the issuer's
+ * metadata fetched, when the first token is requested, so a provider outage
+ * at start-up is a failed refresh that is retried, not a crash.
  *
  * @param oidc The `oidc.*` section of the configuration.
+ * @param options Test hooks.
  * @returns The token source.
  *
  * @example
@@ -383,10 +639,33 @@ function withLifetime(value: string, expiresIn: number | undefined, obtainedAt: 
  * const source = tokenSourceFromConfig(config.oidc);
  * ```
  */
-export function tokenSourceFromConfig(oidc: Config["oidc"]): TokenSource {
+export function tokenSourceFromConfig(
+  oidc: Config["oidc"],
+  options: TokenSourceOptions = {},
+): TokenSource {
+  const { readTextFile } = options;
+  const { clientSecretFile, privateKeyFile, caFile } = oidc;
   return createClientCredentialsSource({
     tokenUrl: oidc.tokenUrl,
+    issuer: oidc.issuer,
     clientId: oidc.clientId,
-    clientSecret: oidc.clientSecret,
+    authMethod: oidc.authMethod,
+    clientSecret: clientSecretFile === undefined
+      ? oidc.clientSecret
+      : () => readSecretFile(clientSecretFile, { readTextFile }),
+    privateKey: privateKeyFile === undefined
+      ? undefined
+      : () =>
+        readPrivateKeyFile(privateKeyFile, { alg: oidc.keyAlg, kid: oidc.keyId, readTextFile }),
+    assertionAudience: oidc.assertionAudience,
+    scope: oidc.scope,
+    audience: oidc.audience,
+    resource: oidc.resource,
+    httpClient: caFile === undefined
+      ? undefined
+      : () => createTrustingClient(caFile, { readTextFile }),
+    fetch: options.fetch,
+    now: options.now,
+    timeoutMs: options.timeoutMs,
   });
 }

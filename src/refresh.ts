@@ -103,11 +103,15 @@ export interface LoopOptions {
   observer?: RefreshObserver;
 }
 
-/** True when a failure means the client credentials are wrong, so fast retries cannot help. */
+/**
+ * True when retrying soon cannot help: the provider rejected the client credentials, or the
+ * secret, key or CA file is unusable. These are retried at the slowest pace.
+ */
 function isCredentialFailure(err: unknown): boolean {
   return err instanceof TokenError &&
     (err.status === 401 || err.providerError === "invalid_client" ||
-      err.providerError === "unauthorized_client");
+      err.providerError === "unauthorized_client" || err.code === "TOKEN_CREDENTIALS" ||
+      err.code === "TOKEN_TRUST");
 }
 
 function isAborted(err: unknown): boolean {
@@ -196,7 +200,7 @@ export async function runRefreshLoop(options: LoopOptions): Promise<void> {
       };
       if (isCredentialFailure(err)) {
         log.error(
-          "Refresh failed: the provider rejected the client credentials; check oidc.clientid and oidc.clientsecret",
+          "Refresh failed: the client credentials were rejected or cannot be read; check oidc.clientid and oidc.clientsecret (or oidc.clientsecretfile, oidc.privatekeyfile, oidc.cafile)",
           fields,
         );
       } else {
