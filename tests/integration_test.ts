@@ -10,10 +10,10 @@ import { type RefresherProcess, spawnRefresher } from "./fixtures/refresher_proc
 import {
   applyRole,
   bindRole,
-  DOCUMENTED_VERBS,
   inClusterEnv,
   readSecret,
   refresherNamespace,
+  shippedVerbs,
 } from "./fixtures/real_cluster.ts";
 import {
   createNamespace,
@@ -78,7 +78,7 @@ Deno.test({
         // A second failure after a backoff step: the process stays up and keeps trying.
         await refresher.waitForOutput(/(Refresh failed[^]*){2}/);
         assertEquals(refreshes(refresher), 0);
-        await applyRole(stack, namespace, "api-token", DOCUMENTED_VERBS);
+        await applyRole(stack, namespace, "api-token", await shippedVerbs());
         await waitForRefreshes(refresher, 1);
         const output = await stop(refresher);
         assertNotIncludes(output, "    at ", "a stack trace in the output");
@@ -102,7 +102,7 @@ Deno.test({
       });
       try {
         const elsewhere = await createNamespace(stack, "elsewhere");
-        await applyRole(stack, elsewhere, "api-token", DOCUMENTED_VERBS);
+        await applyRole(stack, elsewhere, "api-token", await shippedVerbs());
         await bindRole(stack, elsewhere, namespace);
         await using refresher = spawnRefresher({
           env: { ...inClusterEnv(stack, saDir), ...providerEnv(provider) },
@@ -115,7 +115,7 @@ Deno.test({
         const failure = await refresher.waitForOutput(/Refresh failed[^\n]*/);
         assertMatch(failure, /HTTP 403/);
         assertMatch(failure, /lacks the \\?"get\\?" verb on secret \\?"api-token\\?" in namespace/);
-        await applyRole(stack, namespace, "api-token", DOCUMENTED_VERBS);
+        await applyRole(stack, namespace, "api-token", await shippedVerbs());
         await bindRole(stack, namespace, namespace);
         await waitForRefreshes(refresher, 1);
         const output = await stop(refresher);
