@@ -14,6 +14,7 @@ import { refusedUrl, startScriptedServer } from "./fixtures/fault_server.ts";
 import { startHttpProxy } from "./fixtures/http_proxy.ts";
 import { resolveConfig } from "../src/config.ts";
 import { TokenError, type TokenSource, tokenSourceFromConfig } from "../src/oidc.ts";
+import { makeTestTls } from "./fixtures/tls.ts";
 
 /** The keys every configuration needs besides the `oidc.*` ones under test. */
 const BASE_ENV = { KTR_SECRET_NAME: "my-token", KTR_SECRET_NAMESPACE: "default" };
@@ -489,56 +490,10 @@ Deno.test("oidc.privatekeyfile: a rotated key is used without a restart", async 
 
 // --- trust and proxies ----------------------------------------------------------------------
 
-async function selfSignedCert(): Promise<{ certPem: string; keyPem: string } | undefined> {
-  const dir = await Deno.makeTempDir();
-  try {
-    const out = await new Deno.Command("openssl", {
-      args: [
-        "req",
-        "-x509",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-        "-days",
-        "1",
-        "-subj",
-        "/CN=127.0.0.1",
-        "-addext",
-        "subjectAltName=IP:127.0.0.1",
-        "-addext",
-        "basicConstraints=critical,CA:FALSE",
-        "-keyout",
-        `${dir}/key.pem`,
-        "-out",
-        `${dir}/cert.pem`,
-      ],
-      stdout: "null",
-      stderr: "null",
-    }).output();
-    if (!out.success) return undefined;
-    return {
-      certPem: await Deno.readTextFile(`${dir}/cert.pem`),
-      keyPem: await Deno.readTextFile(`${dir}/key.pem`),
-    };
-  } catch (err) {
-    if (err instanceof Deno.errors.NotFound) return undefined;
-    throw err;
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-}
-
 Deno.test("oidc.cafile trusts a provider behind a private CA, for discovery and tokens", async () => {
-  const tls = await selfSignedCert();
-  if (!tls) {
-    // Only the certificate needs the openssl CLI; skipping beats a false failure.
-    console.warn("openssl not available: oidc.cafile not exercised");
-    return;
-  }
+  await using tls = await makeTestTls();
   await using op = await startOidcProvider({ tls });
-  const caFile = await tempFile(`# the provider's CA\n${tls.certPem}`);
+  const caFile = await tempFile(`# the provider's CA\n${tls.caPem}`);
   try {
     const env = {
       KTR_OIDC_ISSUER: op.issuer,
@@ -660,14 +615,10 @@ Deno.test("HTTP_PROXY and NO_PROXY from the environment apply to token requests"
 });
 
 Deno.test("HTTPS_PROXY tunnels to a provider behind a private CA", async () => {
-  const tls = await selfSignedCert();
-  if (!tls) {
-    console.warn("openssl not available: HTTPS_PROXY not exercised");
-    return;
-  }
+  await using tls = await makeTestTls();
   await using op = await startOidcProvider({ tls });
   await using proxy = await startHttpProxy();
-  const caFile = await tempFile(tls.certPem);
+  const caFile = await tempFile(tls.caPem);
   try {
     const result = await fetchTokenInChild({
       KTR_OIDC_ISSUER: op.issuer,
