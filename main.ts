@@ -259,6 +259,8 @@ async function refreshOneTime(
     });
     return ExitCode.OK;
   } catch (err) {
+    // Stopped by SIGTERM or SIGINT: a clean stop, as in the long-running mode.
+    if (signal.aborted) return ExitCode.OK;
     log.error("Refresh failed: {error}", {
       error: err instanceof Error ? err.message : String(err),
       secret: target.name,
