@@ -95,8 +95,8 @@ export interface FailureInfo {
 
 /**
  * Plans the retry after a failure: 0.5 s doubling to 30 s, ±20 % jitter so replicas do not
- * retry in step, at least any `Retry-After` (capped), and never past the retry deadline of the
- * token currently in the Secret.
+ * retry in step, at least any `Retry-After` (capped, then up to 20 % later for the same reason),
+ * and never past the retry deadline of the token currently in the Secret.
  *
  * @param failure Failure count and hints.
  * @param now Current time, ms since the epoch.
@@ -125,9 +125,13 @@ export function planAfterFailure(
   const random = options.random ?? Math.random;
   const exponent = Math.min(Math.max(failure.failures - 1, 0), 30);
   const backoff = failure.slow ? max : Math.min(max, base * 2 ** exponent);
-  let delay = Math.min(max, backoff * (0.8 + 0.4 * random()));
+  const jitter = random();
+  let delay = Math.min(max, backoff * (0.8 + 0.4 * jitter));
   if (failure.retryAfterMs !== undefined) {
-    delay = Math.max(delay, Math.min(failure.retryAfterMs, options.retryAfterMaxMs ?? 120_000));
+    // Never sooner than asked, and spread over the next 20 %: replicas told the same Retry-After
+    // by an overloaded provider would otherwise all come back at the same moment.
+    const retryAfter = Math.min(failure.retryAfterMs, options.retryAfterMaxMs ?? 120_000);
+    delay = Math.max(delay, retryAfter * (1 + 0.2 * jitter));
   }
   if (deadline !== undefined && deadline > now) delay = Math.min(delay, deadline - now);
   return Math.max(minDelay, Math.round(delay));

@@ -58,9 +58,11 @@ Deno.test("planAfterFailure() jitters by at most 20 % and stays within the cap",
 });
 
 Deno.test("planAfterFailure() honours Retry-After, capped at two minutes", () => {
-  assertEquals(planAfterFailure({ failures: 1, retryAfterMs: 20_000 }, 0, undefined, opts), 20_000);
+  // Jitter at its low end: the wait is the Retry-After itself.
+  const low = { ...opts, random: () => 0 };
+  assertEquals(planAfterFailure({ failures: 1, retryAfterMs: 20_000 }, 0, undefined, low), 20_000);
   assertEquals(
-    planAfterFailure({ failures: 1, retryAfterMs: 3_600_000 }, 0, undefined, opts),
+    planAfterFailure({ failures: 1, retryAfterMs: 3_600_000 }, 0, undefined, low),
     120_000,
   );
 });
@@ -81,4 +83,15 @@ Deno.test("planAfterFailure() never waits past the retry deadline of the current
   // Past the deadline the ordinary backoff applies, never less than the minimum.
   assertEquals(planAfterFailure({ failures: 10 }, 50_000, deadline, opts), 30_000);
   assert(planAfterFailure({ failures: 1 }, 49_990, deadline, opts) >= 500);
+});
+
+Deno.test("planAfterFailure() spreads retries told the same Retry-After over 20 %, never before it", () => {
+  const after = (r: number) =>
+    planAfterFailure({ failures: 1, retryAfterMs: 20_000 }, 0, undefined, {
+      ...opts,
+      random: () => r,
+    });
+  assertEquals(after(0), 20_000);
+  assertEquals(after(0.5), 22_000);
+  assertEquals(after(0.999999), 24_000);
 });
