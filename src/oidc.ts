@@ -543,6 +543,9 @@ export function createClientCredentialsSource(options: ClientCredentialsOptions)
         const as = await metadata(fetcher, signal);
         const record: AnswerRecord = {};
         try {
+          // The lifetime counts from when the request was sent: the provider starts its clock no
+          // earlier than that, so an expiry computed from the answer's arrival would be late.
+          const requestedAt = now();
           return await withDeadline("Token endpoint", timeoutMs, signal, async (bounded) => {
             const response = await oauth.clientCredentialsGrantRequest(
               as,
@@ -555,9 +558,8 @@ export function createClientCredentialsSource(options: ClientCredentialsOptions)
                 [oauth.customFetch]: fetcher("Token endpoint", record),
               },
             );
-            const obtainedAt = now();
             const result = await oauth.processClientCredentialsResponse(as, client, response);
-            return withLifetime(result.access_token, result.expires_in, obtainedAt);
+            return withLifetime(result.access_token, result.expires_in, requestedAt);
           });
         } catch (err) {
           const error = toTokenError(err, record.status, record.retryAfterMs);
@@ -587,24 +589,36 @@ function untilAborted<T>(work: Promise<T>, signal: AbortSignal): Promise<T> {
   });
 }
 
+/**
+ * How far a JWT `exp` may fall before the `expires_in` expiry and still be believed. JWT times are
+ * whole seconds and providers round `iat` down, so `exp` can be up to a second early; a larger
+ * gap means the provider's clock is off, and then the relative `expires_in` is the safer guide.
+ */
+const EXP_ROUNDING_MS = 2000;
+
 function withLifetime(value: string, expiresIn: number | undefined, obtainedAt: number): Token {
+  const exp = jwtExpiry(value);
+  const fromJwt = exp === undefined ? undefined : exp * 1000;
   if (expiresIn !== undefined && expiresIn > 0) {
+    let expiresAt = obtainedAt + expiresIn * 1000;
+    // Consumers check `exp`: when it is a little earlier than expires_in says, it is the truth.
+    if (fromJwt !== undefined && fromJwt < expiresAt && expiresAt - fromJwt <= EXP_ROUNDING_MS) {
+      expiresAt = fromJwt;
+    }
     return {
       value,
       obtainedAt,
-      lifetimeSeconds: expiresIn,
-      expiresAt: obtainedAt + expiresIn * 1000,
+      lifetimeSeconds: (expiresAt - obtainedAt) / 1000,
+      expiresAt,
       lifetimeSource: "expires_in",
     };
   }
-  const exp = jwtExpiry(value);
-  if (exp !== undefined) {
-    const expiresAt = exp * 1000;
+  if (fromJwt !== undefined) {
     return {
       value,
       obtainedAt,
-      lifetimeSeconds: Math.max(0, (expiresAt - obtainedAt) / 1000),
-      expiresAt,
+      lifetimeSeconds: Math.max(0, (fromJwt - obtainedAt) / 1000),
+      expiresAt: fromJwt,
       lifetimeSource: "jwt",
     };
   }

@@ -743,3 +743,25 @@ Deno.test("fetchToken() reports a discovery endpoint that fails with 5xx as an H
   assertEquals([err.code, err.status, err.retryAfterMs], ["TOKEN_HTTP_ERROR", 503, 5000]);
   assertStringIncludes(err.message, "openid-configuration answered HTTP 503");
 });
+
+Deno.test("fetchToken() believes a JWT exp slightly earlier than expires_in, not a far one", async () => {
+  const now = 1_700_000_000_000;
+  const jwt = (exp: number) =>
+    `eyJhbGciOiJub25lIn0.${btoa(JSON.stringify({ exp })).replace(/=+$/, "")}.sig`;
+  // exp rounded down by the provider: 0.8 s before now + expires_in.
+  const rounded = sourceAnswering(
+    () =>
+      Response.json({ access_token: jwt(now / 1000 + 59.2), token_type: "Bearer", expires_in: 60 }),
+    { now: () => now },
+  );
+  const token = await rounded.source.fetchToken();
+  assertEquals(token.expiresAt, now + 59_200);
+  assertEquals(token.lifetimeSeconds, 59.2);
+  // A provider clock ten minutes behind: the relative expires_in is the safer guide.
+  const skewed = sourceAnswering(
+    () =>
+      Response.json({ access_token: jwt(now / 1000 - 540), token_type: "Bearer", expires_in: 60 }),
+    { now: () => now },
+  );
+  assertEquals((await skewed.source.fetchToken()).expiresAt, now + 60_000);
+});
