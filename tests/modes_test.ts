@@ -9,35 +9,19 @@ import { startOidcProvider } from "./fixtures/oidc_provider.ts";
 import { parsePrometheusText, prometheusParserIgnore } from "./fixtures/prometheus_parser.ts";
 import { spawnRefresher } from "./fixtures/refresher_process.ts";
 import { makeTestTls } from "./fixtures/tls.ts";
+import { startFakeCluster } from "./fixtures/fake_cluster.ts";
 import { processRssKiB } from "./stack/stack.ts";
 
 /** The fake API over TLS, and a service-account folder that trusts it; disposing removes both. */
 async function fakeCluster(fake: FakeKube) {
   const tls = await makeTestTls();
-  const controller = new AbortController();
-  const server = Deno.serve({
-    hostname: "127.0.0.1",
-    port: 0,
-    cert: tls.certPem,
-    key: tls.keyPem,
-    signal: controller.signal,
-    onListen() {},
-  }, (req) => fake.handler(req));
-  const saDir = `${tls.dir}/serviceaccount`;
-  await Deno.mkdir(saDir);
-  await Deno.writeTextFile(`${saDir}/token`, "sa-token-modes");
-  await Deno.writeTextFile(`${saDir}/ca.crt`, tls.caPem);
-  await Deno.writeTextFile(`${saDir}/namespace`, "team-a");
+  const cluster = await startFakeCluster(fake, tls, { namespace: "team-a" });
   return {
-    env: {
-      KUBERNETES_SERVICE_HOST: "127.0.0.1",
-      KUBERNETES_SERVICE_PORT: String(server.addr.port),
-      KTR_KUBE_SERVICEACCOUNTDIR: saDir,
-    },
+    env: cluster.env,
+    saToken: cluster.saToken,
     async [Symbol.asyncDispose]() {
-      controller.abort();
-      await server.finished;
-      await Deno.remove(tls.dir, { recursive: true });
+      await cluster.stop();
+      await tls[Symbol.asyncDispose]();
     },
   };
 }
@@ -128,7 +112,7 @@ Deno.test("--dry-run obtains a token, reviews permissions, prints the plan, writ
   assert(!output.includes("Serving"), `a server was started:\n${output}`);
   assertNotIncludes(output, token);
   assertNotIncludes(output, provider.clientSecret);
-  assertNotIncludes(output, "sa-token-modes");
+  assertNotIncludes(output, cluster.saToken);
 });
 
 Deno.test("--dry-run exits 1 and names the missing permission when update is not allowed", async () => {
@@ -279,7 +263,7 @@ Deno.test({
     for (const body of [...bodies, output]) {
       assertNotIncludes(body, token, "a token leaked");
       assertNotIncludes(body, provider.clientSecret, "the client secret leaked");
-      assertNotIncludes(body, "sa-token-modes", "the service account token leaked");
+      assertNotIncludes(body, cluster.saToken, "the service account token leaked");
     }
   },
 });

@@ -4,41 +4,12 @@
  * middle of hanging requests, nothing written on bad configuration. Runs without the real stack.
  */
 import { assert, assertEquals, assertMatch, assertNotIncludes } from "./assert.ts";
-import { createFakeKube, type FakeKube } from "./fixtures/fake_kube.ts";
+import { createFakeKube } from "./fixtures/fake_kube.ts";
 import { hang, startScriptedServer } from "./fixtures/fault_server.ts";
 import { startOidcProvider } from "./fixtures/oidc_provider.ts";
 import { spawnRefresher } from "./fixtures/refresher_process.ts";
-import { makeTestTls, type TestTls } from "./fixtures/tls.ts";
-
-/** Serves the fake over TLS and writes a service-account folder that trusts it. */
-async function fakeCluster(fake: FakeKube, tls: TestTls) {
-  const controller = new AbortController();
-  const server = Deno.serve({
-    hostname: "127.0.0.1",
-    port: 0,
-    cert: tls.certPem,
-    key: tls.keyPem,
-    signal: controller.signal,
-    onListen() {},
-  }, (req) => fake.handler(req));
-  const saDir = `${tls.dir}/serviceaccount`;
-  await Deno.mkdir(saDir, { recursive: true });
-  await Deno.writeTextFile(`${saDir}/token`, "sa-token-1");
-  await Deno.writeTextFile(`${saDir}/ca.crt`, tls.caPem);
-  await Deno.writeTextFile(`${saDir}/namespace`, "team-a");
-  return {
-    saDir,
-    env: {
-      KUBERNETES_SERVICE_HOST: "127.0.0.1",
-      KUBERNETES_SERVICE_PORT: String(server.addr.port),
-      KTR_KUBE_SERVICEACCOUNTDIR: saDir,
-    },
-    async [Symbol.asyncDispose]() {
-      controller.abort();
-      await server.finished;
-    },
-  };
-}
+import { makeTestTls } from "./fixtures/tls.ts";
+import { startFakeCluster } from "./fixtures/fake_cluster.ts";
 
 const BASE_ARGS = ["--secret.name=api-token", "--secret.namespace=team-a", "--http.address=off"];
 
@@ -46,7 +17,7 @@ Deno.test("main.ts writes the provider's token and rereads a rotated service acc
   const tls = await makeTestTls();
   try {
     const fake = createFakeKube();
-    await using cluster = await fakeCluster(fake, tls);
+    await using cluster = await startFakeCluster(fake, tls, { namespace: "team-a" });
     await using provider = await startOidcProvider({ tokenTtlSeconds: 3 });
     await using refresher = spawnRefresher({
       env: {
@@ -81,7 +52,7 @@ Deno.test("main.ts exits 0 within a second on SIGTERM while the provider hangs",
   const tls = await makeTestTls();
   try {
     const fake = createFakeKube();
-    await using cluster = await fakeCluster(fake, tls);
+    await using cluster = await startFakeCluster(fake, tls, { namespace: "team-a" });
     await using provider = await startScriptedServer((_req, _n, signal) => hang(signal));
     await using refresher = spawnRefresher({
       env: {
@@ -111,9 +82,8 @@ Deno.test("main.ts exits 0 within a second on SIGINT while the API server hangs"
   const tls = await makeTestTls();
   try {
     const fake = createFakeKube();
-    const release = new AbortController();
-    fake.intercept = () => hang(release.signal);
-    await using cluster = await fakeCluster(fake, tls);
+    await using cluster = await startFakeCluster(fake, tls, { namespace: "team-a" });
+    await cluster.setFault("hang");
     await using provider = await startOidcProvider({ tokenTtlSeconds: 60 });
     await using refresher = spawnRefresher({
       env: {
@@ -124,12 +94,12 @@ Deno.test("main.ts exits 0 within a second on SIGINT while the API server hangs"
       },
       args: BASE_ARGS,
     });
-    while (fake.requests.length === 0) await new Promise((r) => setTimeout(r, 20));
+    // The write reached the server, which holds it unanswered.
+    while (cluster.writes.length === 0) await new Promise((r) => setTimeout(r, 20));
     const stopAt = Date.now();
     refresher.kill("SIGINT");
     const { code, output } = await refresher.exited;
     const stopMs = Date.now() - stopAt;
-    release.abort();
     assertEquals(code, 0, output);
     assert(stopMs < 1500, `stopping took ${stopMs} ms`);
     assertEquals(fake.secrets.size, 0);
@@ -142,7 +112,7 @@ Deno.test("main.ts exits 2 on bad configuration before contacting anything", asy
   const tls = await makeTestTls();
   try {
     const fake = createFakeKube();
-    await using cluster = await fakeCluster(fake, tls);
+    await using cluster = await startFakeCluster(fake, tls, { namespace: "team-a" });
     await using provider = await startScriptedServer(() => Response.json({}));
     await using refresher = spawnRefresher({
       env: {
