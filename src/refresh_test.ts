@@ -1,4 +1,5 @@
-import { configure, type LogRecord, reset } from "@logtape/logtape";
+import { reset } from "@logtape/logtape";
+import { captureLogs } from "../tests/fixtures/logs.ts";
 import { assert, assertEquals, assertNotIncludes } from "../tests/assert.ts";
 import { createFakeKube, fakeFetch } from "../tests/fixtures/fake_kube.ts";
 import { KubeClient } from "./kube/client.ts";
@@ -55,19 +56,6 @@ function writerFor(fake = createFakeKube()) {
     close() {},
   }, { fetch: fakeFetch(fake) });
   return { fake, writer: new SecretWriter(client, target) };
-}
-
-async function captureLogs(): Promise<LogRecord[]> {
-  const records: LogRecord[] = [];
-  await configure({
-    reset: true,
-    sinks: { array: (r) => records.push(r) },
-    loggers: [
-      { category: ["ktr"], lowestLevel: "debug", sinks: ["array"] },
-      { category: ["logtape", "meta"], lowestLevel: "warning", sinks: ["array"] },
-    ],
-  });
-  return records;
 }
 
 function storedToken(fake: ReturnType<typeof createFakeKube>): string | undefined {

@@ -14,7 +14,8 @@
  * during the fault, and the first attempt after the fault clears succeeds, one backoff step after
  * the last failure. Logs never contain a token or a secret.
  */
-import { configure, type LogRecord, reset } from "@logtape/logtape";
+import { reset } from "@logtape/logtape";
+import { captureLogs } from "./fixtures/logs.ts";
 import { assert, assertEquals, assertMatch, assertNotIncludes } from "./assert.ts";
 import { createFakeKube, type FakeKube } from "./fixtures/fake_kube.ts";
 import { type ApiFault, type FakeCluster, startFakeCluster } from "./fixtures/fake_cluster.ts";
@@ -155,19 +156,6 @@ function steppedLoop(options: {
       await loop;
     },
   };
-}
-
-async function captureLogs(): Promise<LogRecord[]> {
-  const records: LogRecord[] = [];
-  await configure({
-    reset: true,
-    sinks: { array: (r) => records.push(r) },
-    loggers: [
-      { category: ["ktr"], lowestLevel: "debug", sinks: ["array"] },
-      { category: ["logtape", "meta"], lowestLevel: "warning", sinks: ["array"] },
-    ],
-  });
-  return records;
 }
 
 /** A token endpoint behind the front: checks the client and issues opaque tokens. */
