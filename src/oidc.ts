@@ -11,6 +11,7 @@
  */
 import { getLogger } from "@logtape/logtape";
 import * as oauth from "oauth4webapi";
+import { startDeadline } from "./deadline.ts";
 import type { ClientAuthMethod, Config } from "./config.ts";
 import { LOG_CATEGORY } from "./log.ts";
 import { type ClientPrivateKey, readPrivateKeyFile, readSecretFile } from "./oidc_auth.ts";
@@ -275,12 +276,11 @@ async function withDeadline<T>(
   signal: AbortSignal | undefined,
   work: (signal: AbortSignal) => Promise<T>,
 ): Promise<T> {
-  const timeout = AbortSignal.timeout(timeoutMs);
-  const combined = signal ? AbortSignal.any([signal, timeout]) : timeout;
+  using deadline = startDeadline(timeoutMs, signal);
   try {
-    return await untilAborted(work(combined), combined);
+    return await untilAborted(work(deadline.signal), deadline.signal);
   } catch (err) {
-    if (timeout.aborted && !signal?.aborted) {
+    if (deadline.expired && !signal?.aborted) {
       throw new TokenError(`${what} did not answer within ${timeoutMs} ms`, {
         code: "TOKEN_TIMEOUT",
       });

@@ -5,6 +5,8 @@
  * @module
  */
 
+import { startDeadline } from "../deadline.ts";
+
 /** Where the API server is and how to authenticate to it. */
 export interface KubeConnection {
   /** Base URL of the API server, e.g. `https://10.0.0.1:443`. */
@@ -311,8 +313,7 @@ export class KubeClient {
         { code: "KUBE_CREDENTIALS", verb },
       );
     }
-    const timeout = AbortSignal.timeout(this.#timeoutMs);
-    const combined = signal ? AbortSignal.any([signal, timeout]) : timeout;
+    using deadline = startDeadline(this.#timeoutMs, signal);
     const url = new URL(path, this.#connection.server);
     let text: string;
     let response: Response;
@@ -325,7 +326,7 @@ export class KubeClient {
           ...(body === undefined ? {} : { "content-type": "application/json" }),
         },
         body: body === undefined ? undefined : JSON.stringify(body),
-        signal: combined,
+        signal: deadline.signal,
         client: this.#connection.httpClient,
       } as RequestInit);
       text = await readText(response, MAX_RESPONSE_BYTES);
@@ -333,7 +334,7 @@ export class KubeClient {
       if (signal?.aborted) {
         throw new KubeApiError("Kubernetes API request aborted", { code: "KUBE_ABORTED", verb });
       }
-      if (timeout.aborted) {
+      if (deadline.expired) {
         throw new KubeApiError(
           `Kubernetes API at ${url.origin} did not answer within ${this.#timeoutMs} ms (${verb} ${path})`,
           { code: "KUBE_TIMEOUT", verb },
