@@ -6,7 +6,7 @@
  *
  * @module
  */
-import { startOidcProvider } from "./fixtures/oidc_provider.ts";
+import { providerEnv, startOidcProvider } from "./fixtures/oidc_provider.ts";
 import { spawnRefresher } from "./fixtures/refresher_process.ts";
 import { inClusterEnv, refresherNamespace } from "./fixtures/real_cluster.ts";
 import { jwtExpiry } from "../src/oidc.ts";
@@ -39,9 +39,7 @@ await using refresher = spawnRefresher({
     ...inClusterEnv(stack, saDir),
     KTR_SECRET_NAME: "demo-token",
     KTR_SECRET_NAMESPACE: namespace,
-    KTR_OIDC_TOKENURL: provider.tokenUrl,
-    KTR_OIDC_CLIENTID: provider.clientId,
-    KTR_OIDC_CLIENTSECRET: provider.clientSecret,
+    ...providerEnv(provider),
     KTR_HTTP_ADDRESS: "off",
   },
 });

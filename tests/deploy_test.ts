@@ -11,7 +11,7 @@ import {
   type KubeObject,
   renderDeployBase,
 } from "./fixtures/deploy_manifests.ts";
-import { startOidcProvider } from "./fixtures/oidc_provider.ts";
+import { providerEnv, startOidcProvider } from "./fixtures/oidc_provider.ts";
 import { spawnRefresher } from "./fixtures/refresher_process.ts";
 import {
   createNamespace,
@@ -310,9 +310,7 @@ Deno.test({
             KTR_KUBE_SERVICEACCOUNTDIR: saDir,
             KTR_SECRET_NAME: target,
             KTR_SECRET_NAMESPACE: namespace,
-            KTR_OIDC_TOKENURL: provider.tokenUrl,
-            KTR_OIDC_CLIENTID: provider.clientId,
-            KTR_OIDC_CLIENTSECRET: provider.clientSecret,
+            ...providerEnv(provider),
           },
           args: ["--http.address=off", ...args],
         });

@@ -3,7 +3,7 @@
  * provider and a real kube-apiserver, in-cluster mode with a real service account and RBAC.
  */
 import { assert, assertEquals, assertNotIncludes } from "./assert.ts";
-import { startOidcProvider } from "./fixtures/oidc_provider.ts";
+import { providerEnv, startOidcProvider } from "./fixtures/oidc_provider.ts";
 import { spawnRefresher } from "./fixtures/refresher_process.ts";
 import { stackTestIgnore, startKubeStack } from "./stack/stack.ts";
 import { inClusterEnv, readSecret, refresherNamespace } from "./fixtures/real_cluster.ts";
@@ -36,9 +36,7 @@ stringData: { ca.crt: PEM-DATA, other: keep-me }
           ...inClusterEnv(stack, saDir),
           KTR_SECRET_NAME: "api-token",
           KTR_SECRET_NAMESPACE: namespace,
-          KTR_OIDC_TOKENURL: provider.tokenUrl,
-          KTR_OIDC_CLIENTID: provider.clientId,
-          KTR_OIDC_CLIENTSECRET: provider.clientSecret,
+          ...providerEnv(provider),
           KTR_LOG_LEVEL: "debug",
         },
         args: ["--http.address=off"],
@@ -84,9 +82,7 @@ Deno.test({
       await using refresher = spawnRefresher({
         env: {
           ...inClusterEnv(stack, saDir),
-          KTR_OIDC_TOKENURL: provider.tokenUrl,
-          KTR_OIDC_CLIENTID: provider.clientId,
-          KTR_OIDC_CLIENTSECRET: provider.clientSecret,
+          ...providerEnv(provider),
         },
         args: [
           "--secret.name=new-token",

@@ -7,7 +7,7 @@
 import { assert, assertEquals, assertNotIncludes } from "./assert.ts";
 import { createFakeKube } from "./fixtures/fake_kube.ts";
 import { startFakeCluster } from "./fixtures/fake_cluster.ts";
-import { startOidcProvider } from "./fixtures/oidc_provider.ts";
+import { providerEnv, startOidcProvider } from "./fixtures/oidc_provider.ts";
 import { spawnRefresher } from "./fixtures/refresher_process.ts";
 import { makeTestTls } from "./fixtures/tls.ts";
 
@@ -23,9 +23,7 @@ Deno.test("main.ts makes one token request and one API write per refresh in stea
     await using refresher = spawnRefresher({
       env: {
         ...cluster.env,
-        KTR_OIDC_TOKENURL: provider.tokenUrl,
-        KTR_OIDC_CLIENTID: provider.clientId,
-        KTR_OIDC_CLIENTSECRET: provider.clientSecret,
+        ...providerEnv(provider),
       },
       args: ["--secret.name=api-token", "--secret.namespace=team-a", "--http.address=off"],
     });

@@ -5,7 +5,7 @@
  * with what the real server refuses.
  */
 import { assert, assertEquals, assertMatch, assertNotIncludes } from "./assert.ts";
-import { startOidcProvider } from "./fixtures/oidc_provider.ts";
+import { providerEnv, startOidcProvider } from "./fixtures/oidc_provider.ts";
 import { type RefresherProcess, spawnRefresher } from "./fixtures/refresher_process.ts";
 import {
   applyRole,
@@ -40,14 +40,6 @@ async function stop(process: RefresherProcess): Promise<string> {
   const { code, output } = await process.exited;
   assertEquals(code, 0, output);
   return output;
-}
-
-function providerEnv(provider: { tokenUrl: string; clientId: string; clientSecret: string }) {
-  return {
-    KTR_OIDC_TOKENURL: provider.tokenUrl,
-    KTR_OIDC_CLIENTID: provider.clientId,
-    KTR_OIDC_CLIENTSECRET: provider.clientSecret,
-  };
 }
 
 async function withStack(fn: (stack: KubeStack) => Promise<void>) {

@@ -5,7 +5,7 @@
  */
 import { assert, assertEquals, assertMatch, assertNotIncludes } from "./assert.ts";
 import { createFakeKube, type FakeKube } from "./fixtures/fake_kube.ts";
-import { startOidcProvider } from "./fixtures/oidc_provider.ts";
+import { providerEnv, startOidcProvider } from "./fixtures/oidc_provider.ts";
 import { parsePrometheusText, prometheusParserIgnore } from "./fixtures/prometheus_parser.ts";
 import { spawnRefresher } from "./fixtures/refresher_process.ts";
 import { makeTestTls } from "./fixtures/tls.ts";
@@ -42,9 +42,7 @@ Deno.test("--once writes one token, exits 0 and starts no server", async () => {
   await using refresher = spawnRefresher({
     env: {
       ...cluster.env,
-      KTR_OIDC_TOKENURL: provider.tokenUrl,
-      KTR_OIDC_CLIENTID: provider.clientId,
-      KTR_OIDC_CLIENTSECRET: provider.clientSecret,
+      ...providerEnv(provider),
     },
     args: [...TARGET, "--once", "--http.address=127.0.0.1:0"],
   });
@@ -87,9 +85,7 @@ Deno.test("--dry-run obtains a token, reviews permissions, prints the plan, writ
   await using refresher = spawnRefresher({
     env: {
       ...cluster.env,
-      KTR_OIDC_TOKENURL: provider.tokenUrl,
-      KTR_OIDC_CLIENTID: provider.clientId,
-      KTR_OIDC_CLIENTSECRET: provider.clientSecret,
+      ...providerEnv(provider),
     },
     args: [...TARGET, "--dry-run", "--http.address=127.0.0.1:0"],
   });
@@ -123,9 +119,7 @@ Deno.test("--dry-run exits 1 and names the missing permission when update is not
   await using refresher = spawnRefresher({
     env: {
       ...cluster.env,
-      KTR_OIDC_TOKENURL: provider.tokenUrl,
-      KTR_OIDC_CLIENTID: provider.clientId,
-      KTR_OIDC_CLIENTSECRET: provider.clientSecret,
+      ...providerEnv(provider),
       KTR_DRY_RUN: "1",
     },
     args: [...TARGET, "--http.address=off"],
@@ -146,9 +140,7 @@ Deno.test("a port already in use for http.address exits 2 before any request is 
   await using refresher = spawnRefresher({
     env: {
       ...cluster.env,
-      KTR_OIDC_TOKENURL: provider.tokenUrl,
-      KTR_OIDC_CLIENTID: provider.clientId,
-      KTR_OIDC_CLIENTSECRET: provider.clientSecret,
+      ...providerEnv(provider),
       KTR_HTTP_ADDRESS: `127.0.0.1:${taken.addr.port}`,
     },
     args: TARGET,
@@ -208,9 +200,7 @@ Deno.test({
     await using refresher = spawnRefresher({
       env: {
         ...cluster.env,
-        KTR_OIDC_TOKENURL: provider.tokenUrl,
-        KTR_OIDC_CLIENTID: provider.clientId,
-        KTR_OIDC_CLIENTSECRET: provider.clientSecret,
+        ...providerEnv(provider),
       },
       args: [...TARGET, "--http.address=127.0.0.1:0"],
     });

@@ -6,7 +6,7 @@
 import { assert, assertEquals, assertMatch, assertNotIncludes } from "./assert.ts";
 import { createFakeKube } from "./fixtures/fake_kube.ts";
 import { hang, startScriptedServer } from "./fixtures/fault_server.ts";
-import { startOidcProvider } from "./fixtures/oidc_provider.ts";
+import { providerEnv, startOidcProvider } from "./fixtures/oidc_provider.ts";
 import { spawnRefresher } from "./fixtures/refresher_process.ts";
 import { makeTestTls } from "./fixtures/tls.ts";
 import { startFakeCluster } from "./fixtures/fake_cluster.ts";
@@ -22,9 +22,7 @@ Deno.test("main.ts writes the provider's token and rereads a rotated service acc
     await using refresher = spawnRefresher({
       env: {
         ...cluster.env,
-        KTR_OIDC_TOKENURL: provider.tokenUrl,
-        KTR_OIDC_CLIENTID: provider.clientId,
-        KTR_OIDC_CLIENTSECRET: provider.clientSecret,
+        ...providerEnv(provider),
       },
       args: [...BASE_ARGS, "--log.level=debug"],
     });
@@ -88,9 +86,7 @@ Deno.test("main.ts exits 0 within a second on SIGINT while the API server hangs"
     await using refresher = spawnRefresher({
       env: {
         ...cluster.env,
-        KTR_OIDC_TOKENURL: provider.tokenUrl,
-        KTR_OIDC_CLIENTID: provider.clientId,
-        KTR_OIDC_CLIENTSECRET: provider.clientSecret,
+        ...providerEnv(provider),
       },
       args: BASE_ARGS,
     });
