@@ -12,7 +12,7 @@
 import { getLogger } from "@logtape/logtape";
 import * as oauth from "oauth4webapi";
 import { startDeadline } from "./deadline.ts";
-import type { ClientAuthMethod, Config } from "./config.ts";
+import { type ClientAuthMethod, type Config, isLoopbackHost } from "./config.ts";
 import { LOG_CATEGORY } from "./log.ts";
 import { type ClientPrivateKey, readPrivateKeyFile, readSecretFile } from "./oidc_auth.ts";
 import { createTrustingClient } from "./oidc_trust.ts";
@@ -298,10 +298,7 @@ function suggestsStaleMetadata(err: TokenError): boolean {
 
 /** `http:` is accepted only where configuration would accept it: loopback. */
 function isSecureEnough(url: URL): boolean {
-  if (url.protocol === "https:") return true;
-  return url.protocol === "http:" &&
-    (url.hostname === "localhost" || url.hostname === "[::1]" ||
-      /^127\.\d+\.\d+\.\d+$/.test(url.hostname));
+  return url.protocol === "https:" || (url.protocol === "http:" && isLoopbackHost(url.hostname));
 }
 
 /**
@@ -579,12 +576,16 @@ export function createClientCredentialsSource(options: ClientCredentialsOptions)
   };
 }
 
-/** Settles with `work`, or rejects as soon as `signal` aborts, whichever comes first. */
+/**
+ * Settles with `work`, or rejects as soon as `signal` aborts, whichever comes first. `work` is
+ * always observed, even when the signal had aborted before: it has started and will reject, and
+ * an unobserved rejection ends the process (shutdown during a file read did that).
+ */
 function untilAborted<T>(work: Promise<T>, signal: AbortSignal): Promise<T> {
-  if (signal.aborted) return Promise.reject(signal.reason);
   return new Promise<T>((resolve, reject) => {
     const onAbort = () => reject(signal.reason);
-    signal.addEventListener("abort", onAbort, { once: true });
+    if (signal.aborted) onAbort();
+    else signal.addEventListener("abort", onAbort, { once: true });
     work.then(resolve, reject).finally(() => signal.removeEventListener("abort", onAbort));
   });
 }

@@ -204,6 +204,20 @@ Deno.test("fetchToken() stops at once when its signal aborts", async () => {
   assertEquals(err.code, "TOKEN_ABORTED");
 });
 
+Deno.test("fetchToken() with a signal aborted before the request leaves no unhandled rejection", async () => {
+  // Shutdown can come while the secret file is read, before the request starts: the request
+  // then fails at once, and its rejection must be handled, or Deno ends the process with it.
+  const { source } = sourceAnswering(() =>
+    Promise.reject(new DOMException("aborted", "AbortError"))
+  );
+  const controller = new AbortController();
+  controller.abort();
+  const err = await assertRejects(() => source.fetchToken(controller.signal), TokenError);
+  assertEquals(err.code, "TOKEN_ABORTED");
+  // Give the abandoned request time to settle, so an unhandled rejection fails this test.
+  await new Promise((resolve) => setTimeout(resolve, 10));
+});
+
 Deno.test("fetchToken() takes the lifetime from the JWT exp claim when expires_in is absent", async () => {
   const now = 1_700_000_000_000;
   const payload = btoa(JSON.stringify({ exp: now / 1000 + 90 })).replace(/=+$/, "");
