@@ -77,6 +77,42 @@ export async function refreshOnce(
   return { token, write };
 }
 
+/**
+ * The fields of the "Token refreshed" log line, the same for the loop and for `--once`. They
+ * describe the token by its expiry only, never by its value.
+ *
+ * @param target Which Secret.
+ * @param result What the refresh produced.
+ * @returns Secret, namespace, key, what the write did, and the expiry (or `unknown`).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { refreshedFields } from "./refresh.ts";
+ *
+ * const fields = refreshedFields({ namespace: "ns", name: "tok", key: "token" }, {
+ *   token: { value: "t", obtainedAt: 0, expiresAt: 60_000, lifetimeSource: "expires_in" },
+ *   write: { action: "updated", requests: 1 },
+ * });
+ * assert.equal(fields.expiresAt, "1970-01-01T00:01:00.000Z");
+ * assert.ok(!Object.values(fields).includes("t"));
+ * ```
+ */
+export function refreshedFields(
+  target: SecretTarget,
+  result: RefreshResult,
+): Record<string, string> {
+  return {
+    secret: target.name,
+    namespace: target.namespace,
+    key: target.key,
+    action: result.write.action,
+    expiresAt: result.token.expiresAt === undefined
+      ? "unknown"
+      : new Date(result.token.expiresAt).toISOString(),
+  };
+}
+
 /** Events of the loop, for health and metrics. */
 export interface RefreshObserver {
   /** A refresh succeeded. */
@@ -112,11 +148,6 @@ function isCredentialFailure(err: unknown): boolean {
     (err.status === 401 || err.providerError === "invalid_client" ||
       err.providerError === "unauthorized_client" || err.code === "TOKEN_CREDENTIALS" ||
       err.code === "TOKEN_TRUST");
-}
-
-function isAborted(err: unknown): boolean {
-  return (err instanceof TokenError && err.code === "TOKEN_ABORTED") ||
-    (typeof err === "object" && err !== null && (err as { code?: string }).code === "KUBE_ABORTED");
 }
 
 /**
@@ -166,25 +197,21 @@ export async function runRefreshLoop(options: LoopOptions): Promise<void> {
       }
       const nextAt = finished + delayMs;
       log.info("Token refreshed", {
-        secret: target.name,
-        namespace: target.namespace,
-        key: target.key,
-        action: result.write.action,
-        expiresAt: result.token.expiresAt === undefined
-          ? "unknown"
-          : new Date(result.token.expiresAt).toISOString(),
+        ...refreshedFields(target, result),
         nextRefresh: new Date(nextAt).toISOString(),
       });
       options.observer?.onSuccess?.({ result, durationMs: finished - started, nextAt });
     } catch (err) {
-      if (signal.aborted || isAborted(err)) break;
+      // Only shutdown ends the loop; any other abort is a failed attempt like the rest.
+      if (signal.aborted) break;
       const finished = clock.now();
       failures++;
+      const slow = isCredentialFailure(err);
       delayMs = planAfterFailure(
         {
           failures,
           retryAfterMs: err instanceof TokenError ? err.retryAfterMs : undefined,
-          slow: isCredentialFailure(err),
+          slow,
         },
         finished,
         retryDeadline(lastGood, schedule.renewFraction),
@@ -198,7 +225,7 @@ export async function runRefreshLoop(options: LoopOptions): Promise<void> {
         failures,
         retryInSeconds: Math.round(delayMs / 100) / 10,
       };
-      if (isCredentialFailure(err)) {
+      if (slow) {
         log.error(
           "Refresh failed: the client credentials were rejected or cannot be read; check oidc.clientid and oidc.clientsecret (or oidc.clientsecretfile, oidc.privatekeyfile, oidc.cafile)",
           fields,

@@ -186,6 +186,29 @@ Deno.test("runRefreshLoop() stops promptly when aborted during a refresh", async
   assertEquals(fake.secrets.size, 0);
 });
 
+Deno.test("runRefreshLoop() stops only for its own signal, and retries an abort it did not ask for", async () => {
+  // Only shutdown may end the loop: ending it for another abort would stop the refresher, with
+  // exit code 0, while the token in the Secret runs out.
+  const controller = new AbortController();
+  const { clock, sleeps } = fakeClock(controller, 2);
+  const { source, calls } = scriptedSource(clock, [
+    new TokenError("Token request aborted", { code: "TOKEN_ABORTED" }),
+    3600,
+  ]);
+  const { fake, writer } = writerFor();
+  await runRefreshLoop({
+    source,
+    writer,
+    target,
+    clock,
+    signal: controller.signal,
+    schedule: { intervalMs: 600_000, renewFraction: 2 / 3, random: () => 0.5 },
+  });
+  assertEquals(calls(), 2);
+  assertEquals(sleeps, [500, 600_000]);
+  assertEquals(storedToken(fake), "token-2");
+});
+
 Deno.test("runRefreshLoop() never logs the token, even at debug", async () => {
   const records = await captureLogs();
   try {
