@@ -9,12 +9,12 @@
 import { getLogger } from "@logtape/logtape";
 import { parseCommandLine } from "./src/cli.ts";
 import { ConfigError, envName, envWarnings, KEYS } from "./src/config.ts";
-import { configureLogging, LOG_CATEGORY } from "./src/log.ts";
+import { configureLogging, LOG_CATEGORY, writeAllSync } from "./src/log.ts";
 import { tokenSourceFromConfig } from "./src/oidc.ts";
 import { KubeClient } from "./src/kube/client.ts";
 import { connect, KubeCredentialsError } from "./src/kube/connect.ts";
 import { SecretWriter } from "./src/kube/secret.ts";
-import { refreshOnce, runRefreshLoop } from "./src/refresh.ts";
+import { refreshedFields, refreshOnce, runRefreshLoop } from "./src/refresh.ts";
 import { VERSION } from "./src/cli.ts";
 import { dryRun, formatDryRunReport } from "./src/dry_run.ts";
 import {
@@ -46,16 +46,12 @@ export const ExitCode = {
 /** Environment variables the tool reads besides its own `KTR_*` ones. */
 const KUBE_ENV = ["KUBERNETES_SERVICE_HOST", "KUBERNETES_SERVICE_PORT", "KUBECONFIG", "HOME"];
 
-function writeStderr(text: string): void {
-  const bytes = new TextEncoder().encode(text);
-  let written = 0;
-  while (written < bytes.length) written += Deno.stderr.writeSync(bytes.subarray(written));
-}
-
-function writeStdout(text: string): void {
-  const bytes = new TextEncoder().encode(text);
-  let written = 0;
-  while (written < bytes.length) written += Deno.stdout.writeSync(bytes.subarray(written));
+/** Whether the process may read the variable (or the whole environment), asked without a prompt. */
+function envGranted(variable?: string): boolean {
+  const query: Deno.PermissionDescriptor = variable === undefined
+    ? { name: "env" }
+    : { name: "env", variable };
+  return Deno.permissions.querySync(query).state === "granted";
 }
 
 /**
@@ -65,10 +61,9 @@ function writeStdout(text: string): void {
  * deployment had it) and the section left out (`KTR_TOKENURL`). Found ones are warned about.
  */
 function ktrVariableNames(): string[] {
-  try {
+  // Asked without prompting: a terminal run under a narrow permission set must not stop to ask.
+  if (envGranted()) {
     return Object.keys(Deno.env.toObject()).filter((name) => name.startsWith("KTR_"));
-  } catch {
-    // No permission to list the environment: probe by name instead.
   }
   const names = new Set<string>();
   for (const { key } of KEYS) {
@@ -89,12 +84,12 @@ function readEnvironment(): Record<string, string> {
   const env: Record<string, string> = {};
   const denied: string[] = [];
   for (const name of [...ktrVariableNames(), ...KUBE_ENV]) {
-    try {
-      const value = Deno.env.get(name);
-      if (value !== undefined) env[name] = value;
-    } catch {
+    if (!envGranted(name)) {
       denied.push(name);
+      continue;
     }
+    const value = Deno.env.get(name);
+    if (value !== undefined) env[name] = value;
   }
   if (denied.length > 0) env[DENIED] = denied.join(",");
   return env;
@@ -119,13 +114,13 @@ export async function main(args: string[], env: Record<string, string>): Promise
       const problems = [err, ...err.others].map((e) => `Error: ${e.message}\n`).join("");
       // A misspelt variable is a likely cause of a missing key, so say so next to the error.
       const hints = envWarnings(env).map((w) => `Warning: ${w}\n`).join("");
-      writeStderr(problems + hints);
+      writeAllSync(Deno.stderr, problems + hints);
       return ExitCode.CONFIG;
     }
     throw err;
   }
   if (parsed.kind !== "run") {
-    writeStdout(parsed.text.endsWith("\n") ? parsed.text : `${parsed.text}\n`);
+    writeAllSync(Deno.stdout, parsed.text.endsWith("\n") ? parsed.text : `${parsed.text}\n`);
     return ExitCode.OK;
   }
   const { config } = parsed;
@@ -140,13 +135,14 @@ export async function main(args: string[], env: Record<string, string>): Promise
   };
   Deno.addSignalListener("SIGTERM", onSignal);
   Deno.addSignalListener("SIGINT", onSignal);
-  // --once and --dry-run end on their own; only the long-running refresher serves probes.
+  // --once and --dry-run end on their own; only the long-running refresher serves probes, and
+  // only what is served needs keeping.
   const serve = !config.once && !config.dryRun && config.http.address !== "off";
-  const status = new RefreshStatus({ version: VERSION });
+  const status = serve ? new RefreshStatus({ version: VERSION }) : undefined;
   const stopServer = new AbortController();
   let server: HealthServer | undefined;
   try {
-    if (serve) {
+    if (status !== undefined) {
       try {
         server = startHealthServer({
           address: config.http.address,
@@ -210,7 +206,10 @@ export async function main(args: string[], env: Record<string, string>): Promise
           schedule,
           signal: shutdown.signal,
         });
-        writeStdout(formatDryRunReport(report));
+        // Stopped by SIGTERM or SIGINT: a clean stop, as in the other modes; a report of the
+        // aborted checks would only read as a failed one.
+        if (shutdown.signal.aborted) return ExitCode.OK;
+        writeAllSync(Deno.stdout, formatDryRunReport(report));
         return report.problems.length === 0 ? ExitCode.OK : ExitCode.RUNTIME;
       }
       const writer = new SecretWriter(client, target);
@@ -247,16 +246,7 @@ async function refreshOneTime(
 ): Promise<number> {
   const log = getLogger([LOG_CATEGORY]);
   try {
-    const { token, write } = await refreshOnce(source, writer, signal);
-    log.info("Token refreshed", {
-      secret: target.name,
-      namespace: target.namespace,
-      key: target.key,
-      action: write.action,
-      expiresAt: token.expiresAt === undefined
-        ? "unknown"
-        : new Date(token.expiresAt).toISOString(),
-    });
+    log.info("Token refreshed", refreshedFields(target, await refreshOnce(source, writer, signal)));
     return ExitCode.OK;
   } catch (err) {
     // Stopped by SIGTERM or SIGINT: a clean stop, as in the long-running mode.

@@ -215,8 +215,23 @@ function checkDataKey(value: string): string | undefined {
   return ok ? undefined : "";
 }
 
-/** Loopback hosts, the only ones plain `http:` may reach: nothing else can read the secret on the way. */
-function isLoopbackHost(hostname: string): boolean {
+/**
+ * Loopback hosts, the only ones plain `http:` may reach: nothing else can read the secret on the
+ * way. The token source applies the same rule to a token endpoint named by discovery.
+ *
+ * @param hostname The `hostname` of a parsed URL.
+ * @returns True for `localhost`, `127.0.0.0/8` and `[::1]`.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { isLoopbackHost } from "./config.ts";
+ *
+ * assert.ok(isLoopbackHost(new URL("http://127.0.0.1:8080/token").hostname));
+ * assert.ok(!isLoopbackHost(new URL("http://auth.example.com/token").hostname));
+ * ```
+ */
+export function isLoopbackHost(hostname: string): boolean {
   // URL has already normalised the host: IPv4 in dotted decimal, IPv6 in brackets and compressed.
   return hostname === "localhost" || hostname === "[::1]" || /^127\.\d+\.\d+\.\d+$/.test(hostname);
 }

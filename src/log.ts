@@ -75,6 +75,38 @@ export const textFormatter: TextFormatter = (record: LogRecord): string => {
 
 const jsonFormatter = getJsonLinesFormatter({ properties: "flatten" });
 
+const encoder = new TextEncoder();
+
+/**
+ * Writes the whole text to a stream synchronously, so nothing is lost when the process exits
+ * right after; one `writeSync` call may write only part of it.
+ *
+ * @param stream Where to write, like `Deno.stderr`.
+ * @param text The text.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { writeAllSync } from "./log.ts";
+ *
+ * // A stream that takes two bytes per call, as a full pipe may.
+ * const parts: string[] = [];
+ * const twoAtATime = {
+ *   writeSync(p: Uint8Array) {
+ *     parts.push(new TextDecoder().decode(p.subarray(0, 2)));
+ *     return Math.min(2, p.length);
+ *   },
+ * };
+ * writeAllSync(twoAtATime, "hello");
+ * assert.deepEqual(parts, ["he", "ll", "o"]);
+ * ```
+ */
+export function writeAllSync(stream: { writeSync(p: Uint8Array): number }, text: string): void {
+  const bytes = encoder.encode(text);
+  let written = 0;
+  while (written < bytes.length) written += stream.writeSync(bytes.subarray(written));
+}
+
 /**
  * Makes a sink that writes formatted records to standard error synchronously.
  *
@@ -82,13 +114,8 @@ const jsonFormatter = getJsonLinesFormatter({ properties: "flatten" });
  * @returns The sink.
  */
 export function stderrSink(format: LogFormat): Sink {
-  const encoder = new TextEncoder();
   const formatter = format === "json" ? jsonFormatter : textFormatter;
-  return (record) => {
-    const bytes = encoder.encode(formatter(record));
-    let written = 0;
-    while (written < bytes.length) written += Deno.stderr.writeSync(bytes.subarray(written));
-  };
+  return (record) => writeAllSync(Deno.stderr, formatter(record));
 }
 
 /**
