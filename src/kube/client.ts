@@ -144,7 +144,10 @@ async function readText(response: Response, limit: number): Promise<string> {
     size += value.byteLength;
     if (size > limit) {
       await reader.cancel();
-      throw new Error(`API response larger than ${limit} bytes`);
+      throw new KubeApiError(`Kubernetes API answered with more than the ${limit} bytes accepted`, {
+        code: "KUBE_HTTP",
+        status: response.status,
+      });
     }
     text += decoder.decode(value, { stream: true });
   }
@@ -331,6 +334,7 @@ export class KubeClient {
       } as RequestInit);
       text = await readText(response, MAX_RESPONSE_BYTES);
     } catch (err) {
+      if (err instanceof KubeApiError) throw err;
       if (signal?.aborted) {
         throw new KubeApiError("Kubernetes API request aborted", { code: "KUBE_ABORTED", verb });
       }
@@ -355,7 +359,12 @@ export class KubeClient {
     }
     if (!response.ok) {
       const status = isStatus(parsed) ? parsed : undefined;
-      const detail = status?.message ?? (text.slice(0, 200).trim() || response.statusText);
+      // Only a Status object's message is quoted: any other body (a proxy's error page) could
+      // echo the request, and the request of an update carries the token.
+      const detail = status?.message ??
+        `${response.statusText || "no Status object"} (${
+          response.headers.get("content-type") ?? "no content type"
+        } body not shown)`;
       throw new KubeApiError(
         `Kubernetes API answered ${verb} ${path} with HTTP ${response.status}${
           status?.reason ? ` ${status.reason}` : ""

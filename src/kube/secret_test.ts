@@ -159,3 +159,32 @@ Deno.test("toBase64() encodes UTF-8 bytes", () => {
   assertEquals(toBase64("token"), "dG9rZW4=");
   assertEquals(decode(toBase64("ä€")), "ä€");
 });
+
+Deno.test("SecretWriter.write() never quotes a non-Status error body, which could echo the token", async () => {
+  const fake = createFakeKube();
+  fake.intercept = (verb, req) =>
+    verb === "create"
+      ? req.text().then((body) =>
+        new Response(`<html>bad gateway for ${body}</html>`, {
+          status: 502,
+          headers: { "content-type": "text/html" },
+        })
+      )
+      : undefined;
+  const { writer } = setup(fake);
+  const err = await assertRejects(() => writer.write("tok-secret-value"), KubeApiError);
+  assertEquals(err.status, 502);
+  assertStringIncludes(err.message, "text/html body not shown");
+  assert(!err.message.includes("bad gateway"), err.message);
+  assert(!err.message.includes(toBase64("tok-secret-value")), err.message);
+});
+
+Deno.test("SecretWriter.write() reports an oversized API answer as such, not as unreachable", async () => {
+  const fake = createFakeKube();
+  fake.intercept = (verb) =>
+    verb === "get" ? new Response(new Uint8Array(5 << 20), { status: 200 }) : undefined;
+  const { writer } = setup(fake);
+  const err = await assertRejects(() => writer.write("tok"), KubeApiError);
+  assertEquals(err.code, "KUBE_HTTP");
+  assertStringIncludes(err.message, "bytes accepted");
+});
