@@ -77,26 +77,22 @@ function ktrVariableNames(): string[] {
 
 /**
  * Reads the environment the tool uses, by name, so a narrow `--allow-env` list suffices.
- * Variables the process may not read are listed under `deniedVariables`, so an error can say
+ * Variables the process may not read are returned as `unreadable`, so an error can say
  * "not permitted" rather than "unset".
  */
-function readEnvironment(): Record<string, string> {
+function readEnvironment(): { env: Record<string, string>; unreadable: string[] } {
   const env: Record<string, string> = {};
-  const denied: string[] = [];
+  const unreadable: string[] = [];
   for (const name of [...ktrVariableNames(), ...KUBE_ENV]) {
     if (!envGranted(name)) {
-      denied.push(name);
+      unreadable.push(name);
       continue;
     }
     const value = Deno.env.get(name);
     if (value !== undefined) env[name] = value;
   }
-  if (denied.length > 0) env[DENIED] = denied.join(",");
-  return env;
+  return { env, unreadable };
 }
-
-/** Key under which {@linkcode readEnvironment} lists the variables it was not allowed to read. */
-const DENIED = "deniedVariables";
 
 /**
  * Runs the refresher until SIGTERM or SIGINT.
@@ -105,7 +101,11 @@ const DENIED = "deniedVariables";
  * @param env Environment variables (only `KTR_*` and the Kubernetes ones matter).
  * @returns The exit code.
  */
-export async function main(args: string[], env: Record<string, string>): Promise<number> {
+export async function main(
+  args: string[],
+  env: Record<string, string>,
+  options: { unreadable?: readonly string[] } = {},
+): Promise<number> {
   let parsed;
   try {
     parsed = await parseCommandLine(args, env, { readTextFile: Deno.readTextFile });
@@ -162,18 +162,10 @@ export async function main(args: string[], env: Record<string, string>): Promise
     }
     let connection;
     try {
-      const inCluster = env.KUBERNETES_SERVICE_HOST && env.KUBERNETES_SERVICE_PORT;
-      const denied = (env[DENIED] ?? "").split(",").filter((n) =>
-        n === "KUBECONFIG" || n === "HOME"
-      );
-      if (!inCluster && denied.length > 0) {
-        throw new KubeCredentialsError(
-          `Not in a pod (KUBERNETES_SERVICE_HOST and KUBERNETES_SERVICE_PORT are unset), and this build may not read ${
-            denied.join(" or ")
-          } to find a kubeconfig: the compiled binary is the in-cluster build; outside a cluster run "deno task start"`,
-        );
-      }
-      connection = await connect(env, { serviceAccountDir: config.kube.serviceAccountDir });
+      connection = await connect(env, {
+        serviceAccountDir: config.kube.serviceAccountDir,
+        unreadable: options.unreadable,
+      });
     } catch (err) {
       if (err instanceof KubeCredentialsError) {
         log.error("Kubernetes credentials unusable: {error}", { error: err.message });
@@ -261,5 +253,6 @@ async function refreshOneTime(
 }
 
 if (import.meta.main) {
-  Deno.exit(await main(Deno.args, readEnvironment()));
+  const { env, unreadable } = readEnvironment();
+  Deno.exit(await main(Deno.args, env, { unreadable }));
 }

@@ -249,7 +249,12 @@ export interface ConnectEnv {
  */
 export function connect(
   env: ConnectEnv,
-  options: { serviceAccountDir: string; readTextFile?: (path: string) => Promise<string> },
+  options: {
+    serviceAccountDir: string;
+    readTextFile?: (path: string) => Promise<string>;
+    /** Variables the process may not read (a narrow `--allow-env`), so "unset" is not claimed. */
+    unreadable?: readonly string[];
+  },
 ): Promise<KubeConnection> {
   if (env.KUBERNETES_SERVICE_HOST && env.KUBERNETES_SERVICE_PORT) {
     return inClusterConnection({
@@ -258,6 +263,16 @@ export function connect(
       dir: options.serviceAccountDir,
       readTextFile: options.readTextFile,
     });
+  }
+  const hidden = (options.unreadable ?? []).filter((n) => n === "KUBECONFIG" || n === "HOME");
+  if (hidden.length > 0) {
+    return Promise.reject(
+      new KubeCredentialsError(
+        `Not in a pod (KUBERNETES_SERVICE_HOST and KUBERNETES_SERVICE_PORT are unset), and this build may not read ${
+          hidden.join(" or ")
+        } to find a kubeconfig: the compiled binary is the in-cluster build; outside a cluster run "deno task start"`,
+      ),
+    );
   }
   const paths = (env.KUBECONFIG ?? "").split(":").filter((p) => p !== "");
   if (paths.length === 0) {
