@@ -260,28 +260,24 @@ Deno.test({
 });
 
 Deno.test("main.ts --dry-run exits 0 on SIGTERM, as every mode does, and reports no failure", async () => {
-  const tls = await makeTestTls();
-  try {
-    const fake = createFakeKube();
-    await using cluster = await startFakeCluster(fake, tls, { namespace: "team-a" });
-    await using provider = await startScriptedServer((_req, _n, signal) => hang(signal));
-    await using refresher = spawnRefresher({
-      env: {
-        ...cluster.env,
-        KTR_OIDC_TOKENURL: `${provider.url}/token`,
-        KTR_OIDC_CLIENTID: "c",
-        KTR_OIDC_CLIENTSECRET: "secret-value-not-to-print",
-      },
-      args: ["--secret.name=api-token", "--secret.namespace=team-a", "--dry-run"],
-    });
-    while (provider.requests.length === 0) await new Promise((r) => setTimeout(r, 20));
-    refresher.kill("SIGTERM");
-    const { code, output } = await refresher.exited;
-    assertEquals(code, 0, output);
-    // A report of aborted requests would read as a failed check.
-    assertNotIncludes(output, "Result: FAILED");
-    assertNotIncludes(output, "secret-value-not-to-print");
-  } finally {
-    await Deno.remove(tls.dir, { recursive: true });
-  }
+  await using tls = await makeTestTls();
+  const fake = createFakeKube();
+  await using cluster = await startFakeCluster(fake, tls, { namespace: "team-a" });
+  await using provider = await startScriptedServer((_req, _n, signal) => hang(signal));
+  await using refresher = spawnRefresher({
+    env: {
+      ...cluster.env,
+      KTR_OIDC_TOKENURL: `${provider.url}/token`,
+      KTR_OIDC_CLIENTID: "c",
+      KTR_OIDC_CLIENTSECRET: "secret-value-not-to-print",
+    },
+    args: ["--secret.name=api-token", "--secret.namespace=team-a", "--dry-run"],
+  });
+  while (provider.requests.length === 0) await new Promise((r) => setTimeout(r, 20));
+  refresher.kill("SIGTERM");
+  const { code, output } = await refresher.exited;
+  assertEquals(code, 0, output);
+  // A report of aborted requests would read as a failed check.
+  assertNotIncludes(output, "Result: FAILED");
+  assertNotIncludes(output, "secret-value-not-to-print");
 });

@@ -14,121 +14,105 @@ import { startFakeCluster } from "./fixtures/fake_cluster.ts";
 const BASE_ARGS = ["--secret.name=api-token", "--secret.namespace=team-a", "--http.address=off"];
 
 Deno.test("main.ts writes the provider's token and rereads a rotated service account token", async () => {
-  const tls = await makeTestTls();
-  try {
-    const fake = createFakeKube();
-    await using cluster = await startFakeCluster(fake, tls, { namespace: "team-a" });
-    await using provider = await startOidcProvider({ tokenTtlSeconds: 3 });
-    await using refresher = spawnRefresher({
-      env: {
-        ...cluster.env,
-        ...providerEnv(provider),
-      },
-      args: [...BASE_ARGS, "--log.level=debug"],
-    });
-    await refresher.waitForOutput(/Token refreshed/);
-    await Deno.writeTextFile(`${cluster.saDir}/token`, "sa-token-2");
-    await refresher.waitForOutput(/(Token refreshed[^]*){2}/);
-    refresher.kill("SIGTERM");
-    const { code, output } = await refresher.exited;
-    assertEquals(code, 0, output);
-    const auth = fake.requests.map((r) => r.authorization);
-    assertEquals(auth[0], "Bearer sa-token-1");
-    assertEquals(auth.at(-1), "Bearer sa-token-2");
-    const stored = fake.secrets.get("team-a/api-token");
-    assert(stored?.data?.token);
-    assert(provider.issued.includes(atob(stored.data.token)));
-    for (const token of provider.issued) assertNotIncludes(output, token);
-    assertNotIncludes(output, provider.clientSecret);
-    assertNotIncludes(output, "sa-token-");
-  } finally {
-    await Deno.remove(tls.dir, { recursive: true });
-  }
+  await using tls = await makeTestTls();
+  const fake = createFakeKube();
+  await using cluster = await startFakeCluster(fake, tls, { namespace: "team-a" });
+  await using provider = await startOidcProvider({ tokenTtlSeconds: 3 });
+  await using refresher = spawnRefresher({
+    env: {
+      ...cluster.env,
+      ...providerEnv(provider),
+    },
+    args: [...BASE_ARGS, "--log.level=debug"],
+  });
+  await refresher.waitForOutput(/Token refreshed/);
+  await Deno.writeTextFile(`${cluster.saDir}/token`, "sa-token-2");
+  await refresher.waitForOutput(/(Token refreshed[^]*){2}/);
+  refresher.kill("SIGTERM");
+  const { code, output } = await refresher.exited;
+  assertEquals(code, 0, output);
+  const auth = fake.requests.map((r) => r.authorization);
+  assertEquals(auth[0], "Bearer sa-token-1");
+  assertEquals(auth.at(-1), "Bearer sa-token-2");
+  const stored = fake.secrets.get("team-a/api-token");
+  assert(stored?.data?.token);
+  assert(provider.issued.includes(atob(stored.data.token)));
+  for (const token of provider.issued) assertNotIncludes(output, token);
+  assertNotIncludes(output, provider.clientSecret);
+  assertNotIncludes(output, "sa-token-");
 });
 
 Deno.test("main.ts exits 0 within a second on SIGTERM while the provider hangs", async () => {
-  const tls = await makeTestTls();
-  try {
-    const fake = createFakeKube();
-    await using cluster = await startFakeCluster(fake, tls, { namespace: "team-a" });
-    await using provider = await startScriptedServer((_req, _n, signal) => hang(signal));
-    await using refresher = spawnRefresher({
-      env: {
-        ...cluster.env,
-        KTR_OIDC_TOKENURL: `${provider.url}/token`,
-        KTR_OIDC_CLIENTID: "c",
-        KTR_OIDC_CLIENTSECRET: "secret-value-not-to-print",
-      },
-      args: [...BASE_ARGS, "--log.level=debug"],
-    });
-    await refresher.waitForOutput(/Refreshing token/);
-    while (provider.requests.length === 0) await new Promise((r) => setTimeout(r, 20));
-    const stopAt = Date.now();
-    refresher.kill("SIGTERM");
-    const { code, output } = await refresher.exited;
-    const stopMs = Date.now() - stopAt;
-    assertEquals(code, 0, output);
-    assert(stopMs < 1500, `stopping took ${stopMs} ms`);
-    assertEquals(fake.requests.length, 0);
-    assertNotIncludes(output, "secret-value-not-to-print");
-  } finally {
-    await Deno.remove(tls.dir, { recursive: true });
-  }
+  await using tls = await makeTestTls();
+  const fake = createFakeKube();
+  await using cluster = await startFakeCluster(fake, tls, { namespace: "team-a" });
+  await using provider = await startScriptedServer((_req, _n, signal) => hang(signal));
+  await using refresher = spawnRefresher({
+    env: {
+      ...cluster.env,
+      KTR_OIDC_TOKENURL: `${provider.url}/token`,
+      KTR_OIDC_CLIENTID: "c",
+      KTR_OIDC_CLIENTSECRET: "secret-value-not-to-print",
+    },
+    args: [...BASE_ARGS, "--log.level=debug"],
+  });
+  await refresher.waitForOutput(/Refreshing token/);
+  while (provider.requests.length === 0) await new Promise((r) => setTimeout(r, 20));
+  const stopAt = Date.now();
+  refresher.kill("SIGTERM");
+  const { code, output } = await refresher.exited;
+  const stopMs = Date.now() - stopAt;
+  assertEquals(code, 0, output);
+  assert(stopMs < 1500, `stopping took ${stopMs} ms`);
+  assertEquals(fake.requests.length, 0);
+  assertNotIncludes(output, "secret-value-not-to-print");
 });
 
 Deno.test("main.ts exits 0 within a second on SIGINT while the API server hangs", async () => {
-  const tls = await makeTestTls();
-  try {
-    const fake = createFakeKube();
-    await using cluster = await startFakeCluster(fake, tls, { namespace: "team-a" });
-    await cluster.setFault("hang");
-    await using provider = await startOidcProvider({ tokenTtlSeconds: 60 });
-    await using refresher = spawnRefresher({
-      env: {
-        ...cluster.env,
-        ...providerEnv(provider),
-      },
-      args: BASE_ARGS,
-    });
-    // The write reached the server, which holds it unanswered.
-    while (cluster.writes.length === 0) await new Promise((r) => setTimeout(r, 20));
-    const stopAt = Date.now();
-    refresher.kill("SIGINT");
-    const { code, output } = await refresher.exited;
-    const stopMs = Date.now() - stopAt;
-    assertEquals(code, 0, output);
-    assert(stopMs < 1500, `stopping took ${stopMs} ms`);
-    assertEquals(fake.secrets.size, 0);
-  } finally {
-    await Deno.remove(tls.dir, { recursive: true });
-  }
+  await using tls = await makeTestTls();
+  const fake = createFakeKube();
+  await using cluster = await startFakeCluster(fake, tls, { namespace: "team-a" });
+  await cluster.setFault("hang");
+  await using provider = await startOidcProvider({ tokenTtlSeconds: 60 });
+  await using refresher = spawnRefresher({
+    env: {
+      ...cluster.env,
+      ...providerEnv(provider),
+    },
+    args: BASE_ARGS,
+  });
+  // The write reached the server, which holds it unanswered.
+  while (cluster.writes.length === 0) await new Promise((r) => setTimeout(r, 20));
+  const stopAt = Date.now();
+  refresher.kill("SIGINT");
+  const { code, output } = await refresher.exited;
+  const stopMs = Date.now() - stopAt;
+  assertEquals(code, 0, output);
+  assert(stopMs < 1500, `stopping took ${stopMs} ms`);
+  assertEquals(fake.secrets.size, 0);
 });
 
 Deno.test("main.ts exits 2 on bad configuration before contacting anything", async () => {
-  const tls = await makeTestTls();
-  try {
-    const fake = createFakeKube();
-    await using cluster = await startFakeCluster(fake, tls, { namespace: "team-a" });
-    await using provider = await startScriptedServer(() => Response.json({}));
-    await using refresher = spawnRefresher({
-      env: {
-        ...cluster.env,
-        KTR_OIDC_TOKENURL: `${provider.url}/token`,
-        KTR_OIDC_CLIENTID: "c",
-        KTR_OIDC_CLIENTSECRET: "secret-value-not-to-print",
-        KTR_INTERVAL: "10s",
-      },
-      args: BASE_ARGS,
-    });
-    const { code, output } = await refresher.exited;
-    assertEquals(code, 2, output);
-    assertMatch(output, /Invalid value "10s" for interval from environment variable KTR_INTERVAL/);
-    assertEquals(fake.requests.length, 0);
-    assertEquals(provider.requests.length, 0);
-    assertNotIncludes(output, "secret-value-not-to-print");
-  } finally {
-    await Deno.remove(tls.dir, { recursive: true });
-  }
+  await using tls = await makeTestTls();
+  const fake = createFakeKube();
+  await using cluster = await startFakeCluster(fake, tls, { namespace: "team-a" });
+  await using provider = await startScriptedServer(() => Response.json({}));
+  await using refresher = spawnRefresher({
+    env: {
+      ...cluster.env,
+      KTR_OIDC_TOKENURL: `${provider.url}/token`,
+      KTR_OIDC_CLIENTID: "c",
+      KTR_OIDC_CLIENTSECRET: "secret-value-not-to-print",
+      KTR_INTERVAL: "10s",
+    },
+    args: BASE_ARGS,
+  });
+  const { code, output } = await refresher.exited;
+  assertEquals(code, 2, output);
+  assertMatch(output, /Invalid value "10s" for interval from environment variable KTR_INTERVAL/);
+  assertEquals(fake.requests.length, 0);
+  assertEquals(provider.requests.length, 0);
+  assertNotIncludes(output, "secret-value-not-to-print");
 });
 
 Deno.test("main.ts exits 3 when the service account folder is missing", async () => {
