@@ -8,9 +8,10 @@
  */
 import { getLogger } from "@logtape/logtape";
 import { parseCommandLine } from "./src/cli.ts";
-import { ConfigError, envName, envWarnings, KEYS } from "./src/config.ts";
+import { ConfigError, envName, envWarnings, KEYS } from "./src/config/mod.ts";
+import { messageOf } from "./src/errors.ts";
 import { configureLogging, LOG_CATEGORY, writeAllSync } from "./src/log.ts";
-import { tokenSourceFromConfig } from "./src/oidc.ts";
+import { tokenSourceFromConfig } from "./src/oidc/mod.ts";
 import { KubeClient } from "./src/kube/client.ts";
 import { connect, KubeCredentialsError } from "./src/kube/connect.ts";
 import { SecretWriter } from "./src/kube/secret.ts";
@@ -219,7 +220,7 @@ export async function main(
     }
     return ExitCode.OK;
   } catch (err) {
-    log.fatal("Fatal error: {error}", { error: err instanceof Error ? err.message : String(err) });
+    log.fatal("Fatal error: {error}", { error: messageOf(err) });
     return ExitCode.RUNTIME;
   } finally {
     stopServer.abort();
@@ -244,7 +245,7 @@ async function refreshOneTime(
     // Stopped by SIGTERM or SIGINT: a clean stop, as in the long-running mode.
     if (signal.aborted) return ExitCode.OK;
     log.error("Refresh failed: {error}", {
-      error: err instanceof Error ? err.message : String(err),
+      error: messageOf(err),
       secret: target.name,
       namespace: target.namespace,
     });

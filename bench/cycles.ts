@@ -21,13 +21,14 @@
  */
 import "../main.ts";
 import { parseCommandLine, VERSION } from "../src/cli.ts";
-import { envName, KEYS } from "../src/config.ts";
+import { envName, KEYS } from "../src/config/mod.ts";
 import { configureLogging } from "../src/log.ts";
 import { connect } from "../src/kube/connect.ts";
 import { KubeClient } from "../src/kube/client.ts";
 import { SecretWriter } from "../src/kube/secret.ts";
-import { tokenSourceFromConfig } from "../src/oidc.ts";
-import { type Clock, runRefreshLoop } from "../src/refresh.ts";
+import { tokenSourceFromConfig } from "../src/oidc/mod.ts";
+import { runRefreshLoop } from "../src/refresh.ts";
+import type { Clock } from "../src/token.ts";
 import { createHealthHandler } from "../src/server.ts";
 import { RefreshStatus } from "../src/status.ts";
 import { emit, sample, wait } from "./sample.ts";

@@ -6,7 +6,14 @@ import {
   type ParseCommandLineOptions,
   VERSION,
 } from "./cli.ts";
-import { type Config, ConfigError, envName, flagName, type KeyDefinition, KEYS } from "./config.ts";
+import {
+  type Config,
+  ConfigError,
+  envName,
+  flagName,
+  type KeyDefinition,
+  KEYS,
+} from "./config/mod.ts";
 
 const SECRET = "S3CR3T-do-not-print-7f3a";
 

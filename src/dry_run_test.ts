@@ -2,7 +2,8 @@ import { assert, assertEquals, assertMatch, assertNotIncludes } from "../tests/a
 import { createFakeKube, fakeFetch, type FakeKube } from "../tests/fixtures/fake_kube.ts";
 import { dryRun, type DryRunReport, formatDryRunReport } from "./dry_run.ts";
 import { KubeClient } from "./kube/client.ts";
-import { type Token, TokenError, type TokenSource } from "./oidc.ts";
+import { TokenError } from "./oidc/mod.ts";
+import type { Token, TokenSource } from "./token.ts";
 
 const NOW = 1_700_000_000_000;
 const TOKEN = "header.dry-run-secret-token.signature";

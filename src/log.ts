@@ -11,12 +11,10 @@ import {
   type Sink,
   type TextFormatter,
 } from "@logtape/logtape";
+import type { LogFormat } from "./config/mod.ts";
 
 /** The root category every logger of the tool lives under. */
 export const LOG_CATEGORY = "ktr";
-
-/** The log formats of the `log.format` key. */
-export type LogFormat = "text" | "json";
 
 /** Options of {@linkcode configureLogging}. */
 export interface LoggingOptions {

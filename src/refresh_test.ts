@@ -4,8 +4,10 @@ import { assert, assertEquals, assertNotIncludes } from "../tests/assert.ts";
 import { createFakeKube, fakeFetch } from "../tests/fixtures/fake_kube.ts";
 import { KubeClient } from "./kube/client.ts";
 import { SecretWriter } from "./kube/secret.ts";
-import { type Token, TokenError, type TokenSource } from "./oidc.ts";
-import { type Clock, runRefreshLoop } from "./refresh.ts";
+import { TokenError } from "./oidc/mod.ts";
+import type { Token, TokenSource } from "./token.ts";
+import { runRefreshLoop } from "./refresh.ts";
+import type { Clock } from "./token.ts";
 import { textFormatter } from "./log.ts";
 
 const target = { namespace: "ns", name: "tok", key: "token" };

@@ -8,8 +8,10 @@ import {
 import { createFakeKube, fakeFetch } from "../tests/fixtures/fake_kube.ts";
 import { KubeClient } from "./kube/client.ts";
 import { SecretWriter } from "./kube/secret.ts";
-import { type Token, TokenError, type TokenSource } from "./oidc.ts";
-import { type Clock, runRefreshLoop } from "./refresh.ts";
+import { TokenError } from "./oidc/mod.ts";
+import type { Token, TokenSource } from "./token.ts";
+import { runRefreshLoop } from "./refresh.ts";
+import type { Clock } from "./token.ts";
 import {
   createHealthHandler,
   HealthServerError,

@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { messageOf } from "./errors.ts";
 import { type Counter, type Gauge, type Histogram, MetricsRegistry } from "./metrics.ts";
 import type { RefreshObserver, RefreshResult } from "./refresh.ts";
 
@@ -68,7 +69,7 @@ function describeError(error: unknown): string {
   const code = typeof error === "object" && error !== null
     ? (error as { code?: unknown }).code
     : undefined;
-  const message = (error instanceof Error ? error.message : String(error))
+  const message = messageOf(error)
     .replaceAll(/\s+/g, " ").trim();
   const short = message.length > 300 ? `${message.slice(0, 299)}…` : message;
   return typeof code === "string" ? `${code}: ${short}` : short;

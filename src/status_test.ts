@@ -3,8 +3,8 @@ import {
   parsePrometheusText,
   prometheusParserIgnore,
 } from "../tests/fixtures/prometheus_parser.ts";
-import type { Token } from "./oidc.ts";
-import { TokenError } from "./oidc.ts";
+import type { Token } from "./token.ts";
+import { TokenError } from "./oidc/mod.ts";
 import type { RefreshResult } from "./refresh.ts";
 import { RefreshStatus } from "./status.ts";
 

@@ -24,8 +24,9 @@ import { type ProviderFault, startTokenFront, type TokenFront } from "./fixtures
 import { textFormatter } from "../src/log.ts";
 import { KubeApiError, KubeClient } from "../src/kube/client.ts";
 import { type SecretTarget, SecretWriter } from "../src/kube/secret.ts";
-import { createClientCredentialsSource, TokenError } from "../src/oidc.ts";
-import { type Clock, type RefreshResult, runRefreshLoop } from "../src/refresh.ts";
+import { createClientCredentialsSource, TokenError } from "../src/oidc/mod.ts";
+import { type RefreshResult, runRefreshLoop } from "../src/refresh.ts";
+import type { Clock } from "../src/token.ts";
 import type { ScheduleOptions } from "../src/schedule.ts";
 
 const TARGET: SecretTarget = { namespace: "team-a", name: "api-token", key: "token" };

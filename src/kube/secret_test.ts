@@ -6,7 +6,8 @@ import {
   statusResponse,
 } from "../../tests/fixtures/fake_kube.ts";
 import { KubeApiError, KubeClient } from "./client.ts";
-import { MANAGED_LABEL, SecretWriter, toBase64 } from "./secret.ts";
+import { toBase64 } from "../base64.ts";
+import { MANAGED_LABEL, SecretWriter } from "./secret.ts";
 
 const target = { namespace: "team-a", name: "api-token", key: "token" };
 

@@ -14,7 +14,7 @@ import {
   parseKeyValue,
   resolveConfig,
   YAML_PARSER_ENV,
-} from "./config.ts";
+} from "./mod.ts";
 
 const SECRET = "S3CR3T-do-not-print-7f3a";
 

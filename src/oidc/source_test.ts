@@ -4,14 +4,14 @@ import {
   assertNotIncludes,
   assertRejects,
   assertStringIncludes,
-} from "../tests/assert.ts";
+} from "../../tests/assert.ts";
 import {
   createClientCredentialsSource,
   jwtExpiry,
   parseRetryAfter,
   TokenError,
   tokenSourceFromConfig,
-} from "./oidc.ts";
+} from "./source.ts";
 
 const CLIENT_SECRET = "client-secret-value-6f1d";
 const TOKEN = "access-token-value-93ab";
