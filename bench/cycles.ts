@@ -74,7 +74,7 @@ async function run(options: CyclesOptions): Promise<void> {
   const timeouts = options.timeoutMs === undefined ? {} : { timeoutMs: options.timeoutMs };
   const source = tokenSourceFromConfig(config.oidc, timeouts);
   const writer = new SecretWriter(new KubeClient(connection, timeouts), config.secret);
-  const status = new RefreshStatus({ version: VERSION });
+  const status = new RefreshStatus({ version: VERSION, clock: { now: () => Date.now() } });
   const health = createHealthHandler(status);
   const probe = async () => {
     for (const path of ["/healthz", "/readyz", "/metrics"]) {

@@ -106,14 +106,28 @@ export function writeAllSync(stream: { writeSync(p: Uint8Array): number }, text:
 }
 
 /**
+ * Makes a sink that writes formatted records to a stream synchronously.
+ *
+ * @param format The log format.
+ * @param stream Where to write; standard error in the real process.
+ * @returns The sink.
+ */
+export function streamSink(
+  format: LogFormat,
+  stream: { writeSync(p: Uint8Array): number },
+): Sink {
+  const formatter = format === "json" ? jsonFormatter : textFormatter;
+  return (record) => writeAllSync(stream, formatter(record));
+}
+
+/**
  * Makes a sink that writes formatted records to standard error synchronously.
  *
  * @param format The log format.
  * @returns The sink.
  */
 export function stderrSink(format: LogFormat): Sink {
-  const formatter = format === "json" ? jsonFormatter : textFormatter;
-  return (record) => writeAllSync(Deno.stderr, formatter(record));
+  return streamSink(format, Deno.stderr);
 }
 
 /**

@@ -128,7 +128,7 @@ Deno.test("no endpoint ever shows the token or the client secret, after successe
     close() {},
   }, { fetch: fakeFetch(fake) });
   const target = { namespace: "ns", name: "tok", key: "token" };
-  const status = new RefreshStatus({ version: "1.0.0", now: () => now });
+  const status = new RefreshStatus({ version: "1.0.0", clock: { now: () => now } });
   const handler = createHealthHandler(status);
   const seen: string[] = [];
   const look = async () => {

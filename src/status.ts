@@ -6,6 +6,7 @@
  * @module
  */
 import { messageOf } from "./errors.ts";
+import type { Clock } from "./token.ts";
 import { type Counter, type Gauge, type Histogram, MetricsRegistry } from "./metrics.ts";
 import type { RefreshObserver, RefreshResult } from "./refresh.ts";
 
@@ -54,8 +55,11 @@ const DURATION_BUCKETS = [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 40];
 export interface RefreshStatusOptions {
   /** The tool's version, for `ktr_build_info`. */
   version: string;
-  /** The clock, ms since the epoch; must be the refresh loop's clock. Default `Date.now`. */
-  now?: () => number;
+  /**
+   * The refresh loop's clock (`main()` hands both the runtime's one); only `now()` is read. No
+   * default: a status with a clock of its own could disagree with the loop it reports on.
+   */
+  clock: Pick<Clock, "now">;
   /** After this many ms in one attempt the loop counts as stuck. Default {@linkcode DEFAULT_STUCK_AFTER_MS}. */
   stuckAfterMs?: number;
   /** Resident memory in bytes, read at every scrape. Default `Deno.memoryUsage().rss`. */
@@ -92,7 +96,7 @@ function describeError(error: unknown): string {
  * import { RefreshStatus } from "./status.ts";
  *
  * let now = 1_000_000;
- * const status = new RefreshStatus({ version: "1.0.0", now: () => now });
+ * const status = new RefreshStatus({ version: "1.0.0", clock: { now: () => now } });
  * assert.equal(status.readiness().ok, false);
  * status.onSuccess({
  *   result: {
@@ -131,7 +135,8 @@ export class RefreshStatus implements RefreshObserver, HealthSource {
    * @param options Version, clock and limits.
    */
   constructor(options: RefreshStatusOptions) {
-    this.#now = options.now ?? Date.now;
+    const { clock } = options;
+    this.#now = () => clock.now();
     this.#stuckAfterMs = options.stuckAfterMs ?? DEFAULT_STUCK_AFTER_MS;
     this.#attemptFrom = this.#now();
     const rss = options.residentMemoryBytes ?? (() => Deno.memoryUsage().rss);

@@ -14,7 +14,7 @@ function setup(options: { stuckAfterMs?: number } = {}) {
   let now = START;
   const status = new RefreshStatus({
     version: "9.8.7",
-    now: () => now,
+    clock: { now: () => now },
     residentMemoryBytes: () => 42 * 1024 * 1024,
     ...options,
   });

@@ -1,15 +1,17 @@
 /**
- * The operator-facing modes of main.ts as users run them (the compiled binary's permission set):
- * `--once`, `--dry-run`, and the health and metrics server of a long run, against a real OpenID
- * provider and the Kubernetes API fake over TLS in in-cluster mode.
+ * The operator-facing modes of main.ts: `--once`, `--dry-run`, and the health and metrics server
+ * of a long run, against a real OpenID provider and the Kubernetes API fake over TLS in in-cluster
+ * mode. They run `main()` in-process; the healthy long run is a real process under the compiled
+ * binary's permission set, since its memory figure is the process's own.
  */
 import { assert, assertEquals, assertMatch, assertNotIncludes } from "./assert.ts";
 import { createFakeKube, type FakeKube } from "./fixtures/fake_kube.ts";
 import { providerEnv, startOidcProvider } from "./fixtures/oidc_provider.ts";
 import { parsePrometheusText, prometheusParserIgnore } from "./fixtures/prometheus_parser.ts";
-import { spawnRefresher } from "./fixtures/refresher_process.ts";
+import { runInProcess, spawnRefresher } from "./fixtures/refresher_process.ts";
 import { hang, startScriptedServer } from "./fixtures/fault_server.ts";
 import { makeTestTls } from "./fixtures/tls.ts";
+import { systemClock } from "../src/token.ts";
 import { startFakeCluster } from "./fixtures/fake_cluster.ts";
 import { processRssKiB } from "./stack/stack.ts";
 
@@ -40,7 +42,7 @@ Deno.test("--once writes one token, exits 0 and starts no server", async () => {
   const fake = createFakeKube();
   await using cluster = await fakeCluster(fake);
   await using provider = await startOidcProvider({ tokenTtlSeconds: 600 });
-  await using refresher = spawnRefresher({
+  await using refresher = runInProcess({
     env: {
       ...cluster.env,
       ...providerEnv(provider),
@@ -61,7 +63,7 @@ Deno.test("--once exits 1 after one failed attempt, without retrying or writing"
   const fake = createFakeKube();
   await using cluster = await fakeCluster(fake);
   await using provider = await startOidcProvider();
-  await using refresher = spawnRefresher({
+  await using refresher = runInProcess({
     env: {
       ...cluster.env,
       KTR_OIDC_TOKENURL: provider.tokenUrl,
@@ -83,7 +85,7 @@ Deno.test("--dry-run obtains a token, reviews permissions, prints the plan, writ
   const fake = createFakeKube();
   await using cluster = await fakeCluster(fake);
   await using provider = await startOidcProvider({ tokenTtlSeconds: 600 });
-  await using refresher = spawnRefresher({
+  await using refresher = runInProcess({
     env: {
       ...cluster.env,
       ...providerEnv(provider),
@@ -117,7 +119,7 @@ Deno.test("--dry-run exits 1 and names the missing permission when update is not
   fake.forbidden.add("update");
   await using cluster = await fakeCluster(fake);
   await using provider = await startOidcProvider({ tokenTtlSeconds: 600 });
-  await using refresher = spawnRefresher({
+  await using refresher = runInProcess({
     env: {
       ...cluster.env,
       ...providerEnv(provider),
@@ -138,7 +140,7 @@ Deno.test("a port already in use for http.address exits 2 before any request is 
   const fake = createFakeKube();
   await using cluster = await fakeCluster(fake);
   await using provider = await startOidcProvider();
-  await using refresher = spawnRefresher({
+  await using refresher = runInProcess({
     env: {
       ...cluster.env,
       ...providerEnv(provider),
@@ -162,7 +164,7 @@ Deno.test("a failing refresher serves /healthz 200 and /readyz 503 with the reas
   const fake = createFakeKube();
   await using cluster = await fakeCluster(fake);
   await using provider = await startOidcProvider();
-  await using refresher = spawnRefresher({
+  await using refresher = runInProcess({
     env: {
       ...cluster.env,
       KTR_OIDC_TOKENURL: provider.tokenUrl,
@@ -259,12 +261,12 @@ Deno.test({
   },
 });
 
-Deno.test("main.ts --dry-run exits 0 on SIGTERM, as every mode does, and reports no failure", async () => {
+Deno.test("--dry-run exits 0 on SIGTERM, as every mode does, and reports no failure", async () => {
   await using tls = await makeTestTls();
   const fake = createFakeKube();
   await using cluster = await startFakeCluster(fake, tls, { namespace: "team-a" });
   await using provider = await startScriptedServer((_req, _n, signal) => hang(signal));
-  await using refresher = spawnRefresher({
+  await using refresher = runInProcess({
     env: {
       ...cluster.env,
       KTR_OIDC_TOKENURL: `${provider.url}/token`,
@@ -280,4 +282,41 @@ Deno.test("main.ts --dry-run exits 0 on SIGTERM, as every mode does, and reports
   // A report of aborted requests would read as a failed check.
   assertNotIncludes(output, "Result: FAILED");
   assertNotIncludes(output, "secret-value-not-to-print");
+});
+
+Deno.test("--help names every variable and never a secret from the environment", async () => {
+  await using refresher = runInProcess({
+    env: { KTR_OIDC_CLIENTSECRET: "secret-value-not-to-print" },
+    args: ["--help"],
+  });
+  const { code, output } = await refresher.exited;
+  assertEquals(code, 0);
+  assertMatch(output, /KTR_OIDC_CLIENTSECRET/);
+  assertNotIncludes(output, "secret-value-not-to-print");
+});
+
+Deno.test("the loop, the status and the token source read the runtime's one clock", async () => {
+  // A clock ten days behind the system's: every timestamp the refresher reports must follow it.
+  const behindMs = 10 * 24 * 3600 * 1000;
+  const clock = { now: () => Date.now() - behindMs, sleep: systemClock.sleep };
+  const fake = createFakeKube();
+  await using cluster = await fakeCluster(fake);
+  await using provider = await startOidcProvider({ tokenTtlSeconds: 600 });
+  await using refresher = runInProcess({
+    env: { ...cluster.env, ...providerEnv(provider) },
+    args: [...TARGET, "--http.address=127.0.0.1:0"],
+    runtime: { clock },
+  });
+  const base = (await refresher.waitForOutput(/address=http:\/\/127\.0\.0\.1:\d+/)).slice(8);
+  await refresher.waitForOutput(/Token refreshed/);
+  const metrics = await (await fetch(`${base}/metrics`)).text();
+  const value = (name: string) => Number(metrics.match(new RegExp(`^${name} (\\S+)$`, "m"))?.[1]);
+  const expected = clock.now() / 1000;
+  const last = value("ktr_refresh_last_success_timestamp_seconds");
+  assert(Math.abs(last - expected) < 30, `last success ${last}, runtime clock ${expected}`);
+  // renew.percent 67 of 600 s, from the token source's obtainedAt on the same clock.
+  const next = value("ktr_refresh_next_timestamp_seconds");
+  assert(Math.abs(next - last - 402) < 5, `next refresh ${next - last} s after the last`);
+  refresher.kill("SIGTERM");
+  assertEquals((await refresher.exited).code, 0);
 });
