@@ -1,7 +1,6 @@
 import { assert, assertEquals, assertMatch, assertNotIncludes } from "../tests/assert.ts";
-import { createFakeKube, fakeFetch, type FakeKube } from "../tests/fixtures/fake_kube.ts";
+import { createFakeKube, type FakeKube, fakeKubeClient } from "../tests/fixtures/fake_kube.ts";
 import { dryRun, type DryRunReport, formatDryRunReport } from "./dry_run.ts";
-import { KubeClient } from "./kube/client.ts";
 import { TokenError } from "./oidc/mod.ts";
 import type { Token, TokenSource } from "./token.ts";
 
@@ -27,12 +26,10 @@ function tokenSource(error?: Error): TokenSource {
 }
 
 function run(fake: FakeKube, error?: Error): Promise<DryRunReport> {
-  const client = new KubeClient({
-    server: new URL("https://kube.test"),
-    authorize: () => Promise.resolve({ authorization: "Bearer sa" }),
+  const client = fakeKubeClient(fake, {
+    authorization: "Bearer sa",
     description: "service account in /sa",
-    close() {},
-  }, { fetch: fakeFetch(fake) });
+  });
   return dryRun({
     source: tokenSource(error),
     client,

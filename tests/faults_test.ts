@@ -17,7 +17,7 @@
 import { reset } from "@logtape/logtape";
 import { captureLogs } from "./fixtures/logs.ts";
 import { assert, assertEquals, assertMatch, assertNotIncludes } from "./assert.ts";
-import { createFakeKube, type FakeKube } from "./fixtures/fake_kube.ts";
+import { createFakeKube, type FakeKube, storedValue } from "./fixtures/fake_kube.ts";
 import { type ApiFault, type FakeCluster, startFakeCluster } from "./fixtures/fake_cluster.ts";
 import { makeTestTls, type TestTls } from "./fixtures/tls.ts";
 import { type ProviderFault, startTokenFront, type TokenFront } from "./fixtures/token_front.ts";
@@ -56,8 +56,7 @@ interface Attempt {
 }
 
 function storedToken(fake: FakeKube): string | undefined {
-  const b64 = fake.secrets.get(`${TARGET.namespace}/${TARGET.name}`)?.data?.[TARGET.key];
-  return b64 === undefined ? undefined : atob(b64);
+  return storedValue(fake, TARGET);
 }
 
 /**

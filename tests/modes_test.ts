@@ -8,7 +8,8 @@ import { assert, assertEquals, assertMatch, assertNotIncludes } from "./assert.t
 import { createFakeKube, type FakeKube } from "./fixtures/fake_kube.ts";
 import { providerEnv, startOidcProvider } from "./fixtures/oidc_provider.ts";
 import { parsePrometheusText, prometheusParserIgnore } from "./fixtures/prometheus_parser.ts";
-import { runInProcess, spawnRefresher } from "./fixtures/refresher_process.ts";
+import { runInProcess } from "./fixtures/in_process.ts";
+import { spawnRefresher } from "./fixtures/refresher_process.ts";
 import { hang, startScriptedServer } from "./fixtures/fault_server.ts";
 import { makeTestTls } from "./fixtures/tls.ts";
 import { systemClock } from "../src/token.ts";
@@ -29,6 +30,26 @@ async function fakeCluster(fake: FakeKube) {
   };
 }
 
+/**
+ * What every mode test starts from: the API fake behind TLS, a real provider, and the
+ * environment that points the refresher at both.
+ */
+async function world(provider: Parameters<typeof startOidcProvider>[0] = {}) {
+  const fake = createFakeKube();
+  const cluster = await fakeCluster(fake);
+  const oidc = await startOidcProvider(provider);
+  return {
+    fake,
+    cluster,
+    provider: oidc,
+    env: { ...cluster.env, ...providerEnv(oidc) },
+    async [Symbol.asyncDispose]() {
+      await oidc[Symbol.asyncDispose]();
+      await cluster[Symbol.asyncDispose]();
+    },
+  };
+}
+
 const TARGET = ["--secret.name=api-token", "--secret.namespace=team-a"];
 
 /** Writes to Secrets, as opposed to reads and access reviews. */
@@ -39,13 +60,11 @@ function secretWrites(fake: FakeKube): string[] {
 }
 
 Deno.test("--once writes one token, exits 0 and starts no server", async () => {
-  const fake = createFakeKube();
-  await using cluster = await fakeCluster(fake);
-  await using provider = await startOidcProvider({ tokenTtlSeconds: 600 });
+  await using w = await world({ tokenTtlSeconds: 600 });
+  const { fake, provider } = w;
   await using refresher = runInProcess({
     env: {
-      ...cluster.env,
-      ...providerEnv(provider),
+      ...w.env,
     },
     args: [...TARGET, "--once", "--http.address=127.0.0.1:0"],
   });
@@ -60,14 +79,11 @@ Deno.test("--once writes one token, exits 0 and starts no server", async () => {
 });
 
 Deno.test("--once exits 1 after one failed attempt, without retrying or writing", async () => {
-  const fake = createFakeKube();
-  await using cluster = await fakeCluster(fake);
-  await using provider = await startOidcProvider();
+  await using w = await world();
+  const { fake, provider } = w;
   await using refresher = runInProcess({
     env: {
-      ...cluster.env,
-      KTR_OIDC_TOKENURL: provider.tokenUrl,
-      KTR_OIDC_CLIENTID: provider.clientId,
+      ...w.env,
       KTR_OIDC_CLIENTSECRET: "wrong-secret-not-to-print",
       KTR_ONCE: "true",
     },
@@ -82,13 +98,11 @@ Deno.test("--once exits 1 after one failed attempt, without retrying or writing"
 });
 
 Deno.test("--dry-run obtains a token, reviews permissions, prints the plan, writes nothing, exits 0", async () => {
-  const fake = createFakeKube();
-  await using cluster = await fakeCluster(fake);
-  await using provider = await startOidcProvider({ tokenTtlSeconds: 600 });
+  await using w = await world({ tokenTtlSeconds: 600 });
+  const { fake, cluster, provider } = w;
   await using refresher = runInProcess({
     env: {
-      ...cluster.env,
-      ...providerEnv(provider),
+      ...w.env,
     },
     args: [...TARGET, "--dry-run", "--http.address=127.0.0.1:0"],
   });
@@ -115,14 +129,12 @@ Deno.test("--dry-run obtains a token, reviews permissions, prints the plan, writ
 });
 
 Deno.test("--dry-run exits 1 and names the missing permission when update is not allowed", async () => {
-  const fake = createFakeKube();
-  fake.forbidden.add("update");
-  await using cluster = await fakeCluster(fake);
-  await using provider = await startOidcProvider({ tokenTtlSeconds: 600 });
+  await using w = await world({ tokenTtlSeconds: 600 });
+  w.fake.forbidden.add("update");
+  const { fake } = w;
   await using refresher = runInProcess({
     env: {
-      ...cluster.env,
-      ...providerEnv(provider),
+      ...w.env,
       KTR_DRY_RUN: "1",
     },
     args: [...TARGET, "--http.address=off"],
@@ -137,13 +149,11 @@ Deno.test("--dry-run exits 1 and names the missing permission when update is not
 
 Deno.test("a port already in use for http.address exits 2 before any request is sent", async () => {
   using taken = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const fake = createFakeKube();
-  await using cluster = await fakeCluster(fake);
-  await using provider = await startOidcProvider();
+  await using w = await world();
+  const { fake, provider } = w;
   await using refresher = runInProcess({
     env: {
-      ...cluster.env,
-      ...providerEnv(provider),
+      ...w.env,
       KTR_HTTP_ADDRESS: `127.0.0.1:${taken.addr.port}`,
     },
     args: TARGET,
@@ -161,14 +171,10 @@ Deno.test("a port already in use for http.address exits 2 before any request is 
 });
 
 Deno.test("a failing refresher serves /healthz 200 and /readyz 503 with the reason", async () => {
-  const fake = createFakeKube();
-  await using cluster = await fakeCluster(fake);
-  await using provider = await startOidcProvider();
+  await using w = await world();
   await using refresher = runInProcess({
     env: {
-      ...cluster.env,
-      KTR_OIDC_TOKENURL: provider.tokenUrl,
-      KTR_OIDC_CLIENTID: provider.clientId,
+      ...w.env,
       KTR_OIDC_CLIENTSECRET: "wrong-secret-not-to-print",
     },
     args: [...TARGET, "--http.address=127.0.0.1:0"],

@@ -17,7 +17,7 @@ import { assert, assertEquals, assertMatch, assertNotIncludes } from "./assert.t
 import { createFakeKube, type FakeKube } from "./fixtures/fake_kube.ts";
 import { type ApiFault, type FakeCluster, startFakeCluster } from "./fixtures/fake_cluster.ts";
 import { startOidcProvider } from "./fixtures/oidc_provider.ts";
-import { runInProcess } from "./fixtures/refresher_process.ts";
+import { runInProcess } from "./fixtures/in_process.ts";
 import { makeTestTls, type TestTls } from "./fixtures/tls.ts";
 import { type ProviderFault, startTokenFront, type TokenFront } from "./fixtures/token_front.ts";
 
