@@ -196,14 +196,25 @@ function toTokenError(err: unknown, status: number | undefined, retryAfterMs: nu
   });
 }
 
-/** What the requests of one token fetch record about the answer, for error mapping. */
-interface AnswerRecord {
-  status?: number;
-  retryAfterMs?: number;
-}
-
 /** The fetch of oauth4webapi's `customFetch` option, for GET (discovery) and POST (token). */
 type CustomFetch = (url: string, init: RequestInit) => Promise<Response>;
+
+/** What a request's answer said beyond its body, for error mapping. */
+interface Answer {
+  /** HTTP status of the last answer, if one came. */
+  readonly status?: number;
+  /** `Retry-After` of a 429 or 503 answer, in ms. */
+  readonly retryAfterMs?: number;
+}
+
+/** A fetch for oauth4webapi, and what its last answer said. */
+interface BoundedFetch extends Answer {
+  /** The fetch, reading the whole body under the size limit. */
+  readonly fetch: CustomFetch;
+}
+
+/** Makes a {@linkcode BoundedFetch} for one request to the endpoint named by `what`. */
+type BoundedFetchFactory = (what: string) => BoundedFetch;
 
 /**
  * Runs `work` under its own timeout and the caller's signal, and settles as soon as either
@@ -246,18 +257,17 @@ function isSecureEnough(url: URL): boolean {
  */
 async function discover(
   issuer: URL,
-  fetchBounded: (what: string, record: AnswerRecord) => CustomFetch,
+  boundedFetch: BoundedFetchFactory,
   timeoutMs: number,
   signal: AbortSignal | undefined,
 ): Promise<oauth.AuthorizationServer> {
   const what = `Discovery endpoint of issuer ${JSON.stringify(issuer.href)}`;
   const problems: string[] = [];
   // A server error says nothing about the issuer being right; it is reported as what it is.
-  let serverError: AnswerRecord | undefined;
+  let serverError: Answer | undefined;
   for (const algorithm of ["oidc", "oauth2"] as const) {
-    const record: AnswerRecord = {};
     let url = "";
-    const base = fetchBounded(what, record);
+    const record = boundedFetch(what);
     let metadata: oauth.AuthorizationServer;
     try {
       metadata = await withDeadline(
@@ -271,7 +281,7 @@ async function discover(
             [oauth.allowInsecureRequests]: issuer.protocol === "http:",
             [oauth.customFetch]: (input, init) => {
               url = input;
-              return base(input, init);
+              return record.fetch(input, init);
             },
           });
           return await oauth.processDiscoveryResponse(issuer, response);
@@ -295,7 +305,7 @@ async function discover(
             : `${url} gave no usable metadata (${err.message.replaceAll('"', "")})`,
         );
         if (record.status !== undefined && (record.status >= 500 || record.status === 429)) {
-          serverError ??= record;
+          serverError ??= { status: record.status, retryAfterMs: record.retryAfterMs };
         }
         continue;
       }
@@ -432,36 +442,46 @@ export function createClientCredentialsSource(options: ClientCredentialsOptions)
   };
 
   /** A fetch for oauth4webapi that uses `httpClient` and reads the whole body under the limit. */
-  const fetchBounded =
-    (httpClient: Deno.HttpClient | undefined) =>
-    (what: string, record: AnswerRecord): CustomFetch =>
-    async (input, init) => {
-      // Reading the whole body under the request's signal and size bound means a provider that
-      // stalls mid-body or sends megabytes cannot hang or bloat the process.
-      const raw = await doFetch(
-        input,
-        httpClient === undefined ? init : { ...init, client: httpClient },
-      );
-      record.status = raw.status;
-      if (raw.status === 429 || raw.status === 503) {
-        record.retryAfterMs = parseRetryAfter(raw.headers.get("retry-after"), now());
-      }
-      const body = await readBoundedBody(raw, maxBytes, (declared) =>
-        new TokenError(
-          declared === undefined
-            ? `${what} answered with more than the ${maxBytes} bytes accepted`
-            : `${what} answered with ${declared} bytes, more than the ${maxBytes} accepted`,
-          { code: "TOKEN_RESPONSE_TOO_LARGE", status: raw.status },
-        ));
-      return new Response(raw.status === 204 || raw.status === 304 ? null : body, {
-        status: raw.status,
-        statusText: raw.statusText,
-        headers: raw.headers,
-      });
+  const boundedFetch = (httpClient: Deno.HttpClient | undefined): BoundedFetchFactory => (what) => {
+    let answer: Answer = {};
+    return {
+      get status() {
+        return answer.status;
+      },
+      get retryAfterMs() {
+        return answer.retryAfterMs;
+      },
+      fetch: async (input, init) => {
+        // Reading the whole body under the request's signal and size bound means a provider
+        // that stalls mid-body or sends megabytes cannot hang or bloat the process.
+        const raw = await doFetch(
+          input,
+          httpClient === undefined ? init : { ...init, client: httpClient },
+        );
+        answer = {
+          status: raw.status,
+          retryAfterMs: raw.status === 429 || raw.status === 503
+            ? parseRetryAfter(raw.headers.get("retry-after"), now())
+            : undefined,
+        };
+        const body = await readBoundedBody(raw, maxBytes, (declared) =>
+          new TokenError(
+            declared === undefined
+              ? `${what} answered with more than the ${maxBytes} bytes accepted`
+              : `${what} answered with ${declared} bytes, more than the ${maxBytes} accepted`,
+            { code: "TOKEN_RESPONSE_TOO_LARGE", status: raw.status },
+          ));
+        return new Response(raw.status === 204 || raw.status === 304 ? null : body, {
+          status: raw.status,
+          statusText: raw.statusText,
+          headers: raw.headers,
+        });
+      },
     };
+  };
 
   const metadata = async (
-    fetcher: ReturnType<typeof fetchBounded>,
+    fetcher: BoundedFetchFactory,
     signal: AbortSignal | undefined,
   ): Promise<oauth.AuthorizationServer> => {
     if (configured !== undefined) return configured;
@@ -481,9 +501,9 @@ export function createClientCredentialsSource(options: ClientCredentialsOptions)
       const authenticate = await authentication();
       const httpClient = await options.httpClient?.();
       try {
-        const fetcher = fetchBounded(httpClient);
+        const fetcher = boundedFetch(httpClient);
         const as = await metadata(fetcher, signal);
-        const record: AnswerRecord = {};
+        const record = fetcher("Token endpoint");
         try {
           // The lifetime counts from when the request was sent: the provider starts its clock no
           // earlier than that, so an expiry computed from the answer's arrival would be late.
@@ -497,7 +517,7 @@ export function createClientCredentialsSource(options: ClientCredentialsOptions)
               {
                 signal: bounded,
                 [oauth.allowInsecureRequests]: new URL(as.token_endpoint!).protocol === "http:",
-                [oauth.customFetch]: fetcher("Token endpoint", record),
+                [oauth.customFetch]: record.fetch,
               },
             );
             const result = await oauth.processClientCredentialsResponse(as, client, response);
