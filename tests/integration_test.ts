@@ -7,6 +7,8 @@
 import { assert, assertEquals, assertMatch, assertNotIncludes } from "./assert.ts";
 import { providerEnv, startOidcProvider } from "./fixtures/oidc_provider.ts";
 import { type RefresherProcess, spawnRefresher } from "./fixtures/refresher_process.ts";
+import { KubeClient } from "../src/kube/client.ts";
+import { kubeconfigConnection } from "../src/kube/connect.ts";
 import {
   applyRole,
   bindRole,
@@ -325,6 +327,58 @@ Deno.test({
         assertEquals(list.stdout.trim(), "");
       } finally {
         await Deno.remove(saDir, { recursive: true });
+      }
+    }),
+});
+
+Deno.test({
+  name:
+    "integration: the real server's token and client-certificate kubeconfig users are read without client-node; an exec user through it",
+  ignore,
+  fn: () =>
+    withStack(async (stack) => {
+      const namespace = await createNamespace(stack, "kubeconfig-reader");
+      const home = await Deno.makeTempDir({ prefix: "ktr-home-" });
+      try {
+        // An exec user running a command that prints the admin token as an ExecCredential.
+        const credential = JSON.stringify({
+          apiVersion: "client.authentication.k8s.io/v1",
+          kind: "ExecCredential",
+          status: { token: stack.adminToken },
+        });
+        const exec = (await Deno.readTextFile(stack.kubeconfigPath)).replace(
+          /^(\s+)token: .*$/m,
+          (_, indent) =>
+            `${indent}exec:\n${indent}  apiVersion: client.authentication.k8s.io/v1\n${indent}  command: /bin/sh\n${indent}  args: ["-c", ${
+              JSON.stringify(`printf '%s' '${credential}'`)
+            }]\n${indent}  interactiveMode: Never`,
+        );
+        await Deno.writeTextFile(`${home}/exec.kubeconfig`, exec);
+        for (
+          const [kubeconfig, viaClientNode] of [
+            [stack.kubeconfigPath, false],
+            [stack.clientCertKubeconfigPath, false],
+            [`${home}/exec.kubeconfig`, true],
+          ] as const
+        ) {
+          const connection = await kubeconfigConnection({ paths: [kubeconfig] });
+          try {
+            assertEquals(connection.description.includes("client-node"), viaClientNode, kubeconfig);
+            const client = new KubeClient(connection);
+            // A real authenticated request: the Secret is not there, which takes a 404.
+            assertEquals(await client.getSecret(namespace, "absent"), null);
+            const { allowed } = await client.reviewAccess({
+              namespace,
+              verb: "create",
+              resource: "secrets",
+            });
+            assert(allowed, `${kubeconfig}: the admin may create Secrets`);
+          } finally {
+            connection.close();
+          }
+        }
+      } finally {
+        await Deno.remove(home, { recursive: true });
       }
     }),
 });

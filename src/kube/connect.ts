@@ -5,6 +5,7 @@
  */
 import { CodedError, messageOf } from "../errors.ts";
 import type { KubeConnection } from "./client.ts";
+import { KubeconfigError, readSimpleKubeconfig } from "./kubeconfig.ts";
 
 /** Default folder of a pod's mounted service account. */
 export const SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount";
@@ -116,12 +117,15 @@ function createTlsClient(
 export interface KubeconfigOptions {
   /** Kubeconfig files, as in `KUBECONFIG` (merged like kubectl does when there are several). */
   paths: string[];
+  /** Reads a file; tests pass their own. */
+  readTextFile?: (path: string) => Promise<string>;
 }
 
 /**
- * Connects with the current context of a kubeconfig (bearer token, token file, client
- * certificate or exec-plugin users). Loads `@kubernetes/client-node` on this path only: it is
- * large and an in-cluster run never needs it.
+ * Connects with the current context of a kubeconfig. Token and client-certificate users are
+ * read by a small reader of our own (./kubeconfig.ts); exec and auth-provider users, and anything
+ * that reader does not know exactly, by `@kubernetes/client-node`, loaded on that path only: it
+ * costs about 60 MiB of memory and half a second of start-up.
  *
  * @param options The kubeconfig file(s).
  * @returns The connection.
@@ -136,6 +140,57 @@ export interface KubeconfigOptions {
  */
 export async function kubeconfigConnection(options: KubeconfigOptions): Promise<KubeConnection> {
   const where = options.paths.join(", ");
+  const read = options.readTextFile ?? Deno.readTextFile;
+  let simple;
+  try {
+    simple = await readSimpleKubeconfig(options.paths, read);
+  } catch (err) {
+    if (err instanceof KubeconfigError) {
+      throw new KubeCredentialsError(`Kubeconfig ${where}: ${err.message}`, { cause: err });
+    }
+    throw err;
+  }
+  if (simple.kind === "simple") {
+    let server: URL;
+    try {
+      server = new URL(simple.server);
+    } catch {
+      throw new KubeCredentialsError(
+        `Kubeconfig ${where}: cluster "${simple.cluster}" has server "${simple.server}", which is not a URL`,
+      );
+    }
+    const httpClient = createTlsClient(
+      {
+        ...(simple.caPem ? { caCerts: [simple.caPem] } : {}),
+        ...(simple.certPem && simple.keyPem ? { cert: simple.certPem, key: simple.keyPem } : {}),
+      },
+      `kubeconfig ${where}`,
+    );
+    const { token, tokenFile } = simple;
+    return {
+      server,
+      httpClient,
+      description: `kubeconfig ${where}, context "${simple.context}"`,
+      async authorize(): Promise<Record<string, string>> {
+        if (tokenFile !== undefined) {
+          // Read for every request, like the service account token: such files are rotated.
+          return { authorization: `Bearer ${(await read(tokenFile)).trim()}` };
+        }
+        return token === undefined ? {} : { authorization: `Bearer ${token}` };
+      },
+      close: () => httpClient.close(),
+    };
+  }
+  return await clientNodeConnection(options.paths, where, simple.reason);
+}
+
+/** The kubeconfig through `@kubernetes/client-node`, for the users the small reader hands over. */
+async function clientNodeConnection(
+  paths: string[],
+  where: string,
+  reason: string,
+): Promise<KubeConnection> {
+  const options = { paths };
   const { KubeConfig } = await import("@kubernetes/client-node");
   const kc = new KubeConfig();
   try {
@@ -202,7 +257,9 @@ export async function kubeconfigConnection(options: KubeconfigOptions): Promise<
   return {
     server,
     httpClient,
-    description: `kubeconfig ${where}, context "${kc.getCurrentContext()}"`,
+    // Says why the large library was needed, so a slow or heavy start can be explained.
+    description:
+      `kubeconfig ${where}, context "${kc.getCurrentContext()}" (read by client-node: ${reason})`,
     async authorize() {
       // client-node caches exec-plugin and file tokens itself and renews them when they expire.
       const fresh: { headers: Record<string, string> } = { headers: {} };
@@ -278,5 +335,5 @@ export function connect(
     }
     paths.push(`${env.HOME}/.kube/config`);
   }
-  return kubeconfigConnection({ paths });
+  return kubeconfigConnection({ paths, readTextFile: options.readTextFile });
 }
