@@ -20,6 +20,10 @@
  *    requests with nothing imported) refreshing every 0.67 s (1-s tokens), memory read from
  *    /proc; and main.ts and the bundle under the inspector, for the modules they compiled.
  *
+ * With `--soak` it runs the soak instead (bench/soak.ts): real processes refreshing about once a
+ * second for `--minutes` (2.5 by default; the long form is `--soak --minutes=50`), RSS and CPU
+ * from /proc, the slope of RSS against refreshes, bench/out/soak.svg.
+ *
  * To measure a change before making it: `--bundle-task="deno bundle ..."` measures another bundle
  * command than deno.json's `bundle` task (its output is moved under bench/out/bundle all the
  * same), and `--v8-flags=A,B` runs every measured process with those V8 flags.
@@ -41,6 +45,7 @@ import type { FloorOptions } from "./floor.ts";
 import { type CyclesEvent, wait } from "./sample.ts";
 import { type BenchServers, type Counts, startBenchServers } from "./servers.ts";
 import { fitLine, median, theilSenSlope } from "./stats.ts";
+import { soakMain } from "./soak.ts";
 
 const MiB = 1024 * 1024;
 /** V8 without its optimising compilers: less memory for a process that mostly waits. */
@@ -419,6 +424,9 @@ function log(message: string): void {
 // --- main ------------------------------------------------------------------------------------
 
 async function main(args: string[]): Promise<void> {
+  if (args.some((arg) => arg === "--soak" || arg.startsWith("--soak="))) {
+    return await soakMain(args);
+  }
   const startedAt = performance.now();
   let bundleTask: string | undefined;
   for (const arg of args) {

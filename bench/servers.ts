@@ -27,6 +27,11 @@ export interface BenchServers {
   readonly kubeEnv: { KUBERNETES_SERVICE_HOST: string; KUBERNETES_SERVICE_PORT: string };
   /** Folder with `token`, `ca.crt` and `namespace`, as a pod has it. */
   readonly serviceAccountDir: string;
+  /**
+   * The API fake's address and a certificate and key signed by its CA, for kubeconfig users: the
+   * fake asks for no client certificate, but the tool loads the pair as it would for a cluster.
+   */
+  readonly kubeconfigParts: { server: string; certPem: string; keyPem: string };
   /** Counters since the last reset. */
   readonly counts: Readonly<Counts>;
   /** `performance.now()` of the first write since the last reset, if there was one. */
@@ -115,6 +120,11 @@ export async function startBenchServers(): Promise<BenchServers> {
       KUBERNETES_SERVICE_PORT: String(kubeServer.addr.port),
     },
     serviceAccountDir,
+    kubeconfigParts: {
+      server: `https://127.0.0.1:${kubeServer.addr.port}`,
+      certPem: tls.certPem,
+      keyPem: tls.keyPem,
+    },
     counts,
     get firstWriteAt() {
       return firstWriteAt;
