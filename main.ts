@@ -24,6 +24,14 @@ import {
   startHealthServer,
 } from "./src/server.ts";
 import { RefreshStatus } from "./src/status.ts";
+import {
+  checkFederationAtStart,
+  type ClusterIdentity,
+  createServiceAccountTokenSource,
+  federationDryRun,
+  readClusterIdentity,
+} from "./src/oidc/federation.ts";
+import { TokenError } from "./src/token_error.ts";
 
 /** Exit codes of the process. */
 export const ExitCode = {
@@ -124,6 +132,22 @@ export async function main(
     return ExitCode.OK;
   }
   const { config } = parsed;
+  // The service-account token's audience is checked before anything is sent anywhere.
+  let identity: ClusterIdentity | undefined;
+  if (config.oidc.federation !== undefined) {
+    try {
+      identity = await readClusterIdentity(config.kube.serviceAccountDir);
+    } catch (err) {
+      if (!(err instanceof TokenError)) throw err;
+      writeAllSync(Deno.stderr, `Error: ${err.message}\n`);
+      return ExitCode.CREDENTIALS;
+    }
+    const problem = checkFederationAtStart(config.oidc.federation, identity);
+    if (problem !== undefined) {
+      writeAllSync(Deno.stderr, `Error: ${problem.message}\n`);
+      return ExitCode.CONFIG;
+    }
+  }
   await configureLogging({ level: config.log.level, format: config.log.format });
   const log = getLogger([LOG_CATEGORY]);
   for (const warning of parsed.warnings) log.warn(warning);
@@ -175,8 +199,11 @@ export async function main(
     }
     try {
       const target = config.secret;
-      const source = tokenSourceFromConfig(config.oidc);
       const client = new KubeClient(connection);
+      const serviceAccountToken = config.oidc.federation === undefined
+        ? undefined
+        : createServiceAccountTokenSource({ federation: config.oidc.federation, identity, client });
+      const source = tokenSourceFromConfig(config.oidc, { serviceAccountToken });
       const schedule = {
         intervalMs: config.interval * 1000,
         renewFraction: config.renew.percent / 100,
@@ -188,6 +215,9 @@ export async function main(
         tokenUrl: config.oidc.tokenUrl,
         issuer: config.oidc.issuer,
         kubernetes: connection.description,
+        grant: config.oidc.grant,
+        authMethod: config.oidc.authMethod,
+        serviceAccountToken: serviceAccountToken?.description,
       });
       if (config.dryRun) {
         const report = await dryRun({
@@ -197,6 +227,10 @@ export async function main(
           server: connection.server.origin,
           schedule,
           signal: shutdown.signal,
+          federation: serviceAccountToken === undefined
+            ? undefined
+            : () =>
+              federationDryRun(serviceAccountToken, { client, identity, signal: shutdown.signal }),
         });
         // Stopped by SIGTERM or SIGINT: a clean stop, as in the other modes; a report of the
         // aborted checks would only read as a failed one.

@@ -38,6 +38,13 @@ const PRIVATE_KEY_JWT: Readonly<Record<string, string | undefined>> = {
  * A valid value for each key, different from its default, and the changes to
  * REQUIRED_ENV that the value needs to be valid (undefined removes a variable).
  */
+/** The environment changes of a secretless client: the service-account token authenticates it. */
+const FEDERATED = {
+  KTR_OIDC_CLIENTSECRET: undefined,
+  KTR_OIDC_AUTHMETHOD: "workload_identity",
+  KTR_OIDC_FEDERATION_TOKENFILE: "/run/token",
+};
+
 const VALID: Readonly<
   Record<
     string,
@@ -70,6 +77,23 @@ const VALID: Readonly<
   "oidc.audience": ["https://api.example.com", "https://api.example.com"],
   "oidc.resource": ["https://a.example/ urn:example:b", ["https://a.example/", "urn:example:b"]],
   "oidc.cafile": ["/etc/ssl/ca.pem", "/etc/ssl/ca.pem"],
+  "oidc.grant": ["jwt_bearer", "jwt_bearer", { ...FEDERATED, KTR_OIDC_AUTHMETHOD: "none" }],
+  "oidc.federation.tokenfile": ["/run/token", "/run/token", FEDERATED],
+  "oidc.federation.audience": ["api://AzureADTokenExchange", "api://AzureADTokenExchange", {
+    ...FEDERATED,
+    KTR_OIDC_FEDERATION_TOKENFILE: undefined,
+  }],
+  "oidc.federation.expiration": ["900", 900, {
+    ...FEDERATED,
+    KTR_OIDC_FEDERATION_TOKENFILE: undefined,
+    KTR_OIDC_FEDERATION_AUDIENCE: "api://AzureADTokenExchange",
+  }],
+  "oidc.federation.tokentype": [
+    "urn:ietf:params:oauth:token-type:id_token",
+    "urn:ietf:params:oauth:token-type:id_token",
+    { ...FEDERATED, KTR_OIDC_AUTHMETHOD: "none", KTR_OIDC_GRANT: "token_exchange" },
+  ],
+  "oidc.federation.params": ["connector_id=k8s a=b", ["connector_id=k8s", "a=b"], FEDERATED],
   "renew.percent": ["50", 50],
   "http.address": ["127.0.0.1:9090", "127.0.0.1:9090"],
   "once": ["true", true],

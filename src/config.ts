@@ -32,7 +32,19 @@ export type LogFormat = "text" | "json";
  * RFC 7591): the secret in the form body, the secret in an HTTP Basic header,
  * or a JWT signed with the client's private key (RFC 7523).
  */
-export type ClientAuthMethod = "client_secret_post" | "client_secret_basic" | "private_key_jwt";
+export type ClientAuthMethod =
+  | "client_secret_post"
+  | "client_secret_basic"
+  | "private_key_jwt"
+  | "workload_identity"
+  | "none";
+
+/**
+ * The grant of the token request: client credentials (RFC 6749 §4.4), the JWT-bearer grant
+ * (RFC 7523 §2.1: the service-account token is the assertion), or token exchange (RFC 8693: the
+ * service-account token is the subject token).
+ */
+export type GrantType = "client_credentials" | "jwt_bearer" | "token_exchange";
 
 /**
  * JWS algorithms a `private_key_jwt` client assertion can be signed with.
@@ -91,10 +103,15 @@ export interface Config {
     readonly tokenUrl?: string;
     /** Issuer whose metadata names the token endpoint (`oidc.issuer`). */
     readonly issuer?: string;
-    /** OAuth client id (`oidc.clientid`). */
-    readonly clientId: string;
+    /**
+     * OAuth client id (`oidc.clientid`); only `workload_identity` may leave it unset, when the
+     * provider finds the client from the service-account token's issuer and subject.
+     */
+    readonly clientId?: string;
     /** How the client authenticates (`oidc.authmethod`). */
     readonly authMethod: ClientAuthMethod;
+    /** The grant of the token request (`oidc.grant`). */
+    readonly grant: GrantType;
     /** OAuth client secret (`oidc.clientsecret`); never print it. */
     readonly clientSecret?: string;
     /** File holding the client secret, read before every request (`oidc.clientsecretfile`). */
@@ -115,6 +132,23 @@ export interface Config {
     readonly resource?: readonly string[];
     /** PEM file of further CA certificates to trust for the provider (`oidc.cafile`). */
     readonly caFile?: string;
+    /**
+     * The Kubernetes service-account token sent instead of a client secret (`oidc.federation.*`):
+     * set when `authMethod` is `workload_identity` or `grant` is not `client_credentials`, with
+     * exactly one of `tokenFile` and `audience`.
+     */
+    readonly federation?: {
+      /** Projected token file, read before every request (`oidc.federation.tokenfile`). */
+      readonly tokenFile?: string;
+      /** Audience of the tokens minted with TokenRequest (`oidc.federation.audience`). */
+      readonly audience?: string;
+      /** Lifetime of a minted token in seconds, 600 to 3600 (`oidc.federation.expiration`). */
+      readonly expiration?: number;
+      /** `subject_token_type` of token exchange (`oidc.federation.tokentype`). */
+      readonly tokenType?: string;
+      /** Further form parameters, `name=value` each (`oidc.federation.params`). */
+      readonly params?: readonly string[];
+    };
   };
   /** When to renew a token (`renew.percent`): this percentage of its lifetime after it was issued. */
   readonly renew: {
@@ -282,6 +316,44 @@ function checkAbsoluteUri(value: string): string | undefined {
 }
 
 /** `host:port`, `[v6]:port` or `:port`; `off` turns the server off. */
+/** The `subject_token_type` of token exchange when `oidc.federation.tokentype` is unset. */
+export const DEFAULT_SUBJECT_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:jwt";
+
+/** The lifetime of minted service-account tokens when `oidc.federation.expiration` is unset. */
+export const DEFAULT_FEDERATION_EXPIRATION = 600;
+
+function checkFederationAudience(value: string): string | undefined {
+  return /\s/.test(value) ? "" : undefined;
+}
+
+/** Form parameters the token request sets itself, or that have keys of their own. */
+const RESERVED_PARAMETERS = new Set([
+  "grant_type",
+  "client_id",
+  "client_secret",
+  "client_assertion",
+  "client_assertion_type",
+  "assertion",
+  "subject_token",
+  "subject_token_type",
+  "actor_token",
+  "actor_token_type",
+  "scope",
+  "audience",
+  "resource",
+]);
+
+function checkFormParameter(value: string): string | undefined {
+  const match = /^([A-Za-z0-9_.-]+)=(.*)$/.exec(value);
+  if (match === null) return "";
+  if (RESERVED_PARAMETERS.has(match[1])) {
+    return `name=value with a name the tool does not set itself (${
+      JSON.stringify(match[1])
+    } comes from the other oidc keys)`;
+  }
+  return undefined;
+}
+
 function checkListenAddress(value: string): string | undefined {
   if (value === "off") return undefined;
   const match = value.match(/^(.*):(\d{1,5})$/);
@@ -394,7 +466,9 @@ export const KEYS = [
     field: "oidc.clientId",
     kind: "string",
     valueName: "id",
-    description: "OAuth client id",
+    optional: true,
+    description:
+      "OAuth client id; with workload_identity it may be left unset when the provider finds the client from the service-account token",
     allowed: "a non-empty client id without leading or trailing whitespace",
   },
   {
@@ -404,20 +478,43 @@ export const KEYS = [
     valueName: "method",
     default: "client_secret_post",
     description:
-      "Client authentication: client_secret_post (secret in the form body), client_secret_basic (HTTP Basic) or private_key_jwt (signed JWT)",
-    allowed: '"client_secret_post", "client_secret_basic" or "private_key_jwt"',
+      "Client authentication: client_secret_post (secret in the form body), client_secret_basic (HTTP Basic), private_key_jwt (signed JWT), workload_identity (the pod's service-account token, no secret) or none (public client, with oidc.grant jwt_bearer or token_exchange)",
+    allowed:
+      '"client_secret_post", "client_secret_basic", "private_key_jwt", "workload_identity" or "none"',
     choices: {
       client_secret_post: "client_secret_post",
       client_secret_basic: "client_secret_basic",
       private_key_jwt: "private_key_jwt",
+      workload_identity: "workload_identity",
+      none: "none",
     },
     refused: {
-      none:
-        '"none" is for public clients, and the client credentials grant is only for clients that can authenticate',
       client_secret_jwt:
         '"client_secret_jwt" is not supported; private_key_jwt keeps the secret off the wire too',
       tls_client_auth: '"tls_client_auth" (mutual TLS) is not supported',
       self_signed_tls_client_auth: '"self_signed_tls_client_auth" (mutual TLS) is not supported',
+    },
+  },
+  {
+    key: "oidc.grant",
+    field: "oidc.grant",
+    kind: "string",
+    valueName: "grant",
+    default: "client_credentials",
+    description:
+      "Grant of the token request: client_credentials, jwt_bearer (the service-account token as assertion, RFC 7523) or token_exchange (as subject_token, RFC 8693)",
+    allowed: '"client_credentials", "jwt_bearer" or "token_exchange"',
+    choices: {
+      client_credentials: "client_credentials",
+      jwt_bearer: "jwt_bearer",
+      token_exchange: "token_exchange",
+      "urn:ietf:params:oauth:grant-type:jwt-bearer": "jwt_bearer",
+      "urn:ietf:params:oauth:grant-type:token-exchange": "token_exchange",
+    },
+    refused: {
+      authorization_code: "the tool runs unattended, with no user to sign in",
+      password: "the tool runs unattended, with no user and no password",
+      refresh_token: "refresh tokens are obtained by a sign-in the tool cannot do",
     },
   },
   {
@@ -543,6 +640,63 @@ export const KEYS = [
     description:
       "PEM file of CA certificates to trust for the provider besides the built-in ones, read before every token request",
     allowed: "a non-empty path without leading or trailing whitespace",
+  },
+  {
+    key: "oidc.federation.tokenfile",
+    field: "oidc.federation.tokenFile",
+    kind: "string",
+    valueName: "path",
+    optional: true,
+    description:
+      "Service-account token file of a projected volume with the provider's audience, read before every request (the kubelet rotates it); set this or oidc.federation.audience",
+    allowed: "a non-empty path without leading or trailing whitespace",
+  },
+  {
+    key: "oidc.federation.audience",
+    field: "oidc.federation.audience",
+    kind: "string",
+    valueName: "audience",
+    optional: true,
+    description:
+      "Audience of a service-account token minted with the TokenRequest API for every token request; set this or oidc.federation.tokenfile",
+    allowed:
+      "a non-empty audience without whitespace, like api://AzureADTokenExchange; never the API server's own",
+    check: checkFederationAudience,
+  },
+  {
+    key: "oidc.federation.expiration",
+    field: "oidc.federation.expiration",
+    kind: "integer",
+    valueName: "seconds",
+    optional: true,
+    min: 600,
+    max: 3600,
+    description:
+      "Lifetime in seconds of the tokens minted for oidc.federation.audience (default 600)",
+    allowed: 'a whole number of seconds from 600 to 3600, like "600"',
+  },
+  {
+    key: "oidc.federation.tokentype",
+    field: "oidc.federation.tokenType",
+    kind: "string",
+    valueName: "uri",
+    optional: true,
+    description:
+      `For token_exchange: subject_token_type of the service-account token (default ${DEFAULT_SUBJECT_TOKEN_TYPE})`,
+    allowed: "an absolute URI, like urn:ietf:params:oauth:token-type:id_token",
+    check: checkAbsoluteUri,
+  },
+  {
+    key: "oidc.federation.params",
+    field: "oidc.federation.params",
+    kind: "list",
+    valueName: "name=value",
+    optional: true,
+    description:
+      "Further form parameters of a token request with the service-account token, like connector_id=kubernetes, separated by spaces (a YAML list in the file)",
+    allowed:
+      'name=value items separated by spaces (or a YAML list), the name of letters, digits, "_", "-" and ".", not one the tool sets itself',
+    check: checkFormParameter,
   },
   {
     key: "renew.percent",
@@ -1033,6 +1187,151 @@ const PRIVATE_KEY_JWT_KEYS = [
   "oidc.assertionaudience",
 ] as const;
 
+/** The keys of the service-account token source. */
+const FEDERATION_KEYS = [
+  "oidc.federation.tokenfile",
+  "oidc.federation.audience",
+  "oidc.federation.expiration",
+  "oidc.federation.tokentype",
+  "oidc.federation.params",
+] as const;
+
+/**
+ * The rules of the service-account token (workload identity federation): which grant goes with
+ * which client authentication, the client id that only `workload_identity` may leave out, and
+ * exactly one place the token comes from (a projected file, or TokenRequest for an audience).
+ */
+function checkFederation(
+  settings: ReadonlyMap<string, Setting>,
+  invalid: ReadonlySet<string>,
+  describe: (key: string) => string,
+  howToSet: (key: string) => string,
+): ConfigError[] {
+  const errors: ConfigError[] = [];
+  const method = invalid.has("oidc.authmethod")
+    ? undefined
+    : settings.get("oidc.authmethod")?.value;
+  const grant = invalid.has("oidc.grant") ? undefined : settings.get("oidc.grant")?.value;
+  const conflict = (key: string, message: string) =>
+    new ConfigError(message, { code: "CONFIG_CONFLICT", key, source: settings.get(key)!.source });
+
+  if (
+    !settings.has("oidc.clientid") && !invalid.has("oidc.clientid") &&
+    method !== "workload_identity"
+  ) {
+    errors.push(
+      new ConfigError(
+        `Missing required key oidc.clientid: set it with ${
+          howToSet("oidc.clientid")
+        } in the --config file`,
+        { code: "CONFIG_MISSING", key: "oidc.clientid" },
+      ),
+    );
+  }
+
+  if (method !== undefined && grant !== undefined) {
+    if (grant === "client_credentials" && method === "none") {
+      errors.push(
+        conflict(
+          "oidc.authmethod",
+          `Key ${describe("oidc.authmethod")} does not go with ${
+            describe("oidc.grant")
+          }: the client credentials grant is only for clients that authenticate; set oidc.authmethod to workload_identity to authenticate with the service-account token, or oidc.grant to jwt_bearer or token_exchange`,
+        ),
+      );
+    }
+    if (grant !== "client_credentials" && method === "workload_identity") {
+      errors.push(
+        conflict(
+          "oidc.authmethod",
+          `Key ${describe("oidc.authmethod")} does not go with ${
+            describe("oidc.grant")
+          }: workload_identity is the client authentication of the client_credentials grant, and with ${grant} the service-account token travels in the grant itself; set oidc.authmethod to none for a public client, or to the method the client is registered with`,
+        ),
+      );
+    }
+  }
+
+  // Whether a service-account token is sent; undefined while an invalid key leaves it open.
+  const federated = method === "workload_identity" ||
+      (grant !== undefined && grant !== "client_credentials")
+    ? true
+    : method === undefined || grant === undefined
+    ? undefined
+    : false;
+  if (federated === undefined) return errors;
+  if (!federated) {
+    for (const key of FEDERATION_KEYS) {
+      if (!settings.has(key)) continue;
+      errors.push(
+        conflict(
+          key,
+          `Key ${describe(key)} is only used when a service-account token is sent, not with ${
+            describe("oidc.authmethod")
+          } and ${
+            describe("oidc.grant")
+          }: set oidc.authmethod to workload_identity, or oidc.grant to jwt_bearer or token_exchange; or remove ${key}`,
+        ),
+      );
+    }
+    return errors;
+  }
+
+  const why = method === "workload_identity" ? describe("oidc.authmethod") : describe("oidc.grant");
+  const file = "oidc.federation.tokenfile";
+  const audience = "oidc.federation.audience";
+  if (!invalid.has(file) && !invalid.has(audience)) {
+    if (settings.has(file) && settings.has(audience)) {
+      errors.push(
+        conflict(
+          audience,
+          `Conflicting keys ${describe(file)} and ${
+            describe(audience)
+          }: set only one; the first reads a projected service-account token, the second mints one with the TokenRequest API`,
+        ),
+      );
+    } else if (!settings.has(file) && !settings.has(audience)) {
+      errors.push(
+        new ConfigError(
+          `Missing required key oidc.federation.tokenfile or oidc.federation.audience for ${why}: set the path of a projected service-account token with ${
+            howToSet(file)
+          }, or the audience of tokens to mint with the TokenRequest API with ${
+            howToSet(audience)
+          }`,
+          { code: "CONFIG_MISSING", key: file },
+        ),
+      );
+    }
+  }
+  if (settings.has("oidc.federation.expiration") && settings.has(file)) {
+    errors.push(
+      conflict(
+        "oidc.federation.expiration",
+        `Key ${
+          describe("oidc.federation.expiration")
+        } is only used with oidc.federation.audience, not with ${
+          describe(file)
+        }, whose lifetime is the expirationSeconds of the projected volume: remove oidc.federation.expiration`,
+      ),
+    );
+  }
+  if (
+    settings.has("oidc.federation.tokentype") && grant !== undefined && grant !== "token_exchange"
+  ) {
+    errors.push(
+      conflict(
+        "oidc.federation.tokentype",
+        `Key ${
+          describe("oidc.federation.tokentype")
+        } is only used with oidc.grant "token_exchange", not with ${
+          describe("oidc.grant")
+        }: set oidc.grant to token_exchange, or remove oidc.federation.tokentype`,
+      ),
+    );
+  }
+  return errors;
+}
+
 /**
  * The rules that span keys: where tokens come from (`oidc.tokenurl` or `oidc.issuer`) and
  * what authenticates the client (a secret, a secret file or a private key, as
@@ -1083,9 +1382,29 @@ function checkCombinations(
     }
   }
 
+  errors.push(...checkFederation(settings, invalid, describe, howToSet));
+
   if (invalid.has("oidc.authmethod")) return errors;
   const method = settings.get("oidc.authmethod")?.value;
   const secretKeys = ["oidc.clientsecret", "oidc.clientsecretfile"] as const;
+  if (method === "workload_identity" || method === "none") {
+    // Neither has a credential of its own: a secret or key set anyway is a leftover that would
+    // otherwise lie unused next to a configuration that looks secretless.
+    for (const key of [...secretKeys, ...PRIVATE_KEY_JWT_KEYS]) {
+      if (!settings.has(key)) continue;
+      errors.push(
+        new ConfigError(
+          `Key ${describe(key)} is not used with ${describe("oidc.authmethod")}, which ${
+            method === "none"
+              ? "sends only the client id (a public client)"
+              : "authenticates with the service-account token"
+          }: remove ${key}`,
+          { code: "CONFIG_CONFLICT", key, source: settings.get(key)!.source },
+        ),
+      );
+    }
+    return errors;
+  }
   if (method === "private_key_jwt") {
     for (const key of secretKeys) {
       if (!settings.has(key)) continue;

@@ -27,6 +27,11 @@ export interface DryRunOptions {
   signal?: AbortSignal;
   /** The clock, ms since the epoch. Default `Date.now`. */
   now?: () => number;
+  /**
+   * The service-account token's part, run after the token request (which read or minted the
+   * token it reports on); see federationDryRun.
+   */
+  federation?: () => Promise<{ lines: readonly string[]; problems: readonly string[] }>;
 }
 
 /** What the token request gave. */
@@ -48,6 +53,8 @@ export type TokenCheck =
 export interface DryRunReport {
   /** The token request. */
   readonly token: TokenCheck;
+  /** What the service-account token part found, one line each; never a token. */
+  readonly federation?: readonly string[];
   /** The API server's URL. */
   readonly server: string;
   /** Where the Kubernetes credentials come from. */
@@ -101,6 +108,9 @@ export async function dryRun(options: DryRunOptions): Promise<DryRunReport> {
     problems.push(`No token: ${token.error}`);
   }
 
+  const federation = await options.federation?.();
+  if (federation !== undefined) problems.push(...federation.problems);
+
   let permissions: SecretPermission[] | { error: string };
   try {
     permissions = await reviewSecretAccess(client, target, signal);
@@ -143,6 +153,7 @@ export async function dryRun(options: DryRunOptions): Promise<DryRunReport> {
   }
   return {
     token,
+    ...(federation === undefined ? {} : { federation: federation.lines }),
     server: options.server,
     credentials: client.description,
     permissions,
@@ -203,6 +214,7 @@ export function formatDryRunReport(report: DryRunReport, now: number = Date.now(
   } else {
     lines.push(`Token: FAILED: ${token.error}`);
   }
+  lines.push(...report.federation ?? []);
   lines.push(`Kubernetes: ${report.server} (${report.credentials})`);
   if (Array.isArray(report.permissions)) {
     for (const p of report.permissions as readonly SecretPermission[]) {

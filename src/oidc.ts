@@ -12,10 +12,16 @@
 import { getLogger } from "@logtape/logtape";
 import * as oauth from "oauth4webapi";
 import { startDeadline } from "./deadline.ts";
-import { type ClientAuthMethod, type Config, isLoopbackHost } from "./config.ts";
+import { type ClientAuthMethod, type Config, type GrantType, isLoopbackHost } from "./config.ts";
 import { LOG_CATEGORY } from "./log.ts";
 import { type ClientPrivateKey, readPrivateKeyFile, readSecretFile } from "./oidc_auth.ts";
 import { createTrustingClient } from "./oidc_trust.ts";
+import {
+  appendFormParameters,
+  federatedGrant,
+  type ServiceAccountTokenSource,
+  workloadIdentityAuth,
+} from "./oidc/federation.ts";
 import { TokenError } from "./token_error.ts";
 
 export { TokenError, type TokenErrorCode, type TokenErrorOptions } from "./token_error.ts";
@@ -59,10 +65,21 @@ export interface ClientCredentialsOptions {
    * request, and again after the token endpoint fails (unreachable, 404 or 5xx).
    */
   issuer?: string;
-  /** OAuth client id. */
-  clientId: string;
+  /** OAuth client id; only `workload_identity` may leave it out. */
+  clientId?: string;
   /** How the client authenticates. Default `client_secret_post`, as the original tool did. */
   authMethod?: ClientAuthMethod;
+  /** The grant. Default `client_credentials`. */
+  grant?: GrantType;
+  /**
+   * The Kubernetes service-account token, read or minted before every request; needed by
+   * `workload_identity` and by the `jwt_bearer` and `token_exchange` grants.
+   */
+  serviceAccountToken?: ServiceAccountTokenSource;
+  /** `subject_token_type` of token exchange. Default `urn:ietf:params:oauth:token-type:jwt`. */
+  subjectTokenType?: string;
+  /** Further form parameters, `name=value` each (`oidc.federation.params`). */
+  extraParameters?: readonly string[];
   /**
    * OAuth client secret, or a function returning it (called before every request); needed
    * by `client_secret_post` and `client_secret_basic`.
@@ -436,13 +453,20 @@ export function createClientCredentialsSource(options: ClientCredentialsOptions)
   if ((options.tokenUrl === undefined) === (options.issuer === undefined)) {
     throw new TypeError("Exactly one of tokenUrl and issuer must be given");
   }
-  const { clientSecret, privateKey } = options;
-  if (method === "private_key_jwt" ? privateKey === undefined : clientSecret === undefined) {
-    throw new TypeError(
-      `The auth method ${method} needs ${
-        method === "private_key_jwt" ? "privateKey" : "clientSecret"
-      }`,
-    );
+  const { clientSecret, privateKey, serviceAccountToken } = options;
+  const grant = options.grant ?? "client_credentials";
+  const needs = method === "private_key_jwt"
+    ? privateKey === undefined ? "privateKey" : undefined
+    : method === "client_secret_post" || method === "client_secret_basic"
+    ? clientSecret === undefined ? "clientSecret" : undefined
+    : undefined;
+  if (needs !== undefined) throw new TypeError(`The auth method ${method} needs ${needs}`);
+  const federated = method === "workload_identity" || grant !== "client_credentials";
+  if (federated && serviceAccountToken === undefined) {
+    throw new TypeError(`The auth method ${method} with grant ${grant} needs serviceAccountToken`);
+  }
+  if (options.clientId === undefined && method !== "workload_identity") {
+    throw new TypeError(`The auth method ${method} needs clientId`);
   }
   const issuer = options.issuer === undefined ? undefined : new URL(options.issuer);
   // Without an issuer, the token URL's origin stands in for it; only assertions would show it,
@@ -451,14 +475,22 @@ export function createClientCredentialsSource(options: ClientCredentialsOptions)
     ? undefined
     : { issuer: new URL(options.tokenUrl).origin, token_endpoint: new URL(options.tokenUrl).href };
   let discovered: oauth.AuthorizationServer | undefined;
-  const client: oauth.Client = { client_id: options.clientId };
+  // oauth4webapi wants a client id; workload_identity without one never sends it (see its auth).
+  const client: oauth.Client = { client_id: options.clientId ?? "unset" };
   const parameters = new URLSearchParams();
   if (options.scope !== undefined) parameters.set("scope", options.scope);
   if (options.audience !== undefined) parameters.set("audience", options.audience);
   for (const resource of options.resource ?? []) parameters.append("resource", resource);
+  appendFormParameters(parameters, options.extraParameters ?? []);
 
   /** Reads the credentials now, so a rotated file counts, and builds the client authentication. */
-  const authentication = async (): Promise<(as: oauth.AuthorizationServer) => oauth.ClientAuth> => {
+  const authentication = async (
+    assertion: string | undefined,
+  ): Promise<(as: oauth.AuthorizationServer) => oauth.ClientAuth> => {
+    if (method === "workload_identity") {
+      return () => workloadIdentityAuth(assertion!, options.clientId);
+    }
+    if (method === "none") return () => oauth.None();
     let secret: string | undefined;
     let key: ClientPrivateKey | undefined;
     try {
@@ -533,7 +565,8 @@ export function createClientCredentialsSource(options: ClientCredentialsOptions)
   return {
     async fetchToken(signal?: AbortSignal): Promise<Token> {
       // Local files first: a missing secret is reported without a round trip to the provider.
-      const authenticate = await authentication();
+      const assertion = federated ? await serviceAccountToken!.token(signal) : undefined;
+      const authenticate = await authentication(assertion);
       const httpClient = await options.httpClient?.();
       try {
         const fetcher = fetchBounded(httpClient);
@@ -544,18 +577,38 @@ export function createClientCredentialsSource(options: ClientCredentialsOptions)
           // earlier than that, so an expiry computed from the answer's arrival would be late.
           const requestedAt = now();
           return await withDeadline("Token endpoint", timeoutMs, signal, async (bounded) => {
-            const response = await oauth.clientCredentialsGrantRequest(
-              as,
-              client,
-              authenticate(as),
-              parameters,
-              {
-                signal: bounded,
-                [oauth.allowInsecureRequests]: new URL(as.token_endpoint!).protocol === "http:",
-                [oauth.customFetch]: fetcher("Token endpoint", record),
-              },
-            );
-            const result = await oauth.processClientCredentialsResponse(as, client, response);
+            const requestOptions = {
+              signal: bounded,
+              [oauth.allowInsecureRequests]: new URL(as.token_endpoint!).protocol === "http:",
+              [oauth.customFetch]: fetcher("Token endpoint", record),
+            };
+            let result: oauth.TokenEndpointResponse;
+            if (grant === "client_credentials") {
+              const response = await oauth.clientCredentialsGrantRequest(
+                as,
+                client,
+                authenticate(as),
+                parameters,
+                requestOptions,
+              );
+              result = await oauth.processClientCredentialsResponse(as, client, response);
+            } else {
+              const request = federatedGrant(
+                grant,
+                assertion!,
+                parameters,
+                options.subjectTokenType,
+              );
+              const response = await oauth.genericTokenEndpointRequest(
+                as,
+                client,
+                authenticate(as),
+                request.grantType,
+                request.parameters,
+                requestOptions,
+              );
+              result = await oauth.processGenericTokenEndpointResponse(as, client, response);
+            }
             return withLifetime(result.access_token, result.expires_in, requestedAt);
           });
         } catch (err) {
@@ -628,6 +681,8 @@ function withLifetime(value: string, expiresIn: number | undefined, obtainedAt: 
 
 /** Options of {@linkcode tokenSourceFromConfig}: the test hooks of the token source. */
 export interface TokenSourceOptions {
+  /** The service-account token source, when the configuration federates (see federation.ts). */
+  serviceAccountToken?: ServiceAccountTokenSource;
   /** Reads the secret, key and CA files; defaults to `Deno.readTextFile`. */
   readTextFile?: (path: string) => Promise<string>;
   /** The fetch to use. */
@@ -665,6 +720,10 @@ export function tokenSourceFromConfig(
     issuer: oidc.issuer,
     clientId: oidc.clientId,
     authMethod: oidc.authMethod,
+    grant: oidc.grant,
+    serviceAccountToken: options.serviceAccountToken,
+    subjectTokenType: oidc.federation?.tokenType,
+    extraParameters: oidc.federation?.params,
     clientSecret: clientSecretFile === undefined
       ? oidc.clientSecret
       : () => readSecretFile(clientSecretFile, { readTextFile }),

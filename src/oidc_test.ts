@@ -694,6 +694,7 @@ Deno.test("tokenSourceFromConfig() reads the secret file before every request", 
     tokenUrl: "https://auth.example.test/token",
     clientId: "c",
     authMethod: "client_secret_basic",
+    grant: "client_credentials",
     clientSecretFile: "/run/secret",
     scope: "api.read",
   }, { fetch, readTextFile: (path) => Promise.resolve(files[path]) });
@@ -732,6 +733,7 @@ Deno.test("tokenSourceFromConfig() reports unreadable files by code, and sends n
       tokenUrl: "https://auth.example.test/token",
       clientId: "c",
       authMethod: "client_secret_post",
+      grant: "client_credentials",
       ...oidc,
     }, { fetch, readTextFile });
     const err = await assertRejects(() => source.fetchToken(), TokenError);

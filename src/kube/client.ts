@@ -107,6 +107,8 @@ export interface ResourceAttributes {
   group?: string;
   /** One object by name; without it the question is about every object of the resource. */
   name?: string;
+  /** A subresource, like `token` of `serviceaccounts`. */
+  subresource?: string;
 }
 
 /** The answer of an access review. */
@@ -297,6 +299,38 @@ export class KubeClient {
     };
   }
 
+  /**
+   * Mints a token for a service account with the TokenRequest API
+   * (`POST .../serviceaccounts/NAME/token`); needs `create` on `serviceaccounts/token`.
+   *
+   * @param namespace Namespace of the service account.
+   * @param name Name of the service account.
+   * @param spec The audiences the token is for and its lifetime in seconds.
+   * @param signal Aborts the request.
+   * @returns The token and its expiry as the API server stated it. Never log the token.
+   * @throws {KubeApiError} On failure (403 without the permission).
+   */
+  async requestServiceAccountToken(
+    namespace: string,
+    name: string,
+    spec: { audiences: readonly string[]; expirationSeconds: number },
+    signal?: AbortSignal,
+  ): Promise<{ token: string; expirationTimestamp?: string }> {
+    const path = `/api/v1/namespaces/${encodeURIComponent(namespace)}/serviceaccounts/${
+      encodeURIComponent(name)
+    }/token`;
+    const review = await this.#request(
+      "create",
+      "POST",
+      path,
+      { apiVersion: "authentication.k8s.io/v1", kind: "TokenRequest", spec },
+      signal,
+      { check: isTokenRequest, what: "a TokenRequest with a token" },
+    );
+    const { token, expirationTimestamp } = review.status;
+    return typeof expirationTimestamp === "string" ? { token, expirationTimestamp } : { token };
+  }
+
   async #request<T>(
     verb: string,
     method: string,
@@ -395,6 +429,15 @@ function isAccessReview(value: unknown): value is { status: Record<string, unkno
   if (typeof value !== "object" || value === null) return false;
   const status = (value as { status?: unknown }).status;
   return typeof status === "object" && status !== null;
+}
+
+function isTokenRequest(
+  value: unknown,
+): value is { status: { token: string; expirationTimestamp?: unknown } } {
+  if (typeof value !== "object" || value === null) return false;
+  const status = (value as { status?: { token?: unknown } }).status;
+  return typeof status === "object" && status !== null && typeof status.token === "string" &&
+    status.token !== "";
 }
 
 function isSecret(value: unknown): value is SecretObject {
