@@ -28,6 +28,9 @@ fi
 java_home=$(bash "$here/find-java.sh")
 command -v mvn >/dev/null || { log "mvn not found (apt-get install maven)"; exit 1; }
 command -v unzip >/dev/null || { log "unzip not found (apt-get install unzip)"; exit 1; }
+for tool in curl python3 flock; do
+  command -v "$tool" >/dev/null || { log "$tool not found"; exit 1; }
+done
 
 mkdir -p "$cache"
 exec 9>"$cache/.lock"
