@@ -672,7 +672,7 @@ export const KEYS = [
     min: 600,
     max: 3600,
     description:
-      "Lifetime in seconds of the tokens minted for oidc.federation.audience (default 600)",
+      "Lifetime in seconds of the tokens minted for oidc.federation.audience; 600 when unset",
     allowed: 'a whole number of seconds from 600 to 3600, like "600"',
   },
   {
@@ -682,7 +682,7 @@ export const KEYS = [
     valueName: "uri",
     optional: true,
     description:
-      `For token_exchange: subject_token_type of the service-account token (default ${DEFAULT_SUBJECT_TOKEN_TYPE})`,
+      `For token_exchange: subject_token_type of the service-account token; ${DEFAULT_SUBJECT_TOKEN_TYPE} when unset`,
     allowed: "an absolute URI, like urn:ietf:params:oauth:token-type:id_token",
     check: checkAbsoluteUri,
   },
