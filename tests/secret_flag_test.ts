@@ -75,6 +75,6 @@ Deno.test("a start with --oidc.clientsecret logs the warning, never the secret",
   });
   const { code, output } = await refresher.exited;
   assertEquals(code, 3, output);
-  assertMatch(output, /WARN\w* +The client secret was given as --oidc\.clientsecret/);
+  assertMatch(output, /WARN +The client secret was given as --oidc\.clientsecret/);
   assertNotIncludes(output, SECRET);
 });
