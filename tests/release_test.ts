@@ -684,3 +684,44 @@ Deno.test("LICENSE is the Apache License 2.0, as the image label says", () => {
   assertStringIncludes(text, "Copyright 2026 The kube-token-refresher authors");
   assert(!text.includes("[yyyy]"), "the copyright line is filled in");
 });
+
+// --- README's install section against the workflow ----------------------------------------------
+
+Deno.test("README's install section names the releases page, the image as published, and which build is which", async () => {
+  const readme = read("README.md");
+  const install = readme.slice(readme.indexOf("## Install"), readme.indexOf("## Configuration"));
+  // The image name the version step computes, for a repository named like this one.
+  const script = stepRunning(job(workflow("release.yml"), "version"), /GITHUB_REF_NAME/).run!;
+  const dir = await Deno.makeTempDir();
+  let image: string;
+  try {
+    await Deno.writeTextFile(`${dir}/deno.json`, JSON.stringify({ version: "0.1.0" }));
+    await Deno.writeTextFile(`${dir}/out`, "");
+    const result = await runStep(script, dir, {
+      GITHUB_REF_NAME: "v0.1.0",
+      GITHUB_REPOSITORY: "OWNER/kube-token-refresher",
+      GITHUB_OUTPUT: `${dir}/out`,
+    });
+    assertEquals(result.code, 0, result.stderr);
+    image = outputs(`${dir}/out`).image;
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+  const documented = image.replace("owner", "<owner>");
+  assertEquals(documented, "ghcr.io/<owner>/kube-token-refresher");
+  assertStringIncludes(install, `\`${documented}\``);
+  assertStringIncludes(install, "`https://github.com/<owner>/kube-token-refresher/releases`");
+  // A pinned-digest example that kustomize takes.
+  assertMatch(
+    install,
+    new RegExp(`newName: ${documented.replaceAll(".", "\\.")}\\n\\s+digest: sha256:[0-9a-f]{64}`),
+  );
+  for (const target of TARGETS) assertStringIncludes(install, `\`${BINARY}-${target}\``);
+  // Which build goes where, as the workflow and the Dockerfile do it.
+  const rows = install.split("\n").filter((line) =>
+    line.startsWith("| kubeconfig") || line.startsWith("| in-cluster")
+  );
+  assertEquals(rows.length, 2, "the two builds' rows");
+  assertMatch(rows[0], /releases page.*`kubeconfig`/);
+  assertMatch(rows[1], /container image.*`incluster`/);
+});
