@@ -725,3 +725,19 @@ Deno.test("README's install section names the releases page, the image as publis
   assertMatch(rows[0], /releases page.*`kubeconfig`/);
   assertMatch(rows[1], /container image.*`incluster`/);
 });
+
+Deno.test("README's build commands are deno.json's tasks, writing where README says", () => {
+  const readme = read("README.md");
+  const building = readme.slice(readme.indexOf("## Building"), readme.indexOf("## Development"));
+  const lines = [...building.matchAll(/^deno task (\S+)\s+# (dist\/\S+?):? /gm)];
+  const tasks = denoJson().tasks;
+  assertEquals(lines.map((m) => m[1]).sort(), ["bundle", "compile", "compile:incluster"]);
+  for (const [, name, path] of lines) {
+    const words = tasks[name]?.split(/\s+/) ?? [];
+    const output = words[words.findIndex((w) => w === "--output" || w === "--outdir") + 1];
+    assertEquals(`${output}${path.endsWith("/") ? "/" : ""}`, path, `deno task ${name}`);
+  }
+  // What compile needs, said next to it.
+  assertMatch(building.replace(/\s+/g, " "), /downloads it from Deno's download site/);
+  assertMatch(building.replace(/\s+/g, " "), /releases page .*need nothing/);
+});
