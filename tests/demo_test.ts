@@ -67,6 +67,7 @@ Deno.test("the noise check finds each kind it is meant to keep out", () => {
     "oidc-provider WARNING: Unsupported runtime. Use Node.js v22.x LTS, or a later LTS release.",
     "Warning The following packages contained npm lifecycle scripts (preinstall/install/postinstall) that were not executed:",
     "Warning Permissions in the config file is an experimental feature and may change in the future.",
+    "npm warn install-scripts 1 package has install scripts not yet covered by allowScripts:",
     "2026-05-04T10:00:00.000Z WARNING Ignoring unknown environment variable KTR_X",
   ];
   for (const sample of samples) assertEquals(noiseLines(`ok\n${sample}\n`).length, 1, sample);

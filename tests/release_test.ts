@@ -741,3 +741,13 @@ Deno.test("README's build commands are deno.json's tasks, writing where README s
   assertMatch(building.replace(/\s+/g, " "), /downloads it from Deno's download site/);
   assertMatch(building.replace(/\s+/g, " "), /releases page .*need nothing/);
 });
+
+Deno.test(".ci/run approves deno's install script before it installs Deno from npm", () => {
+  const script = read(".ci/run");
+  const approve = script.search(/"allowScripts": \{"deno": true\}.*>"\$prefix\/package\.json"/);
+  const install = script.search(/npm install [^\n]*"deno@\$deno_version"/);
+  assert(approve >= 0, "a package.json with allowScripts for deno is written into the prefix");
+  assert(install > approve, "before npm install");
+  // README's global install approves it the same way.
+  assertMatch(read("README.md"), /npm install -g --allow-scripts=deno deno@/);
+});
