@@ -23,7 +23,7 @@ async function sha256Prefix(text: string): Promise<string> {
 
 /**
  * Said before a build starts, so nobody wonders why the demo is busy: figures measured on a
- * 2-core machine with an empty Go module cache (README's Development section repeats them).
+ * 2-core machine (README's Development section repeats them).
  */
 const STACK_BUILD_NOTICE =
   "The Kubernetes test stack is not built yet. Building it now (bash tests/stack/build.sh): " +
