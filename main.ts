@@ -3,14 +3,18 @@
  *
  * The entrypoint only wires things together: command line -> config -> token source and
  * Kubernetes client -> refresh loop, with signals for shutdown and errors mapped to exit codes.
+ * `main()` takes everything it needs from the world through one runtime object (clock, fetch,
+ * file reads, stdout/stderr, signals, environment), so tests run it in-process; only the lines
+ * under `import.meta.main` touch the real process.
  *
  * @module
  */
 import { getLogger } from "@logtape/logtape";
 import { parseCommandLine } from "./src/cli.ts";
-import { ConfigError, envName, envWarnings, KEYS } from "./src/config.ts";
-import { configureLogging, LOG_CATEGORY, writeAllSync } from "./src/log.ts";
-import { tokenSourceFromConfig } from "./src/oidc.ts";
+import { ConfigError, envName, envWarnings, KEYS } from "./src/config/mod.ts";
+import { messageOf } from "./src/errors.ts";
+import { configureLogging, LOG_CATEGORY, streamSink, writeAllSync } from "./src/log.ts";
+import { tokenSourceFromConfig } from "./src/oidc/mod.ts";
 import { KubeClient } from "./src/kube/client.ts";
 import { connect, KubeCredentialsError } from "./src/kube/connect.ts";
 import { SecretWriter } from "./src/kube/secret.ts";
@@ -24,6 +28,7 @@ import {
   startHealthServer,
 } from "./src/server.ts";
 import { RefreshStatus } from "./src/status.ts";
+import { processRuntime, type Runtime } from "./src/runtime.ts";
 import {
   checkFederationAtStart,
   type ClusterIdentity,
@@ -31,7 +36,7 @@ import {
   federationDryRun,
   readClusterIdentity,
 } from "./src/oidc/federation.ts";
-import { TokenError } from "./src/token_error.ts";
+import { TokenError } from "./src/oidc/error.ts";
 
 /** Exit codes of the process. */
 export const ExitCode = {
@@ -106,29 +111,27 @@ function readEnvironment(): { env: Record<string, string>; unreadable: string[] 
  * Runs the refresher until SIGTERM or SIGINT.
  *
  * @param args Command-line arguments (without the program name).
- * @param env Environment variables (only `KTR_*` and the Kubernetes ones matter).
+ * @param runtime Clock, fetch, file reads, output streams, signals and the environment (only
+ *   `KTR_*` and the Kubernetes variables matter).
  * @returns The exit code.
  */
-export async function main(
-  args: string[],
-  env: Record<string, string>,
-  options: { unreadable?: readonly string[] } = {},
-): Promise<number> {
+export async function main(args: string[], runtime: Runtime): Promise<number> {
+  const { env, clock } = runtime;
   let parsed;
   try {
-    parsed = await parseCommandLine(args, env, { readTextFile: Deno.readTextFile });
+    parsed = await parseCommandLine(args, env, { readTextFile: runtime.readTextFile });
   } catch (err) {
     if (err instanceof ConfigError) {
       const problems = [err, ...err.others].map((e) => `Error: ${e.message}\n`).join("");
       // A misspelt variable is a likely cause of a missing key, so say so next to the error.
       const hints = envWarnings(env).map((w) => `Warning: ${w}\n`).join("");
-      writeAllSync(Deno.stderr, problems + hints);
+      writeAllSync(runtime.stderr, problems + hints);
       return ExitCode.CONFIG;
     }
     throw err;
   }
   if (parsed.kind !== "run") {
-    writeAllSync(Deno.stdout, parsed.text.endsWith("\n") ? parsed.text : `${parsed.text}\n`);
+    writeAllSync(runtime.stdout, parsed.text.endsWith("\n") ? parsed.text : `${parsed.text}\n`);
     return ExitCode.OK;
   }
   const { config } = parsed;
@@ -136,33 +139,38 @@ export async function main(
   let identity: ClusterIdentity | undefined;
   if (config.oidc.federation !== undefined) {
     try {
-      identity = await readClusterIdentity(config.kube.serviceAccountDir);
+      identity = await readClusterIdentity(config.kube.serviceAccountDir, {
+        readTextFile: runtime.readTextFile,
+      });
     } catch (err) {
       if (!(err instanceof TokenError)) throw err;
-      writeAllSync(Deno.stderr, `Error: ${err.message}\n`);
+      writeAllSync(runtime.stderr, `Error: ${err.message}\n`);
       return ExitCode.CREDENTIALS;
     }
     const problem = checkFederationAtStart(config.oidc.federation, identity);
     if (problem !== undefined) {
-      writeAllSync(Deno.stderr, `Error: ${problem.message}\n`);
+      writeAllSync(runtime.stderr, `Error: ${problem.message}\n`);
       return ExitCode.CONFIG;
     }
   }
-  await configureLogging({ level: config.log.level, format: config.log.format });
+  await configureLogging({
+    level: config.log.level,
+    format: config.log.format,
+    sink: streamSink(config.log.format, runtime.stderr),
+  });
   const log = getLogger([LOG_CATEGORY]);
   for (const warning of parsed.warnings) log.warn(warning);
 
   const shutdown = new AbortController();
-  const onSignal = () => {
+  using _listening = runtime.signals.listen(() => {
     if (!shutdown.signal.aborted) log.info("Shutting down");
     shutdown.abort();
-  };
-  Deno.addSignalListener("SIGTERM", onSignal);
-  Deno.addSignalListener("SIGINT", onSignal);
+  });
   // --once and --dry-run end on their own; only the long-running refresher serves probes, and
   // only what is served needs keeping.
   const serve = !config.once && !config.dryRun && config.http.address !== "off";
-  const status = serve ? new RefreshStatus({ version: VERSION }) : undefined;
+  // The status reads the loop's clock: both come from the runtime, so they cannot disagree.
+  const status = serve ? new RefreshStatus({ version: VERSION, clock }) : undefined;
   const stopServer = new AbortController();
   let server: HealthServer | undefined;
   try {
@@ -188,7 +196,8 @@ export async function main(
     try {
       connection = await connect(env, {
         serviceAccountDir: config.kube.serviceAccountDir,
-        unreadable: options.unreadable,
+        readTextFile: runtime.readTextFile,
+        unreadable: runtime.unreadable,
       });
     } catch (err) {
       if (err instanceof KubeCredentialsError) {
@@ -199,11 +208,22 @@ export async function main(
     }
     try {
       const target = config.secret;
-      const client = new KubeClient(connection);
+      const client = new KubeClient(connection, { fetch: runtime.fetch });
       const serviceAccountToken = config.oidc.federation === undefined
         ? undefined
-        : createServiceAccountTokenSource({ federation: config.oidc.federation, identity, client });
-      const source = tokenSourceFromConfig(config.oidc, { serviceAccountToken });
+        : createServiceAccountTokenSource({
+          federation: config.oidc.federation,
+          identity,
+          client,
+          readTextFile: runtime.readTextFile,
+          now: () => clock.now(),
+        });
+      const source = tokenSourceFromConfig(config.oidc, {
+        fetch: runtime.fetch,
+        now: () => clock.now(),
+        readTextFile: runtime.readTextFile,
+        serviceAccountToken,
+      });
       const schedule = {
         intervalMs: config.interval * 1000,
         renewFraction: config.renew.percent / 100,
@@ -227,6 +247,7 @@ export async function main(
           server: connection.server.origin,
           schedule,
           signal: shutdown.signal,
+          now: () => clock.now(),
           federation: serviceAccountToken === undefined
             ? undefined
             : () =>
@@ -235,7 +256,7 @@ export async function main(
         // Stopped by SIGTERM or SIGINT: a clean stop, as in the other modes; a report of the
         // aborted checks would only read as a failed one.
         if (shutdown.signal.aborted) return ExitCode.OK;
-        writeAllSync(Deno.stdout, formatDryRunReport(report));
+        writeAllSync(runtime.stdout, formatDryRunReport(report, clock.now()));
         return report.problems.length === 0 ? ExitCode.OK : ExitCode.RUNTIME;
       }
       const writer = new SecretWriter(client, target);
@@ -246,6 +267,7 @@ export async function main(
         target,
         schedule,
         signal: shutdown.signal,
+        clock,
         observer: status,
       });
     } finally {
@@ -253,13 +275,11 @@ export async function main(
     }
     return ExitCode.OK;
   } catch (err) {
-    log.fatal("Fatal error: {error}", { error: err instanceof Error ? err.message : String(err) });
+    log.fatal("Fatal error: {error}", { error: messageOf(err) });
     return ExitCode.RUNTIME;
   } finally {
     stopServer.abort();
     await server?.finished;
-    Deno.removeSignalListener("SIGTERM", onSignal);
-    Deno.removeSignalListener("SIGINT", onSignal);
   }
 }
 
@@ -278,7 +298,7 @@ async function refreshOneTime(
     // Stopped by SIGTERM or SIGINT: a clean stop, as in the long-running mode.
     if (signal.aborted) return ExitCode.OK;
     log.error("Refresh failed: {error}", {
-      error: err instanceof Error ? err.message : String(err),
+      error: messageOf(err),
       secret: target.name,
       namespace: target.namespace,
     });
@@ -288,5 +308,5 @@ async function refreshOneTime(
 
 if (import.meta.main) {
   const { env, unreadable } = readEnvironment();
-  Deno.exit(await main(Deno.args, env, { unreadable }));
+  Deno.exit(await main(Deno.args, processRuntime(env, unreadable)));
 }

@@ -11,7 +11,7 @@ import {
   kubectlIgnore,
   type KubeObject,
 } from "./fixtures/deploy_manifests.ts";
-import { resolveConfig } from "../src/config.ts";
+import { resolveConfig } from "../src/config/mod.ts";
 
 const DEPLOY = new URL("../deploy/", import.meta.url).pathname;
 

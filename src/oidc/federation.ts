@@ -17,11 +17,11 @@ import {
   ConfigError,
   DEFAULT_FEDERATION_EXPIRATION,
   DEFAULT_SUBJECT_TOKEN_TYPE,
-  describeReadError,
   type GrantType,
-} from "../config.ts";
+} from "../config/mod.ts";
+import { describeReadError } from "../errors.ts";
 import { KubeApiError, type KubeClient } from "../kube/client.ts";
-import { TokenError } from "../token_error.ts";
+import { TokenError } from "./error.ts";
 
 /** The federation section of the configuration. */
 export type FederationConfig = NonNullable<Config["oidc"]["federation"]>;

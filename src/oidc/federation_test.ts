@@ -7,7 +7,7 @@ import {
   federationDryRun,
   readClusterIdentity,
 } from "./federation.ts";
-import { createClientCredentialsSource, TokenError } from "../oidc.ts";
+import { createClientCredentialsSource, TokenError } from "./source.ts";
 import { KubeApiError, type KubeClient } from "../kube/client.ts";
 
 const API = "https://kubernetes.default.svc.cluster.local";
