@@ -521,6 +521,7 @@ export function createClientCredentialsSource(options: ClientCredentialsOptions)
               },
             );
             const result = await oauth.processClientCredentialsResponse(as, client, response);
+            checkAccessToken(result.access_token, response.status);
             return withLifetime(result.access_token, result.expires_in, requestedAt);
           });
         } catch (err) {
@@ -539,6 +540,28 @@ export function createClientCredentialsSource(options: ClientCredentialsOptions)
       }
     },
   };
+}
+
+/** RFC 6749, Appendix A.12: `access-token = 1*VSCHAR`, VSCHAR being %x20-7E. */
+const VSCHAR_TOKEN = /^[\x20-\x7E]+$/;
+
+/**
+ * Refuses an access token outside RFC 6749's grammar. Consumers paste the token into an
+ * `Authorization` header: a CR or LF in it would inject headers into every consumer's requests.
+ * The message names the rule and where it broke, never the value.
+ */
+function checkAccessToken(value: string, status: number): void {
+  if (VSCHAR_TOKEN.test(value)) return;
+  const bad = [...value].findIndex((c) => !VSCHAR_TOKEN.test(c));
+  const code = value.codePointAt(bad) ?? 0;
+  throw new TokenError(
+    `Token endpoint gave an invalid token response: "access_token" must be 1*VSCHAR (printable ASCII %x20-7E, RFC 6749 Appendix A.12), but character ${
+      bad + 1
+    } is U+${
+      code.toString(16).toUpperCase().padStart(4, "0")
+    }; the token was refused and is not shown`,
+    { code: "TOKEN_INVALID_RESPONSE", status },
+  );
 }
 
 /**
