@@ -7,7 +7,12 @@
 
 import { startDeadline } from "../deadline.ts";
 import { CodedError, messageOf } from "../errors.ts";
-import { readBoundedBody } from "../http.ts";
+import {
+  classifySendFailure,
+  describeSendFailure,
+  readBoundedBody,
+  type SendFailureKind,
+} from "../http.ts";
 
 /** Where the API server is and how to authenticate to it. */
 export interface KubeConnection {
@@ -55,6 +60,8 @@ export class KubeApiError extends CodedError<KubeErrorCode> {
   readonly reason?: string;
   /** The API verb that failed (`get`, `create`, `update`). */
   readonly verb?: string;
+  /** For `KUBE_UNREACHABLE`: why no answer came (TLS, refused, DNS, timeout, reset). */
+  readonly sendFailure?: SendFailureKind;
 
   /**
    * @param message Human-readable description.
@@ -67,6 +74,7 @@ export class KubeApiError extends CodedError<KubeErrorCode> {
       status?: number;
       reason?: string;
       verb?: string;
+      sendFailure?: SendFailureKind;
       cause?: unknown;
     },
   ) {
@@ -74,6 +82,7 @@ export class KubeApiError extends CodedError<KubeErrorCode> {
     this.status = options.status;
     this.reason = options.reason;
     this.verb = options.verb;
+    this.sendFailure = options.sendFailure;
   }
 }
 
@@ -325,9 +334,11 @@ export class KubeClient {
           { code: "KUBE_TIMEOUT", verb },
         );
       }
+      // The cause names TLS, refused, DNS or reset; fetch's own message is only "fetch failed".
+      const failure = classifySendFailure(err);
       throw new KubeApiError(
-        `Kubernetes API at ${url.origin} could not be reached: ${messageOf(err)}`,
-        { code: "KUBE_UNREACHABLE", verb, cause: err },
+        `Kubernetes API at ${url.origin} could not be reached: ${describeSendFailure(err)}`,
+        { code: "KUBE_UNREACHABLE", verb, sendFailure: failure.kind, cause: err },
       );
     }
     let parsed: unknown;

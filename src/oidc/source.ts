@@ -15,7 +15,7 @@ import { fromBase64 } from "../base64.ts";
 import type { ClientAuthMethod, Config } from "../config/mod.ts";
 import { startDeadline } from "../deadline.ts";
 import { messageOf } from "../errors.ts";
-import { isLoopbackHost, readBoundedBody } from "../http.ts";
+import { describeSendFailure, isLoopbackHost, readBoundedBody } from "../http.ts";
 import { LOG_CATEGORY } from "../log.ts";
 import type { Token, TokenSource } from "../token.ts";
 import { type ClientPrivateKey, readPrivateKeyFile, readSecretFile } from "./auth.ts";
@@ -130,13 +130,6 @@ export function jwtExpiry(token: string): number | undefined {
 function describeProviderError(status: number, error: string, description?: string): string {
   const detail = description ? `: ${description}` : "";
   return `Token endpoint refused the request with HTTP ${status}, error "${error}"${detail}`;
-}
-
-/** Why a request could not be sent; fetch's own message is only "fetch failed", its cause says why. */
-function describeSendFailure(err: unknown): string {
-  const cause = err instanceof Error ? err.cause : undefined;
-  if (cause instanceof Error && cause.message !== "") return cause.message;
-  return messageOf(err);
 }
 
 /** Maps whatever oauth4webapi or fetch threw onto a {@linkcode TokenError}, keeping secrets out. */

@@ -108,7 +108,7 @@ Deno.test("fetchToken() refuses an access_token outside 1*VSCHAR (CR/LF, control
     expectSafe(err);
   }
   // Spaces and every other printable ASCII character are VSCHAR.
-  const edge = " !~abc\"\\";
+  const edge = ' !~abc"\\';
   const { source } = sourceAnswering(() =>
     Response.json({ access_token: edge, token_type: "Bearer", expires_in: 300 })
   );
