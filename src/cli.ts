@@ -152,8 +152,15 @@ function usageError(program: Command, args: readonly string[]): ConfigError {
     arg.length > 1 && arg.startsWith("-") && !flags.includes(flagOf(arg))
   );
   if (position >= 0) {
-    const flag = flagOf(args[position]);
-    const suggestion = closestMatch(flag, flags.filter((f) => f.startsWith("--")));
+    const argument = args[position];
+    // "-once" is a long flag with one dash too few, not "-o" followed by "nce": short flags are
+    // single letters, and none of ours starts it.
+    const oneDashShort = /^-[^-]/.test(argument) && argument.length > 2;
+    const flag = oneDashShort ? argument.split("=", 1)[0] : flagOf(argument);
+    const suggestion = closestMatch(
+      oneDashShort ? `-${flag}` : flag,
+      flags.filter((f) => f.startsWith("--")),
+    );
     return new ConfigError(
       `Unknown flag "${flag}": ${
         suggestion === undefined

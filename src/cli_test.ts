@@ -279,6 +279,35 @@ Deno.test("parseCommandLine() refuses unknown flags with a hint", async () => {
   assertMatch(far.message, /^Unknown flag "--colour": run with --help to list the flags$/);
   const short = await failure(["-x"]);
   assertEquals([short.code, short.key], ["CONFIG_UNKNOWN_KEY", "x"]);
+  // A long flag with one dash: named whole, with the two-dash spelling suggested.
+  for (
+    const [argv, flag, suggestion] of [
+      [["-once"], "-once", "--once"],
+      [["-dry-run"], "-dry-run", "--dry-run"],
+      [["-secret.name=x"], "-secret.name", "--secret.name"],
+    ] as const
+  ) {
+    const error = await failure([...argv]);
+    assertEquals([error.code, error.key], ["CONFIG_UNKNOWN_KEY", flag.slice(1)]);
+    assertEquals(error.message, `Unknown flag "${flag}": did you mean "${suggestion}"?`);
+  }
+});
+
+Deno.test("parseCommandLine() refuses --once with --dry-run, from any source", async () => {
+  for (
+    const [argv, env] of [
+      [["--once", "--dry-run"], {}],
+      [["--dry-run"], { KTR_ONCE: "true" }],
+      [["--once=1"], { KTR_DRY_RUN: "true" }],
+    ] as const
+  ) {
+    const error = await failure([...argv], { ...REQUIRED_ENV, ...env });
+    assertEquals([error.code, error.key], ["CONFIG_CONFLICT", "dry-run"]);
+    assertMatch(error.message, /dry-run .* is not used with once/);
+  }
+  // Switched off explicitly, dry-run asks for nothing and does not conflict.
+  const result = await parseCommandLine(["--once", "--dry-run=false"], REQUIRED_ENV);
+  assertEquals(result.kind, "run");
 });
 
 Deno.test("parseCommandLine() never echoes the value of an unknown flag", async () => {

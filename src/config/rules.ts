@@ -137,6 +137,10 @@ export const RULES: readonly Rule[] = [
     instead: "set oidc.authmethod to client_secret_post or client_secret_basic",
   }),
   requiredWith("oidc.privatekeyfile", PRIVATE_KEY_JWT),
+  notWith(["dry-run"], { key: "once", is: "true" }, {
+    why: "which writes the Secret, while a dry run writes nothing",
+    instead: "run with --dry-run first and with --once after it",
+  }),
   onlyWith(
     ["oidc.privatekeyfile", "oidc.keyid", "oidc.keyalg", "oidc.assertionaudience"],
     PRIVATE_KEY_JWT,
@@ -148,6 +152,11 @@ export const RULES: readonly Rule[] = [
     orElse: "set oidc.authmethod to private_key_jwt to sign with a private key instead",
   }),
 ];
+
+/** Whether a key is set, and, for a switch, switched on. */
+function isOn(setting: Setting | undefined): boolean {
+  return setting !== undefined && setting.value !== false;
+}
 
 /**
  * Applies the rules to the valid settings.
@@ -178,7 +187,9 @@ export function checkRules(
   const holds = (when: Condition | undefined) => {
     if (when === undefined) return true;
     const value = settings.get(when.key)?.value;
-    return when.is !== undefined ? value === when.is : value !== when.isNot;
+    // Switches are compared in their written form: `is: "true"`.
+    const written = typeof value === "boolean" ? String(value) : value;
+    return when.is !== undefined ? written === when.is : written !== when.isNot;
   };
 
   for (const rule of rules) {
@@ -224,7 +235,8 @@ export function checkRules(
         );
         break;
       case "notWith":
-        for (const key of rule.keys.filter((key) => settings.has(key))) {
+        // A switch set to false asks for nothing, so it conflicts with nothing.
+        for (const key of rule.keys.filter((key) => isOn(settings.get(key)))) {
           errors.push(
             new ConfigError(
               `Key ${describe(key)} is not used with ${
