@@ -200,18 +200,49 @@ export class KubeClient {
    * @param namespace Namespace to create it in.
    * @param secret The Secret object.
    * @param signal Aborts the request.
+   * @param options `dryRun`: the API server checks the create (authorization, admission, the
+   *   namespace) and stores nothing (`?dryRun=All`).
    * @returns The created Secret as the API returned it.
-   * @throws {KubeApiError} On failure (409 when it already exists).
+   * @throws {KubeApiError} On failure (409 when it already exists, 404 when the namespace does
+   *   not).
    */
   createSecret(
     namespace: string,
     secret: SecretObject,
     signal?: AbortSignal,
+    options: { dryRun?: boolean } = {},
   ): Promise<SecretObject> {
-    return this.#request("create", "POST", secretPath(namespace), secret, signal, {
+    const query = options.dryRun ? "?dryRun=All" : "";
+    return this.#request("create", "POST", `${secretPath(namespace)}${query}`, secret, signal, {
       check: isSecret,
       what: "a Secret",
     });
+  }
+
+  /**
+   * Whether a namespace exists. Needs `get` on that namespace, a cluster-scoped permission which
+   * least-privilege identities lack.
+   *
+   * @param namespace The namespace.
+   * @param signal Aborts the request.
+   * @returns True when it exists, false on 404.
+   * @throws {KubeApiError} On any other failure (403 without the permission).
+   */
+  async namespaceExists(namespace: string, signal?: AbortSignal): Promise<boolean> {
+    try {
+      await this.#request(
+        "get",
+        "GET",
+        `/api/v1/namespaces/${encodeURIComponent(namespace)}`,
+        undefined,
+        signal,
+        { check: isNamed, what: "a Namespace" },
+      );
+      return true;
+    } catch (err) {
+      if (err instanceof KubeApiError && err.status === 404) return false;
+      throw err;
+    }
   }
 
   /**
@@ -385,6 +416,12 @@ function isAccessReview(value: unknown): value is { status: Record<string, unkno
   if (typeof value !== "object" || value === null) return false;
   const status = (value as { status?: unknown }).status;
   return typeof status === "object" && status !== null;
+}
+
+function isNamed(value: unknown): value is { metadata: { name: string } } {
+  if (typeof value !== "object" || value === null) return false;
+  const meta = (value as { metadata?: { name?: unknown } }).metadata;
+  return typeof meta === "object" && meta !== null && typeof meta.name === "string";
 }
 
 function isSecret(value: unknown): value is SecretObject {
