@@ -195,6 +195,8 @@ export async function main(args: string[], runtime: Runtime): Promise<number> {
       log.info(config.dryRun ? "Starting dry run" : config.once ? "Refreshing once" : "Starting", {
         secret: target.name,
         namespace: target.namespace,
+        // In a pod without secret.namespace: the pod's own namespace, and the file it came from.
+        ...(parsed.namespaceFile === undefined ? {} : { namespaceFrom: parsed.namespaceFile }),
         key: target.key,
         tokenUrl: config.oidc.tokenUrl,
         issuer: config.oidc.issuer,
@@ -209,6 +211,7 @@ export async function main(args: string[], runtime: Runtime): Promise<number> {
           schedule,
           signal: shutdown.signal,
           now: () => clock.now(),
+          namespaceFile: parsed.namespaceFile,
         });
         // Stopped by SIGTERM or SIGINT: a clean stop, as in the other modes; a report of the
         // aborted checks would only read as a failed one.

@@ -1,4 +1,11 @@
-import { assert, assertEquals, assertMatch, assertNotMatch, fail } from "../tests/assert.ts";
+import {
+  assert,
+  assertEquals,
+  assertMatch,
+  assertNotMatch,
+  assertStringIncludes,
+  fail,
+} from "../tests/assert.ts";
 import { REQUIRED_ENV, SECRET } from "../tests/fixtures/config_input.ts";
 import denoJson from "../deno.json" with { type: "json" };
 import {
@@ -531,4 +538,86 @@ Deno.test("a config file loads with env access to KTR_* and the yaml package's s
   } finally {
     await Deno.remove(yaml);
   }
+});
+
+// --- secret.namespace in a pod ------------------------------------------------------------
+
+/** REQUIRED_ENV without secret.namespace, in a pod whose service account is under /sa. */
+const { KTR_SECRET_NAMESPACE: _namespace, ...WITHOUT_NAMESPACE } = REQUIRED_ENV;
+const IN_POD: Record<string, string> = {
+  ...WITHOUT_NAMESPACE,
+  KUBERNETES_SERVICE_HOST: "10.0.0.1",
+  KUBERNETES_SERVICE_PORT: "443",
+  KTR_KUBE_SERVICEACCOUNTDIR: "/sa",
+};
+
+/** A reader that knows the pod's namespace file and records what was read. */
+function podFiles(namespace = "team-a\n") {
+  const read: string[] = [];
+  return {
+    read,
+    options: {
+      readTextFile: (path: string) => {
+        read.push(path);
+        return path === "/sa/namespace"
+          ? Promise.resolve(namespace)
+          : Promise.reject(new Deno.errors.NotFound(`No such file: ${path}`));
+      },
+    },
+  };
+}
+
+Deno.test("in a pod, secret.namespace defaults to the service account's namespace file", async () => {
+  for (const argv of [[], ["--secret.name=my-token"]]) {
+    const { read, options } = podFiles();
+    const result = await parseCommandLine(argv, IN_POD, options);
+    assert(result.kind === "run");
+    assertEquals(result.config.secret.namespace, "team-a");
+    assertEquals(result.namespaceFile, "/sa/namespace");
+    assertEquals(read, ["/sa/namespace"]);
+  }
+  // The folder's default location when kube.serviceaccountdir is not set.
+  const seen: string[] = [];
+  await parseCommandLine([], { ...IN_POD, KTR_KUBE_SERVICEACCOUNTDIR: undefined }, {
+    readTextFile: (path) => (seen.push(path), Promise.resolve("team-b")),
+  });
+  assertEquals(seen, ["/var/run/secrets/kubernetes.io/serviceaccount/namespace"]);
+});
+
+Deno.test("in a pod, a set secret.namespace still wins and the namespace file is not read", async () => {
+  for (
+    const [argv, env] of [
+      [["--secret.namespace=other"], IN_POD],
+      [[], { ...IN_POD, KTR_SECRET_NAMESPACE: "other" }],
+    ] as const
+  ) {
+    const { read, options } = podFiles();
+    const result = await parseCommandLine([...argv], env, options);
+    assert(result.kind === "run");
+    assertEquals(result.config.secret.namespace, "other");
+    assertEquals(result.namespaceFile, undefined);
+    assertEquals(read, []);
+  }
+});
+
+Deno.test("secret.namespace stays required outside a pod, and in a pod without a namespace file", async () => {
+  const { KUBERNETES_SERVICE_HOST: _host, ...outside } = IN_POD;
+  const { read, options } = podFiles();
+  const error = await failure([], outside, options);
+  assertEquals([error.code, error.key], ["CONFIG_MISSING", "secret.namespace"]);
+  assertEquals(read, []);
+  for (const namespace of ["", "  \n"]) {
+    const empty = await failure([], IN_POD, podFiles(namespace).options);
+    assertEquals([empty.code, empty.key], ["CONFIG_MISSING", "secret.namespace"]);
+  }
+  const none = await failure([], { ...IN_POD, KTR_KUBE_SERVICEACCOUNTDIR: "/elsewhere" }, options);
+  assertEquals([none.code, none.key], ["CONFIG_MISSING", "secret.namespace"]);
+});
+
+Deno.test("--help says where secret.namespace comes from in a pod and that it is required outside", async () => {
+  const help = (await helpText()).replaceAll(/\s+/g, " ");
+  assertStringIncludes(
+    help,
+    "Namespace of that Secret (env: KTR_SECRET_NAMESPACE, in a pod default: the pod's own namespace, read from the namespace file in kube.serviceaccountdir; required outside a pod)",
+  );
 });

@@ -30,6 +30,8 @@ export interface DryRunOptions {
   signal?: AbortSignal;
   /** The clock, ms since the epoch. Default `Date.now`. */
   now?: () => number;
+  /** The service account's `namespace` file, when `secret.namespace` was taken from it. */
+  namespaceFile?: string;
 }
 
 /** What the token request gave. */
@@ -67,6 +69,8 @@ export interface DryRunReport {
    * could be asked.
    */
   readonly namespace: "exists" | "missing" | { readonly unknown: string };
+  /** The service account's `namespace` file, when `secret.namespace` was taken from it. */
+  readonly namespaceFile?: string;
   /** What a run would do, when that can be told. */
   readonly action?: "create" | "update";
   /** The target. */
@@ -177,6 +181,7 @@ export async function dryRun(options: DryRunOptions): Promise<DryRunReport> {
     secret,
     ...(labelled === undefined ? {} : { labelled }),
     namespace,
+    ...(options.namespaceFile === undefined ? {} : { namespaceFile: options.namespaceFile }),
     ...(action === undefined ? {} : { action }),
     target,
     problems,
@@ -298,14 +303,17 @@ export function formatDryRunReport(report: DryRunReport, now: number = Date.now(
   } else {
     lines.push(`Permissions: FAILED: ${(report.permissions as { error: string }).error}`);
   }
+  const from = report.namespaceFile === undefined
+    ? ""
+    : ` (the pod's own, from ${report.namespaceFile}; set secret.namespace to write elsewhere)`;
   if (report.namespace === "exists" || report.namespace === "missing") {
     lines.push(
-      `Namespace "${target.namespace}": ${
+      `Namespace "${target.namespace}"${from}: ${
         report.namespace === "exists" ? "exists" : "DOES NOT EXIST"
       }`,
     );
   } else {
-    lines.push(`Namespace "${target.namespace}": unknown, ${report.namespace.unknown}`);
+    lines.push(`Namespace "${target.namespace}"${from}: unknown, ${report.namespace.unknown}`);
   }
   if (report.secret === "exists" || report.secret === "missing") {
     lines.push(`${where}: ${report.secret === "exists" ? "exists" : "does not exist"}`);

@@ -114,6 +114,7 @@ export const KEYS = [
     kind: "string",
     valueName: "namespace",
     description: "Namespace of that Secret",
+    podDefault: "the pod's own namespace, read from the namespace file in kube.serviceaccountdir",
     allowed:
       'a DNS-1123 label: 1 to 63 lowercase letters, digits and "-", starting and ending with a letter or digit',
     check: checkLabel,

@@ -159,6 +159,11 @@ export interface KeyDefinition {
   readonly default?: string | number | boolean;
   /** Without a default, the key may still be left unset: its field is then `undefined`. */
   readonly optional?: boolean;
+  /**
+   * Where the default comes from in a pod, for a key that is required elsewhere (`--help` and
+   * README say it); the caller finds the value and passes it in `ConfigInput.defaults`.
+   */
+  readonly podDefault?: string;
   /** The value must never appear in output: not in `--help`, not in error messages. */
   readonly secret?: boolean;
   /** What is allowed, phrased to follow "expected" in error messages. */
