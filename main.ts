@@ -11,7 +11,7 @@
  */
 import { getLogger } from "@logtape/logtape";
 import { parseCommandLine } from "./src/cli.ts";
-import { ConfigError, envName, envWarnings, KEYS } from "./src/config/mod.ts";
+import { ConfigError, envWarnings, probedEnvNames } from "./src/config/mod.ts";
 import { messageOf } from "./src/errors.ts";
 import { configureLogging, LOG_CATEGORY, streamSink, writeAllSync } from "./src/log.ts";
 import { tokenSourceFromConfig } from "./src/oidc/mod.ts";
@@ -61,23 +61,15 @@ function envGranted(variable?: string): boolean {
 
 /**
  * Names of the `KTR_*` variables to read. With least privilege the process may read variables
- * only by name (`--allow-env=KTR_*` allows no listing), so besides the real names it looks for
- * the likely misspellings of each: joined words (`KTR_SECRETNAME`, as the original tool's sample
- * deployment had it) and the section left out (`KTR_TOKENURL`). Found ones are warned about.
+ * only by name (`--allow-env=KTR_*` allows no listing), so besides the real names it probes the
+ * likely misspellings of every key ({@linkcode probedEnvNames}); found ones are warned about.
  */
 function ktrVariableNames(): string[] {
   // Asked without prompting: a terminal run under a narrow permission set must not stop to ask.
   if (envGranted()) {
     return Object.keys(Deno.env.toObject()).filter((name) => name.startsWith("KTR_"));
   }
-  const names = new Set<string>();
-  for (const { key } of KEYS) {
-    const real = envName(key);
-    names.add(real);
-    names.add(`KTR_${real.slice(4).replaceAll("_", "")}`);
-    names.add(envName(key.slice(key.lastIndexOf(".") + 1)));
-  }
-  return [...names];
+  return probedEnvNames();
 }
 
 /**

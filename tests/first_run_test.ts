@@ -158,3 +158,29 @@ Deno.test({
     }
   },
 });
+
+Deno.test("misspelt variables are warned about alike under the in-cluster and the local permission set", async () => {
+  const env = {
+    KTR_SECRET_NAME: "api-token",
+    KTR_SECRET_NAMESPACE: "team-a",
+    KTR_OIDC_TOKENURL: "https://auth.example.com/token",
+    KTR_OIDC_CLIENT_ID: "my-client",
+    KTR_OIDC_CLIENTSECRET: "client-secret-never-shown-77a1",
+    KTR_RENEW_PERCENTAGE: "50",
+  };
+  for (const permissionSet of ["incluster", "local"] as const) {
+    await using refresher = spawnRefresher({ permissionSet, env });
+    const { code, output } = await refresher.exited;
+    assertEquals(code, 2, `${permissionSet}:\n${output}`);
+    assertMatch(output, /^Error: Missing required key oidc\.clientid/m);
+    assertMatch(
+      output,
+      /^Warning: Ignoring unknown environment variable KTR_OIDC_CLIENT_ID: did you mean KTR_OIDC_CLIENTID\?$/m,
+    );
+    assertMatch(
+      output,
+      /^Warning: Ignoring unknown environment variable KTR_RENEW_PERCENTAGE: did you mean KTR_RENEW_PERCENT\?$/m,
+    );
+    assertNotIncludes(output, env.KTR_OIDC_CLIENTSECRET);
+  }
+});

@@ -42,5 +42,5 @@ export { ConfigError, type ConfigErrorCode, type ConfigErrorOptions } from "./er
 export { type ParsedValue, parseKeyValue } from "./values.ts";
 export { type ConfigInput, givenValue, resolveConfig } from "./sources.ts";
 export { loadConfigFile, type LoadConfigFileOptions, YAML_PARSER_ENV } from "./file.ts";
-export { closestMatch, envWarnings } from "./suggest.ts";
+export { closestMatch, envWarnings, probedEnvNames } from "./suggest.ts";
 export { exactlyOne, notWith, onlyWith, requiredWith, type Rule, RULES } from "./rules.ts";
