@@ -156,6 +156,11 @@ export async function main(args: string[], runtime: Runtime): Promise<number> {
       }
       const { hostname, port } = server.addr;
       const host = hostname.includes(":") ? `[${hostname}]` : hostname;
+      if (server.ipv4Only !== undefined) {
+        log.info("IPv6 is not available here ({reason}): serving on IPv4 only", {
+          reason: server.ipv4Only,
+        });
+      }
       log.info("Serving /healthz, /readyz and /metrics", { address: `http://${host}:${port}` });
     }
     let connection;

@@ -184,3 +184,19 @@ Deno.test("misspelt variables are warned about alike under the in-cluster and th
     assertNotIncludes(output, env.KTR_OIDC_CLIENTSECRET);
   }
 });
+
+Deno.test("http.address :port serves the probes on IPv4 and IPv6 loopback", async () => {
+  await using w = await world();
+  await using refresher = runInProcess({
+    env: w.env,
+    args: ["--secret.name=api-token", "--http.address=:0"],
+  });
+  const line = await refresher.waitForOutput(/Serving \/healthz.*address=http:\/\/\[::\]:\d+/);
+  const port = Number(line.match(/address=http:\/\/\[::\]:(\d+)/)![1]);
+  for (const host of ["127.0.0.1", "[::1]"]) {
+    const res = await fetch(`http://${host}:${port}/healthz`);
+    assertEquals([host, res.status], [host, 200]);
+    await res.body?.cancel();
+  }
+  assert(!/IPv6 is not available/.test(refresher.output()), refresher.output());
+});

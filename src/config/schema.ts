@@ -357,7 +357,7 @@ export const KEYS = [
     valueName: "host:port",
     default: ":8080",
     description:
-      "Where to serve /healthz, /readyz and /metrics, as host:port or :port (all interfaces); off disables the server",
+      "Where to serve /healthz, /readyz and /metrics: :port is every IPv4 and IPv6 interface (IPv4 alone where the system has no IPv6), host:port or [ipv6]:port one address; off disables the server",
     allowed:
       '"off", or host:port or :port with a port from 0 to 65535, like ":8080" or "127.0.0.1:8080"',
     check: checkListenAddress,
