@@ -13,6 +13,7 @@ import { getLogger } from "@logtape/logtape";
 import { parseCommandLine } from "./src/cli.ts";
 import { ConfigError, envWarnings, probedEnvNames } from "./src/config/mod.ts";
 import { messageOf } from "./src/errors.ts";
+import { PROXY_VARIABLES } from "./src/http.ts";
 import { configureLogging, LOG_CATEGORY, streamSink, writeAllSync } from "./src/log.ts";
 import { tokenSourceFromConfig } from "./src/oidc/mod.ts";
 import { KubeClient } from "./src/kube/client.ts";
@@ -48,8 +49,18 @@ export const ExitCode = {
   CREDENTIALS: 3,
 } as const;
 
-/** Environment variables the tool reads besides its own `KTR_*` ones. */
-const KUBE_ENV = ["KUBERNETES_SERVICE_HOST", "KUBERNETES_SERVICE_PORT", "KUBECONFIG", "HOME"];
+/**
+ * Environment variables the tool reads besides its own `KTR_*` ones: where the cluster is, and
+ * the proxy variables (fetch obeys them on its own; they are read to blame a dead proxy, not the
+ * endpoint behind it).
+ */
+const KUBE_ENV = [
+  "KUBERNETES_SERVICE_HOST",
+  "KUBERNETES_SERVICE_PORT",
+  "KUBECONFIG",
+  "HOME",
+  ...PROXY_VARIABLES,
+];
 
 /** Whether the process may read the variable (or the whole environment), asked without a prompt. */
 function envGranted(variable?: string): boolean {
@@ -183,8 +194,9 @@ export async function main(args: string[], runtime: Runtime): Promise<number> {
         fetch: runtime.fetch,
         now: () => clock.now(),
         readTextFile: runtime.readTextFile,
+        proxyEnv: env,
       });
-      const client = new KubeClient(connection, { fetch: runtime.fetch });
+      const client = new KubeClient(connection, { fetch: runtime.fetch, proxyEnv: env });
       const schedule = {
         intervalMs: config.interval * 1000,
         renewFraction: config.renew.percent / 100,

@@ -134,7 +134,8 @@ export function classifySendFailure(error: unknown): SendFailure {
     ? error.message
     : String(error);
   const detail = raw
-    .replace(/^error sending request for url \([^)]*\):\s*/, "")
+    // "error sending request for url (URL): " or "... from ADDR for URL (ADDR): ".
+    .replace(/^error sending request\b.*?\):\s*/, "")
     .replace(/^client error \(\w+\):\s*/, "")
     .replaceAll(/\s+/g, " ")
     .trim();
@@ -147,6 +148,7 @@ export function classifySendFailure(error: unknown): SendFailure {
  * first (unless the transport's words already say it), then the transport's words.
  *
  * @param error What `fetch` threw.
+ * @param proxy The proxy the request went through, if any ({@linkcode proxyFor}).
  * @returns E.g. `TLS failed: invalid peer certificate: UnknownIssuer`.
  *
  * @example
@@ -158,10 +160,97 @@ export function classifySendFailure(error: unknown): SendFailure {
  * assert.equal(describeSendFailure(err), "connection refused");
  * ```
  */
-export function describeSendFailure(error: unknown): string {
+export function describeSendFailure(error: unknown, proxy?: ProxyRoute): string {
   const { kind, detail } = classifySendFailure(error);
   const said = SEND_FAILURE_KINDS.find(([k]) => k === kind)?.[2];
-  return said === undefined || detail.toLowerCase().includes(said.toLowerCase())
+  const reason = said === undefined || detail.toLowerCase().includes(said.toLowerCase())
     ? detail
     : `${said}: ${detail}`;
+  if (proxy === undefined) return reason;
+  // Through a proxy the only connection made is to the proxy: a refused, unresolvable or
+  // silent connection is the proxy's, not the endpoint's, whatever URL fetch names.
+  const proxyFailed = kind === "refused" || kind === "dns" || kind === "timeout";
+  return proxyFailed
+    ? `the proxy ${proxy.proxy} (from ${proxy.variable}) is not reachable: ${reason}; check ${proxy.variable}, or list the host in NO_PROXY`
+    : `${reason} (through the proxy ${proxy.proxy} from ${proxy.variable})`;
+}
+
+/** The proxy a request goes through, as the environment picks it. */
+export interface ProxyRoute {
+  /** The proxy's origin, without any user name or password. */
+  readonly proxy: string;
+  /** The variable that named it: `HTTPS_PROXY`, `http_proxy`, ... */
+  readonly variable: string;
+}
+
+/** The names of the proxy variables, upper case first as Deno reads them. */
+export const PROXY_VARIABLES: readonly string[] = [
+  "HTTPS_PROXY",
+  "https_proxy",
+  "HTTP_PROXY",
+  "http_proxy",
+  "NO_PROXY",
+  "no_proxy",
+];
+
+/** Whether a `NO_PROXY` entry covers the host: `*`, the host itself, or a domain above it. */
+function bypasses(entry: string, host: string): boolean {
+  let rule = entry.trim().toLowerCase().replace(/^\*?\./, "");
+  // A port is cut off "host:port" and "[v6]:port", never off a bare IPv6 address like "::1".
+  rule = rule.startsWith("[")
+    ? rule.replace(/^\[(.*)\](:\d+)?$/, "$1")
+    : rule.split(":").length === 2
+    ? rule.replace(/:\d+$/, "")
+    : rule;
+  if (rule === "") return false;
+  if (rule === "*") return true;
+  const bare = host.replace(/^\[(.*)\]$/, "$1");
+  return bare === rule || bare.endsWith(`.${rule}`);
+}
+
+/**
+ * Which proxy `fetch` sends a request through, from the same variables it reads: `HTTPS_PROXY`
+ * for `https:` and `HTTP_PROXY` for `http:` (either case, upper case first), unless `NO_PROXY`
+ * covers the host. Used only to put a failure into the right words, never to route.
+ *
+ * @param url The request's URL.
+ * @param env The environment (only the proxy variables are read).
+ * @returns The proxy and its variable, or `undefined` for a direct connection.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { proxyFor } from "./http.ts";
+ *
+ * const env = { HTTPS_PROXY: "http://user:pw@proxy.example:3128", NO_PROXY: ".internal" };
+ * assert.deepEqual(proxyFor("https://auth.example.com/token", env), {
+ *   proxy: "http://proxy.example:3128",
+ *   variable: "HTTPS_PROXY",
+ * });
+ * assert.equal(proxyFor("https://kube.internal/api", env), undefined);
+ * ```
+ */
+export function proxyFor(
+  url: string | URL,
+  env: Readonly<Record<string, string | undefined>>,
+): ProxyRoute | undefined {
+  const target = new URL(url);
+  const names = target.protocol === "https:"
+    ? ["HTTPS_PROXY", "https_proxy"]
+    : target.protocol === "http:"
+    ? ["HTTP_PROXY", "http_proxy"]
+    : [];
+  const variable = names.find((name) => (env[name] ?? "") !== "");
+  if (variable === undefined) return undefined;
+  const noProxy = env.NO_PROXY ?? env.no_proxy ?? "";
+  if (noProxy.split(",").some((entry) => bypasses(entry, target.hostname))) return undefined;
+  const value = env[variable]!;
+  let proxy: string;
+  try {
+    // A proxy URL may carry credentials: only its origin is ever shown.
+    proxy = new URL(value.includes("://") ? value : `http://${value}`).origin;
+  } catch {
+    proxy = "(unparsable URL)";
+  }
+  return { proxy, variable };
 }

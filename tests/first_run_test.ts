@@ -200,3 +200,61 @@ Deno.test("http.address :port serves the probes on IPv4 and IPv6 loopback", asyn
   }
   assert(!/IPv6 is not available/.test(refresher.output()), refresher.output());
 });
+
+/** A loopback port nothing listens on. */
+function deadPort(): number {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const { port } = listener.addr;
+  listener.close();
+  return port;
+}
+
+Deno.test("a dead HTTPS_PROXY is reported as the proxy failing, not the token URL refusing", async () => {
+  await using tls = await makeTestTls();
+  const saDir = await Deno.makeTempDir({ prefix: "ktr-sa-" });
+  try {
+    await Deno.writeTextFile(`${saDir}/token`, "sa-token-never-shown");
+    await Deno.writeTextFile(`${saDir}/ca.crt`, tls.caPem);
+    await Deno.writeTextFile(`${saDir}/namespace`, "team-a");
+    const proxyPort = deadPort();
+    const env = {
+      KUBERNETES_SERVICE_HOST: "127.0.0.1",
+      KUBERNETES_SERVICE_PORT: String(deadPort()),
+      KTR_KUBE_SERVICEACCOUNTDIR: saDir,
+      KTR_SECRET_NAME: "api-token",
+      KTR_OIDC_TOKENURL: `https://localhost:${deadPort()}/token`,
+      KTR_OIDC_CLIENTID: "my-client",
+      KTR_OIDC_CLIENTSECRET: "client-secret-never-shown-5b0c",
+      KTR_ONCE: "true",
+    };
+    await using proxied = spawnRefresher({
+      env: {
+        ...env,
+        HTTPS_PROXY: `http://proxy-user:proxy-password-9d@127.0.0.1:${proxyPort}`,
+        NO_PROXY: "127.0.0.1",
+      },
+    });
+    const viaProxy = await proxied.exited;
+    assertEquals(viaProxy.code, 1, viaProxy.output);
+    assertMatch(
+      viaProxy.output,
+      new RegExp(
+        `Refresh failed: Token endpoint could not be reached: the proxy http://127\\.0\\.0\\.1:${proxyPort} \\(from HTTPS_PROXY\\) is not reachable: .*Connection refused`,
+      ),
+    );
+    assertNotIncludes(viaProxy.output, "proxy-password-9d");
+    assertNotIncludes(viaProxy.output, "client-secret-never-shown-5b0c");
+
+    // Without the proxy the same refusal is the token URL's own.
+    await using direct = spawnRefresher({ env });
+    const straight = await direct.exited;
+    assertEquals(straight.code, 1, straight.output);
+    assertMatch(
+      straight.output,
+      /Token endpoint could not be reached: tcp connect error: Connection refused/,
+    );
+    assert(!straight.output.includes("proxy"), straight.output);
+  } finally {
+    await Deno.remove(saDir, { recursive: true });
+  }
+});

@@ -10,6 +10,7 @@ import { CodedError, messageOf } from "../errors.ts";
 import {
   classifySendFailure,
   describeSendFailure,
+  proxyFor,
   readBoundedBody,
   type SendFailureKind,
 } from "../http.ts";
@@ -135,6 +136,11 @@ export interface KubeClientOptions {
   timeoutMs?: number;
   /** The fetch to use; tests pass their own. */
   fetch?: typeof fetch;
+  /**
+   * The proxy variables fetch reads (`HTTPS_PROXY`, `NO_PROXY`, ...), so an unreachable proxy is
+   * reported as the proxy's failure rather than the API server's.
+   */
+  proxyEnv?: Readonly<Record<string, string | undefined>>;
 }
 
 const MAX_RESPONSE_BYTES = 4 << 20;
@@ -153,6 +159,7 @@ export class KubeClient {
   #connection: KubeConnection;
   #timeoutMs: number;
   #fetch: typeof fetch;
+  #proxyEnv: Readonly<Record<string, string | undefined>>;
 
   /**
    * @param connection Server, credentials and TLS client.
@@ -162,6 +169,7 @@ export class KubeClient {
     this.#connection = connection;
     this.#timeoutMs = options.timeoutMs ?? 10_000;
     this.#fetch = options.fetch ?? fetch;
+    this.#proxyEnv = options.proxyEnv ?? {};
   }
 
   /** Where the credentials came from (for logs). */
@@ -368,7 +376,9 @@ export class KubeClient {
       // The cause names TLS, refused, DNS or reset; fetch's own message is only "fetch failed".
       const failure = classifySendFailure(err);
       throw new KubeApiError(
-        `Kubernetes API at ${url.origin} could not be reached: ${describeSendFailure(err)}`,
+        `Kubernetes API at ${url.origin} could not be reached: ${
+          describeSendFailure(err, proxyFor(url, this.#proxyEnv))
+        }`,
         { code: "KUBE_UNREACHABLE", verb, sendFailure: failure.kind, cause: err },
       );
     }

@@ -15,7 +15,13 @@ import { fromBase64 } from "../base64.ts";
 import type { ClientAuthMethod, Config } from "../config/mod.ts";
 import { startDeadline } from "../deadline.ts";
 import { messageOf } from "../errors.ts";
-import { describeSendFailure, isLoopbackHost, readBoundedBody } from "../http.ts";
+import {
+  describeSendFailure,
+  isLoopbackHost,
+  proxyFor,
+  type ProxyRoute,
+  readBoundedBody,
+} from "../http.ts";
 import { LOG_CATEGORY } from "../log.ts";
 import type { Token, TokenSource } from "../token.ts";
 import { type ClientPrivateKey, readPrivateKeyFile, readSecretFile } from "./auth.ts";
@@ -72,6 +78,11 @@ export interface ClientCredentialsOptions {
   fetch?: typeof fetch;
   /** The clock, ms since the epoch. */
   now?: () => number;
+  /**
+   * The proxy variables fetch reads (`HTTPS_PROXY`, `NO_PROXY`, ...), so an unreachable proxy is
+   * reported as the proxy's failure rather than the endpoint's.
+   */
+  proxyEnv?: Readonly<Record<string, string | undefined>>;
 }
 
 const DEFAULT_TIMEOUT_MS = 10_000;
@@ -133,7 +144,12 @@ function describeProviderError(status: number, error: string, description?: stri
 }
 
 /** Maps whatever oauth4webapi or fetch threw onto a {@linkcode TokenError}, keeping secrets out. */
-function toTokenError(err: unknown, status: number | undefined, retryAfterMs: number | undefined) {
+function toTokenError(
+  err: unknown,
+  status: number | undefined,
+  retryAfterMs: number | undefined,
+  proxy?: ProxyRoute,
+) {
   if (err instanceof TokenError) return err;
   if (err instanceof oauth.ResponseBodyError) {
     return new TokenError(describeProviderError(err.status, err.error, err.error_description), {
@@ -184,7 +200,7 @@ function toTokenError(err: unknown, status: number | undefined, retryAfterMs: nu
   if (err instanceof DOMException && err.name === "AbortError") {
     return new TokenError("Token request aborted", { code: "TOKEN_ABORTED" });
   }
-  return new TokenError(`Token endpoint could not be reached: ${describeSendFailure(err)}`, {
+  return new TokenError(`Token endpoint could not be reached: ${describeSendFailure(err, proxy)}`, {
     code: "TOKEN_UNREACHABLE",
   });
 }
@@ -253,6 +269,7 @@ async function discover(
   boundedFetch: BoundedFetchFactory,
   timeoutMs: number,
   signal: AbortSignal | undefined,
+  proxyEnv: Readonly<Record<string, string | undefined>>,
 ): Promise<oauth.AuthorizationServer> {
   const what = `Discovery endpoint of issuer ${JSON.stringify(issuer.href)}`;
   const problems: string[] = [];
@@ -304,7 +321,7 @@ async function discover(
       }
       throw new TokenError(
         `Discovery endpoint ${url || issuer.href} could not be reached: ${
-          describeSendFailure(err)
+          describeSendFailure(err, proxyFor(url || issuer.href, proxyEnv))
         }`,
         { code: "TOKEN_UNREACHABLE" },
       );
@@ -479,7 +496,7 @@ export function createClientCredentialsSource(options: ClientCredentialsOptions)
   ): Promise<oauth.AuthorizationServer> => {
     if (configured !== undefined) return configured;
     if (discovered === undefined) {
-      discovered = await discover(issuer!, fetcher, timeoutMs, signal);
+      discovered = await discover(issuer!, fetcher, timeoutMs, signal, options.proxyEnv ?? {});
       log.info("Found token endpoint {tokenEndpoint} in the metadata of issuer {issuer}", {
         tokenEndpoint: discovered.token_endpoint,
         issuer: issuer!.href,
@@ -518,7 +535,12 @@ export function createClientCredentialsSource(options: ClientCredentialsOptions)
             return withLifetime(result.access_token, result.expires_in, requestedAt);
           });
         } catch (err) {
-          const error = toTokenError(err, record.status, record.retryAfterMs);
+          const error = toTokenError(
+            err,
+            record.status,
+            record.retryAfterMs,
+            proxyFor(as.token_endpoint!, options.proxyEnv ?? {}),
+          );
           if (discovered !== undefined && suggestsStaleMetadata(error)) {
             log.debug("Token endpoint failed; the issuer's metadata will be fetched again", {
               code: error.code,
@@ -603,6 +625,8 @@ export interface TokenSourceOptions {
   now?: () => number;
   /** Timeout in milliseconds of each request. Default 10 000. */
   timeoutMs?: number;
+  /** The proxy variables, to tell a failing proxy from a failing endpoint. */
+  proxyEnv?: Readonly<Record<string, string | undefined>>;
 }
 
 /**
@@ -649,5 +673,6 @@ export function tokenSourceFromConfig(
     fetch: options.fetch,
     now: options.now,
     timeoutMs: options.timeoutMs,
+    proxyEnv: options.proxyEnv,
   });
 }
