@@ -16,10 +16,10 @@ import {
   type Config,
   ConfigError,
   type ConfigInput,
-  envName,
   envWarnings,
   flagName,
   givenValue,
+  helpLine,
   type KeyDefinition,
   KEYS,
   loadConfigFile,
@@ -80,18 +80,6 @@ export interface ParseCommandLineOptions {
   readTextFile?: (path: string) => Promise<string>;
 }
 
-function describeKey(definition: KeyDefinition): string {
-  const facts = [`env: ${envName(definition.key)}`];
-  if (definition.podDefault !== undefined) {
-    facts.push(`in a pod default: ${definition.podDefault}; required outside a pod`);
-  } else if (definition.default === undefined) {
-    facts.push(definition.optional ? "no default" : "required");
-  } else if (definition.secret) facts.push("default: hidden");
-  else facts.push(`default: ${JSON.stringify(definition.default)}`);
-  if (definition.secret) facts.push("secret, never shown");
-  return `${definition.description} (${facts.join(", ")})`;
-}
-
 /** The options of every key, so values can be read back by key after parsing. */
 type KeyOptions = ReadonlyMap<KeyDefinition, Option>;
 
@@ -133,7 +121,7 @@ function createProgram(
     const value = definition.kind === "boolean"
       ? "[true|false]"
       : `<${definition.valueName ?? "value"}>`;
-    const option = new Option(`${flagName(definition.key)} ${value}`, describeKey(definition));
+    const option = new Option(`${flagName(definition.key)} ${value}`, helpLine(definition));
     keyOptions.set(definition, option);
     program.addOption(option);
   }

@@ -162,12 +162,19 @@ Deno.test("--help shows each default, and required or no default for keys withou
   for (const definition of KEYS as readonly KeyDefinition[]) {
     const line = text.split("\n").find((l) => l.includes(`${flagName(definition.key)} `));
     assert(line, definition.key);
-    const fact = definition.default !== undefined
+    const fact = definition.podDefault !== undefined
+      ? "required outside a pod"
+      : definition.defaultText !== undefined
+      ? `default: ${definition.defaultText.replaceAll("`", "")}`
+      : definition.default !== undefined
       ? `default: ${JSON.stringify(definition.default)}`
       : definition.optional
       ? "no default"
       : "required";
     assert(line.includes(fact), `${fact} in ${line}`);
+    // One default per key: "default: X" and "no default" never share a line.
+    const defaults = line.match(/default: |no default|required/g) ?? [];
+    assertEquals(defaults.length, definition.podDefault === undefined ? 1 : 2, line);
   }
 });
 
@@ -618,6 +625,6 @@ Deno.test("--help says where secret.namespace comes from in a pod and that it is
   const help = (await helpText()).replaceAll(/\s+/g, " ");
   assertStringIncludes(
     help,
-    "Namespace of that Secret (env: KTR_SECRET_NAMESPACE, in a pod default: the pod's own namespace, read from the namespace file in kube.serviceaccountdir; required outside a pod)",
+    "Namespace of that Secret (a DNS-1123 label) (env: KTR_SECRET_NAMESPACE, in a pod default: the pod's own namespace, from the namespace file in kube.serviceaccountdir; required outside a pod)",
   );
 });

@@ -14,7 +14,6 @@ import * as oauth from "oauth4webapi";
 import { fromBase64 } from "../base64.ts";
 import type { ClientAuthMethod, Config } from "../config/mod.ts";
 import { startDeadline } from "../deadline.ts";
-import { messageOf } from "../errors.ts";
 import {
   describeSendFailure,
   isLoopbackHost,
