@@ -93,7 +93,7 @@ Deno.test({
     try {
       // An admin may read namespaces: the missing one is named, exit 1.
       await using admin = spawnRefresher({
-        permissionSet: "local",
+        permissionSet: "kubeconfig",
         env: { KUBECONFIG: stack.kubeconfigPath, HOME: home, ...providerEnv(provider) },
         args: ["--secret.name=api-token", "--secret.namespace=no-such-namespace", "--dry-run"],
       });
@@ -159,7 +159,7 @@ Deno.test({
   },
 });
 
-Deno.test("misspelt variables are warned about alike under the in-cluster and the local permission set", async () => {
+Deno.test("misspelt variables are warned about alike under the in-cluster and the kubeconfig permission set", async () => {
   const env = {
     KTR_SECRET_NAME: "api-token",
     KTR_SECRET_NAMESPACE: "team-a",
@@ -168,7 +168,7 @@ Deno.test("misspelt variables are warned about alike under the in-cluster and th
     KTR_OIDC_CLIENTSECRET: "client-secret-never-shown-77a1",
     KTR_RENEW_PERCENTAGE: "50",
   };
-  for (const permissionSet of ["incluster", "local"] as const) {
+  for (const permissionSet of ["incluster", "kubeconfig"] as const) {
     await using refresher = spawnRefresher({ permissionSet, env });
     const { code, output } = await refresher.exited;
     assertEquals(code, 2, `${permissionSet}:\n${output}`);
