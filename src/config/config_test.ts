@@ -1341,13 +1341,15 @@ Deno.test("YAML_PARSER_ENV names the variables the yaml package reads", () => {
 
 Deno.test("resolveConfig() reads the mode flags and the renewal point", () => {
   const config = resolveConfig({
-    env: { ...REQUIRED_ENV, KTR_RENEW_PERCENT: "50", KTR_DRY_RUN: "1" },
+    env: { ...REQUIRED_ENV, KTR_RENEW_PERCENT: "50", KTR_DRY_RUN: "0" },
     flags: { once: true, "http.address": "127.0.0.1:9000" },
   });
   assertEquals(config.renew.percent, 50);
   assertEquals(config.once, true);
-  assertEquals(config.dryRun, true);
+  assertEquals(config.dryRun, false);
   assertEquals(config.http.address, "127.0.0.1:9000");
+  const dry = resolveConfig({ env: { ...REQUIRED_ENV, KTR_DRY_RUN: "1" } });
+  assertEquals([dry.once, dry.dryRun], [false, true]);
 });
 
 Deno.test("resolveConfig() refuses a renewal point outside 1..99 and a bad listen address", () => {

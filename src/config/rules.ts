@@ -190,6 +190,10 @@ export const RULES: readonly Rule[] = [
     instead: "set oidc.authmethod to client_secret_post or client_secret_basic",
   }),
   requiredWith("oidc.privatekeyfile", PRIVATE_KEY_JWT),
+  notWith(["dry-run"], { key: "once", is: "true" }, {
+    why: "which writes the Secret, while a dry run writes nothing",
+    instead: "run with --dry-run first and with --once after it",
+  }),
   onlyWith(
     ["oidc.privatekeyfile", "oidc.keyid", "oidc.keyalg", "oidc.assertionaudience"],
     PRIVATE_KEY_JWT,
@@ -244,6 +248,11 @@ export const RULES: readonly Rule[] = [
   }),
 ];
 
+/** Whether a key is set, and, for a switch, switched on. */
+function isOn(setting: Setting | undefined): boolean {
+  return setting !== undefined && setting.value !== false;
+}
+
 /**
  * Applies the rules to the valid settings.
  *
@@ -274,9 +283,11 @@ export function checkRules(
     if (when === undefined) return true;
     if ("anyOf" in when) return when.anyOf.some(holds);
     const value = settings.get(when.key)?.value;
-    if (when.is !== undefined) return value === when.is;
-    if (when.in !== undefined) return when.in.some((choice) => choice === value);
-    return value !== when.isNot;
+    // Switches are compared in their written form: `is: "true"`.
+    const written = typeof value === "boolean" ? String(value) : value;
+    if (when.is !== undefined) return written === when.is;
+    if (when.in !== undefined) return when.in.some((choice) => choice === written);
+    return written !== when.isNot;
   };
   const keysOf = (when: When | undefined): string[] =>
     when === undefined ? [] : "anyOf" in when ? when.anyOf.map((c) => c.key) : [when.key];
@@ -331,7 +342,8 @@ export function checkRules(
         );
         break;
       case "notWith":
-        for (const key of rule.keys.filter((key) => settings.has(key))) {
+        // A switch set to false asks for nothing, so it conflicts with nothing.
+        for (const key of rule.keys.filter((key) => isOn(settings.get(key)))) {
           errors.push(
             new ConfigError(
               `Key ${describe(key)} is not used with ${

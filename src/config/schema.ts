@@ -141,7 +141,7 @@ export const KEYS = [
     field: "secret.name",
     kind: "string",
     valueName: "name",
-    description: "Name of the Secret that receives the token",
+    description: "Name of the Secret that receives the token (a DNS-1123 subdomain)",
     allowed:
       'a DNS-1123 subdomain: 1 to 253 lowercase letters, digits, "-" and ".", starting and ending with a letter or digit',
     check: checkSubdomain,
@@ -151,7 +151,8 @@ export const KEYS = [
     field: "secret.namespace",
     kind: "string",
     valueName: "namespace",
-    description: "Namespace of that Secret",
+    description: "Namespace of that Secret (a DNS-1123 label)",
+    podDefault: "the pod's own namespace, from the `namespace` file in `kube.serviceaccountdir`",
     allowed:
       'a DNS-1123 label: 1 to 63 lowercase letters, digits and "-", starting and ending with a letter or digit',
     check: checkLabel,
@@ -162,7 +163,7 @@ export const KEYS = [
     kind: "string",
     valueName: "key",
     default: "token",
-    description: "Key inside the Secret's data that receives the token",
+    description: "Key inside the Secret's data that receives the token (`[-._a-zA-Z0-9]+`)",
     allowed: '1 to 253 letters, digits, "-", "_" and ".", neither "." nor starting with ".."',
     check: checkDataKey,
   },
@@ -174,7 +175,8 @@ export const KEYS = [
     default: 500,
     min: 1,
     max: 86400,
-    description: "Seconds between two refreshes",
+    description:
+      "Longest time between two refreshes, in whole seconds (1 to 86400); a token is renewed sooner at `renew.percent` of its lifetime",
     allowed:
       'a whole number of seconds from 1 to 86400, in digits without sign, unit or leading zero, like "500"',
   },
@@ -184,7 +186,7 @@ export const KEYS = [
     kind: "string",
     valueName: "level",
     default: "info",
-    description: "Lowest level that is logged",
+    description: "Lowest level that is logged: `debug`, `info`, `warn` or `error`",
     allowed: 'one of "debug", "info", "warn" or "error"',
     choices: { debug: "debug", info: "info", warn: "warning", warning: "warning", error: "error" },
   },
@@ -194,7 +196,7 @@ export const KEYS = [
     kind: "string",
     valueName: "format",
     default: "text",
-    description: "Log format: text, or json for one JSON object per line",
+    description: "Log format: `text`, or `json` for one JSON object per line",
     allowed: '"text" or "json"',
     choices: { text: "text", json: "json" },
   },
@@ -205,7 +207,7 @@ export const KEYS = [
     valueName: "url",
     optional: true,
     description:
-      "Token endpoint of the identity provider, like https://auth.example.com/token; set this or oidc.issuer",
+      "Token endpoint of the identity provider, like `https://auth.example.com/token`: `https:`, plain `http:` only to a loopback host; set this or `oidc.issuer`",
     allowed: "an absolute https: URL (http: only to localhost, 127.0.0.0/8 or [::1])",
     check: checkEndpointUrl,
   },
@@ -216,7 +218,7 @@ export const KEYS = [
     valueName: "url",
     optional: true,
     description:
-      "Issuer whose metadata (OpenID Connect discovery, else RFC 8414) names the token endpoint; set this or oidc.tokenurl",
+      "Issuer whose metadata (OpenID Connect discovery, else RFC 8414) names the token endpoint, fetched at the first refresh and again after the token endpoint fails (unreachable, 404, 5xx); the URL rules of `oidc.tokenurl`, no `?` or `#`; set this or `oidc.tokenurl`",
     allowed: "an absolute https: URL (http: only to localhost, 127.0.0.0/8 or [::1])",
     check: checkIssuer,
   },
@@ -237,7 +239,7 @@ export const KEYS = [
     valueName: "method",
     default: "client_secret_post",
     description:
-      "Client authentication: client_secret_post (secret in the form body), client_secret_basic (HTTP Basic), private_key_jwt (signed JWT), workload_identity (the pod's service-account token, no secret) or none (public client, with oidc.grant jwt_bearer or token_exchange)",
+      "Client authentication: `client_secret_post` (secret in the form body), `client_secret_basic` (HTTP Basic), `private_key_jwt` (JWT signed with `oidc.privatekeyfile`), `workload_identity` (the pod's service-account token, no secret) or `none` (public client, only with `oidc.grant` `jwt_bearer` or `token_exchange`)",
     allowed:
       '"client_secret_post", "client_secret_basic", "private_key_jwt", "workload_identity" or "none"',
     choices: {
@@ -294,7 +296,7 @@ export const KEYS = [
     valueName: "path",
     optional: true,
     description:
-      "File holding the client secret, read before every token request so a rotated secret is used without a restart; a trailing newline is ignored",
+      "File holding the client secret, read before every token request so a rotated mounted Secret is used without a restart; line breaks at the end are ignored",
     allowed: "a non-empty path without leading or trailing whitespace",
   },
   {
@@ -304,7 +306,7 @@ export const KEYS = [
     valueName: "path",
     optional: true,
     description:
-      "For private_key_jwt: file holding the private key (PEM PKCS#8 or PKCS#1, or a JWK), read before every token request",
+      "For `private_key_jwt`, which requires it: file holding the private key, PEM PKCS#8 (`BEGIN PRIVATE KEY`) or PKCS#1 (`BEGIN RSA PRIVATE KEY`), a JWK or a JWK Set; RSA, EC P-256/384/521 or Ed25519, unencrypted; read before every token request",
     allowed: "a non-empty path without leading or trailing whitespace",
   },
   {
@@ -314,7 +316,8 @@ export const KEYS = [
     valueName: "kid",
     optional: true,
     description:
-      "For private_key_jwt: kid header of the client assertion (default: the JWK's kid, else none)",
+      "For `private_key_jwt`: `kid` header of the client assertion; also picks the key out of a JWK Set",
+    defaultText: "the JWK's `kid`, else none",
     allowed: "a non-empty key id without leading or trailing whitespace",
   },
   {
@@ -324,7 +327,8 @@ export const KEYS = [
     valueName: "alg",
     optional: true,
     description:
-      "For private_key_jwt: signing algorithm, RS256/384/512, PS256/384/512, ES256/384/512, EdDSA or Ed25519 (default: the JWK's alg, else RS256, ES256/384/512 or EdDSA by key type)",
+      "For `private_key_jwt`: signing algorithm, `RS256`…`RS512`, `PS256`…`PS512`, `ES256`…`ES512`, `EdDSA` or `Ed25519`",
+    defaultText: "the JWK's `alg`, else by key type: `RS256`, `ES256`, `ES384`, `ES512` or `EdDSA`",
     allowed:
       '"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA" or "Ed25519"',
     choices: {
@@ -354,7 +358,8 @@ export const KEYS = [
     valueName: "uri",
     optional: true,
     description:
-      "For private_key_jwt: aud claim of the client assertion (default: the token endpoint URL; some providers want the issuer)",
+      "For `private_key_jwt`: `aud` claim of the client assertion; set it to the issuer for providers that want that (Auth0, Zitadel)",
+    defaultText: "the token endpoint URL",
     allowed: "an absolute URI, like https://auth.example.com/",
     check: checkAbsoluteUri,
   },
@@ -364,7 +369,7 @@ export const KEYS = [
     kind: "string",
     valueName: "scopes",
     optional: true,
-    description: 'Scopes to request, separated by spaces, like "api.read api.write"',
+    description: 'Scopes to request, separated by single spaces, like "api.read api.write"',
     allowed:
       'scope names separated by single spaces, each of printable ASCII characters other than " and \\, like "api.read api.write"',
     check: checkScope,
@@ -375,7 +380,7 @@ export const KEYS = [
     kind: "string",
     valueName: "audience",
     optional: true,
-    description: "Audience parameter of the token request, as Auth0 asks for it",
+    description: "The `audience` parameter of the token request, as Auth0 wants it",
     allowed: "a non-empty audience without leading or trailing whitespace",
   },
   {
@@ -385,7 +390,7 @@ export const KEYS = [
     valueName: "uris",
     optional: true,
     description:
-      "RFC 8707 resource indicators, one resource parameter each: absolute URIs separated by spaces (a YAML list in the file)",
+      "RFC 8707 resource indicators, one `resource` parameter each: absolute URIs separated by spaces (in the YAML file a string or a list); a repeated flag keeps its last value",
     allowed:
       'absolute URIs without a fragment, separated by spaces (or a YAML list), like "https://api.example.com/"',
     check: checkResource,
@@ -397,7 +402,7 @@ export const KEYS = [
     valueName: "path",
     optional: true,
     description:
-      "PEM file of CA certificates to trust for the provider besides the built-in ones, read before every token request",
+      "PEM file of CA certificates to trust for the provider besides the built-in ones; read before every token request",
     allowed: "a non-empty path without leading or trailing whitespace",
   },
   {
@@ -466,7 +471,7 @@ export const KEYS = [
     min: 1,
     max: 99,
     description:
-      "Renew a token when this percentage of its lifetime has passed (expires_in, or the JWT exp claim); interval stays the upper bound",
+      "Renew a token when this percentage of its lifetime has passed (1 to 99), the lifetime from `expires_in` or else the JWT `exp` claim; `interval` stays the upper bound",
     allowed: 'a whole number from 1 to 99, like "67"',
   },
   {
@@ -476,7 +481,7 @@ export const KEYS = [
     valueName: "host:port",
     default: ":8080",
     description:
-      "Where to serve /healthz, /readyz and /metrics, as host:port or :port (all interfaces); off disables the server",
+      "Where to serve `/healthz`, `/readyz` and `/metrics`: `:port` is every IPv4 and IPv6 interface (IPv4 alone where the system has no IPv6), `host:port` or `[ipv6]:port` one address; `off` disables the server",
     allowed:
       '"off", or host:port or :port with a port from 0 to 65535, like ":8080" or "127.0.0.1:8080"',
     check: checkListenAddress,
@@ -487,7 +492,7 @@ export const KEYS = [
     kind: "boolean",
     default: false,
     description:
-      "Refresh once, then exit: 0 on success, 1 on failure (for CronJobs and init containers)",
+      "Refresh once, then exit: 0 on success, 1 on failure (for CronJobs and init containers); not together with `dry-run`",
     allowed: '"true", "false", "1" or "0"',
   },
   {
@@ -496,7 +501,7 @@ export const KEYS = [
     kind: "boolean",
     default: false,
     description:
-      "Validate the configuration, obtain a token, check the Kubernetes permissions, write nothing, then exit",
+      "Validate the configuration, obtain a token, check the Kubernetes permissions and the namespace, write nothing, then exit",
     allowed: '"true", "false", "1" or "0"',
   },
   {
@@ -505,7 +510,7 @@ export const KEYS = [
     kind: "string",
     valueName: "dir",
     default: "/var/run/secrets/kubernetes.io/serviceaccount",
-    description: "Folder with the in-cluster service account token, ca.crt and namespace",
+    description: "Folder with the in-cluster service account `token`, `ca.crt` and `namespace`",
     allowed: "a non-empty path without leading or trailing whitespace",
   },
 ] as const satisfies readonly KeyDefinition[];

@@ -185,14 +185,27 @@ export interface KeyDefinition {
   readonly field: ConfigField;
   /** How raw strings are read. */
   readonly kind: ValueKind;
-  /** One line for `--help`. */
+  /**
+   * What the key does, for `--help` and README's key table alike (code in backticks, which
+   * `--help` leaves out).
+   */
   readonly description: string;
   /** Placeholder for the value in `--help`, e.g. `seconds`. */
   readonly valueName?: string;
   /** Built-in default, written as a user would write it; without one the key is required. */
   readonly default?: string | number | boolean;
+  /**
+   * For a key whose default is found at run time (from the key file, the token endpoint): what
+   * it is, for `--help` and README. The key is optional then.
+   */
+  readonly defaultText?: string;
   /** Without a default, the key may still be left unset: its field is then `undefined`. */
   readonly optional?: boolean;
+  /**
+   * Where the default comes from in a pod, for a key that is required elsewhere (`--help` and
+   * README say it); the caller finds the value and passes it in `ConfigInput.defaults`.
+   */
+  readonly podDefault?: string;
   /** The value must never appear in output: not in `--help`, not in error messages. */
   readonly secret?: boolean;
   /** What is allowed, phrased to follow "expected" in error messages. */

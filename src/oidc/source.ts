@@ -14,8 +14,13 @@ import * as oauth from "oauth4webapi";
 import { fromBase64 } from "../base64.ts";
 import type { ClientAuthMethod, Config, GrantType } from "../config/mod.ts";
 import { startDeadline } from "../deadline.ts";
-import { messageOf } from "../errors.ts";
-import { isLoopbackHost, readBoundedBody } from "../http.ts";
+import {
+  describeSendFailure,
+  isLoopbackHost,
+  proxyFor,
+  type ProxyRoute,
+  readBoundedBody,
+} from "../http.ts";
 import { LOG_CATEGORY } from "../log.ts";
 import type { Token, TokenSource } from "../token.ts";
 import { type ClientPrivateKey, readPrivateKeyFile, readSecretFile } from "./auth.ts";
@@ -89,6 +94,11 @@ export interface ClientCredentialsOptions {
   fetch?: typeof fetch;
   /** The clock, ms since the epoch. */
   now?: () => number;
+  /**
+   * The proxy variables fetch reads (`HTTPS_PROXY`, `NO_PROXY`, ...), so an unreachable proxy is
+   * reported as the proxy's failure rather than the endpoint's.
+   */
+  proxyEnv?: Readonly<Record<string, string | undefined>>;
 }
 
 const DEFAULT_TIMEOUT_MS = 10_000;
@@ -149,15 +159,13 @@ function describeProviderError(status: number, error: string, description?: stri
   return `Token endpoint refused the request with HTTP ${status}, error "${error}"${detail}`;
 }
 
-/** Why a request could not be sent; fetch's own message is only "fetch failed", its cause says why. */
-function describeSendFailure(err: unknown): string {
-  const cause = err instanceof Error ? err.cause : undefined;
-  if (cause instanceof Error && cause.message !== "") return cause.message;
-  return messageOf(err);
-}
-
 /** Maps whatever oauth4webapi or fetch threw onto a {@linkcode TokenError}, keeping secrets out. */
-function toTokenError(err: unknown, status: number | undefined, retryAfterMs: number | undefined) {
+function toTokenError(
+  err: unknown,
+  status: number | undefined,
+  retryAfterMs: number | undefined,
+  proxy?: ProxyRoute,
+) {
   if (err instanceof TokenError) return err;
   if (err instanceof oauth.ResponseBodyError) {
     return new TokenError(describeProviderError(err.status, err.error, err.error_description), {
@@ -208,7 +216,7 @@ function toTokenError(err: unknown, status: number | undefined, retryAfterMs: nu
   if (err instanceof DOMException && err.name === "AbortError") {
     return new TokenError("Token request aborted", { code: "TOKEN_ABORTED" });
   }
-  return new TokenError(`Token endpoint could not be reached: ${describeSendFailure(err)}`, {
+  return new TokenError(`Token endpoint could not be reached: ${describeSendFailure(err, proxy)}`, {
     code: "TOKEN_UNREACHABLE",
   });
 }
@@ -277,6 +285,7 @@ async function discover(
   boundedFetch: BoundedFetchFactory,
   timeoutMs: number,
   signal: AbortSignal | undefined,
+  proxyEnv: Readonly<Record<string, string | undefined>>,
 ): Promise<oauth.AuthorizationServer> {
   const what = `Discovery endpoint of issuer ${JSON.stringify(issuer.href)}`;
   const problems: string[] = [];
@@ -328,7 +337,7 @@ async function discover(
       }
       throw new TokenError(
         `Discovery endpoint ${url || issuer.href} could not be reached: ${
-          describeSendFailure(err)
+          describeSendFailure(err, proxyFor(url || issuer.href, proxyEnv))
         }`,
         { code: "TOKEN_UNREACHABLE" },
       );
@@ -518,7 +527,7 @@ export function createClientCredentialsSource(options: ClientCredentialsOptions)
   ): Promise<oauth.AuthorizationServer> => {
     if (configured !== undefined) return configured;
     if (discovered === undefined) {
-      discovered = await discover(issuer!, fetcher, timeoutMs, signal);
+      discovered = await discover(issuer!, fetcher, timeoutMs, signal, options.proxyEnv ?? {});
       log.info("Found token endpoint {tokenEndpoint} in the metadata of issuer {issuer}", {
         tokenEndpoint: discovered.token_endpoint,
         issuer: issuer!.href,
@@ -548,8 +557,9 @@ export function createClientCredentialsSource(options: ClientCredentialsOptions)
               [oauth.customFetch]: record.fetch,
             };
             let result: oauth.TokenEndpointResponse;
+            let response: Response;
             if (grant === "client_credentials") {
-              const response = await oauth.clientCredentialsGrantRequest(
+              response = await oauth.clientCredentialsGrantRequest(
                 as,
                 client,
                 authenticate(as),
@@ -564,7 +574,7 @@ export function createClientCredentialsSource(options: ClientCredentialsOptions)
                 parameters,
                 options.subjectTokenType,
               );
-              const response = await oauth.genericTokenEndpointRequest(
+              response = await oauth.genericTokenEndpointRequest(
                 as,
                 client,
                 authenticate(as),
@@ -574,10 +584,16 @@ export function createClientCredentialsSource(options: ClientCredentialsOptions)
               );
               result = await oauth.processGenericTokenEndpointResponse(as, client, response);
             }
+            checkAccessToken(result.access_token, response.status);
             return withLifetime(result.access_token, result.expires_in, requestedAt);
           });
         } catch (err) {
-          const error = toTokenError(err, record.status, record.retryAfterMs);
+          const error = toTokenError(
+            err,
+            record.status,
+            record.retryAfterMs,
+            proxyFor(as.token_endpoint!, options.proxyEnv ?? {}),
+          );
           if (discovered !== undefined && suggestsStaleMetadata(error)) {
             log.debug("Token endpoint failed; the issuer's metadata will be fetched again", {
               code: error.code,
@@ -592,6 +608,28 @@ export function createClientCredentialsSource(options: ClientCredentialsOptions)
       }
     },
   };
+}
+
+/** RFC 6749, Appendix A.12: `access-token = 1*VSCHAR`, VSCHAR being %x20-7E. */
+const VSCHAR_TOKEN = /^[\x20-\x7E]+$/;
+
+/**
+ * Refuses an access token outside RFC 6749's grammar. Consumers paste the token into an
+ * `Authorization` header: a CR or LF in it would inject headers into every consumer's requests.
+ * The message names the rule and where it broke, never the value.
+ */
+function checkAccessToken(value: string, status: number): void {
+  if (VSCHAR_TOKEN.test(value)) return;
+  const bad = [...value].findIndex((c) => !VSCHAR_TOKEN.test(c));
+  const code = value.codePointAt(bad) ?? 0;
+  throw new TokenError(
+    `Token endpoint gave an invalid token response: "access_token" must be 1*VSCHAR (printable ASCII %x20-7E, RFC 6749 Appendix A.12), but character ${
+      bad + 1
+    } is U+${
+      code.toString(16).toUpperCase().padStart(4, "0")
+    }; the token was refused and is not shown`,
+    { code: "TOKEN_INVALID_RESPONSE", status },
+  );
 }
 
 /**
@@ -642,6 +680,8 @@ export interface TokenSourceOptions {
   now?: () => number;
   /** Timeout in milliseconds of each request. Default 10 000. */
   timeoutMs?: number;
+  /** The proxy variables, to tell a failing proxy from a failing endpoint. */
+  proxyEnv?: Readonly<Record<string, string | undefined>>;
 }
 
 /**
@@ -692,5 +732,6 @@ export function tokenSourceFromConfig(
     fetch: options.fetch,
     now: options.now,
     timeoutMs: options.timeoutMs,
+    proxyEnv: options.proxyEnv,
   });
 }

@@ -94,6 +94,27 @@ Deno.test("fetchToken() refuses a 200 answer without access_token", async () => 
   assertStringIncludes(err.message, "access_token");
 });
 
+Deno.test("fetchToken() refuses an access_token outside 1*VSCHAR (CR/LF, controls, non-ASCII) without quoting it", async () => {
+  for (const bad of [`${TOKEN}\r\nX-Injected: 1`, `${TOKEN}\n`, `${TOKEN}\t`, `${TOKEN}\u00e9`]) {
+    const { source } = sourceAnswering(() =>
+      Response.json({ access_token: bad, token_type: "Bearer", expires_in: 300 })
+    );
+    const err = await assertRejects(() => source.fetchToken(), TokenError);
+    assertEquals(err.code, "TOKEN_INVALID_RESPONSE");
+    assertEquals(err.status, 200);
+    assertStringIncludes(err.message, "1*VSCHAR");
+    assertStringIncludes(err.message, "RFC 6749 Appendix A.12");
+    assertStringIncludes(err.message, `character ${TOKEN.length + 1}`);
+    expectSafe(err);
+  }
+  // Spaces and every other printable ASCII character are VSCHAR.
+  const edge = ' !~abc"\\';
+  const { source } = sourceAnswering(() =>
+    Response.json({ access_token: edge, token_type: "Bearer", expires_in: 300 })
+  );
+  assertEquals((await source.fetchToken()).value, edge);
+});
+
 Deno.test("fetchToken() refuses a 200 answer that is not JSON", async () => {
   const { source } = sourceAnswering(() =>
     new Response("<html>login</html>", { headers: { "content-type": "text/html" } })
