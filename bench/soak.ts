@@ -8,7 +8,7 @@
  * least-squares slope of RSS against refreshes over the second half of the run.
  *
  * Modes: `incluster` (the deployment: `incluster` permission set, `KTR_*` variables, a
- * service-account folder), and `kubeconfig-token` / `kubeconfig-cert` (the `local` permission
+ * service-account folder), and `kubeconfig-token` / `kubeconfig-cert` (the `kubeconfig` permission
  * set and a kubeconfig with a bearer-token or a client-certificate user, as on a workstation).
  * The modes run side by side, so they share the machine's noise.
  *
@@ -221,7 +221,7 @@ current-context: bench
 
 /** What a mode's process is started with. */
 interface ModeSetup {
-  permissionSet: "incluster" | "local";
+  permissionSet: "incluster" | "kubeconfig";
   env: Record<string, string>;
 }
 
@@ -243,7 +243,7 @@ async function modeSetup(
   }
   const kubeconfig = await writeKubeconfig(servers, mode);
   return {
-    permissionSet: "local",
+    permissionSet: "kubeconfig",
     env: { ...common, KUBECONFIG: kubeconfig, HOME: `${servers.serviceAccountDir}/..` },
   };
 }
@@ -720,7 +720,8 @@ export function soakChart(report: SoakReport): string {
 }
 
 /**
- * The V8 flags of deno.json's `compile` task: what the deployed binary runs with, so the soak
+ * The V8 flags of deno.json's `compile:incluster` task (else `compile`): what the container's
+ * binary runs with, so the soak
  * measures `deno run` with the same ones (`deno compile` cannot be measured where its runtime
  * cannot be fetched).
  *
@@ -728,7 +729,8 @@ export function soakChart(report: SoakReport): string {
  */
 export function compileV8Flags(): string[] {
   const config = JSON.parse(Deno.readTextFileSync(new URL("../deno.json", import.meta.url)));
-  const match = String(config.tasks?.compile ?? "").match(/--v8-flags=(\S+)/);
+  const task = config.tasks?.["compile:incluster"] ?? config.tasks?.compile ?? "";
+  const match = String(task).match(/--v8-flags=(\S+)/);
   return match ? match[1].split(",") : [];
 }
 
