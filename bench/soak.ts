@@ -633,7 +633,7 @@ export function soakChart(report: SoakReport): string {
   const width = 800;
   const height = 420;
   const left = 60;
-  const right = 170;
+  const right = 210;
   const top = 40;
   const bottom = 50;
   const all = report.runs.flatMap((r) => r.samples);
