@@ -396,7 +396,7 @@ async function soakMode(
     await Promise.all([out.done, err.done]);
     const refreshes = servers.counts.writes;
     const steady = refreshes - 1;
-    const half = samples.filter((s) => s.seconds >= samples.at(-1)!.seconds / 2);
+    const half = secondHalf(samples);
     const points = half.map((s) => [s.refreshes, s.rss / MiB] as const);
     const line = points.length >= 2 ? fitLine(points) : undefined;
     const first = half[0];
@@ -520,6 +520,12 @@ const mib = (bytes: number | undefined) => bytes === undefined ? "n/a" : (bytes 
 const fixed = (value: number | undefined, digits: number) =>
   value === undefined || Number.isNaN(value) ? "n/a" : value.toFixed(digits);
 
+/** The samples of the second half of the run, which the slope is fitted over. */
+function secondHalf(samples: readonly SoakSample[]): SoakSample[] {
+  const end = samples.at(-1)?.seconds ?? 0;
+  return samples.filter((s) => s.seconds >= end / 2);
+}
+
 /** RSS after a given number of refreshes: the first sample at or past it. */
 function rssAfter(run: SoakRun, refreshes: number): number | undefined {
   return run.samples.find((s) => s.refreshes >= refreshes)?.rss;
@@ -560,6 +566,16 @@ export function formatSoak(report: SoakReport): string {
       (r) => {
         const s = r.samples.at(-1);
         return `${mib(s?.rss)} (${mib(s?.anon)} / ${mib(s?.file)}) MiB`;
+      },
+      "",
+    ],
+    [
+      "RSS over the second half, lowest–highest",
+      (r) => {
+        const half = secondHalf(r.samples).map((s) => s.rss);
+        return half.length === 0
+          ? "n/a"
+          : `${mib(Math.min(...half))}–${mib(Math.max(...half))} MiB`;
       },
       "",
     ],
@@ -689,7 +705,7 @@ export function soakChart(report: SoakReport): string {
     parts.push(
       `<polyline fill="none" stroke="${colour}" stroke-width="1.5" points="${points.join(" ")}"/>`,
     );
-    const half = run.samples.filter((s) => s.seconds >= (run.samples.at(-1)?.seconds ?? 0) / 2);
+    const half = secondHalf(run.samples);
     if (half.length >= 2) {
       const line = fitLine(half.map((s) => [s.refreshes, s.rss / MiB] as const));
       const x0 = half[0].refreshes;
