@@ -297,6 +297,188 @@ export class KubeClient {
     };
   }
 
+  /**
+   * Writes a Secret with server-side apply: one `PATCH` that creates the Secret or updates it,
+   * owning (as field manager `kube-token-refresher`, forcing conflicts) exactly the fields in
+   * `secret` and leaving every other field with whoever set it. The apiserver authorizes it as
+   * `patch`, and also as `create` (with the name) when the Secret does not exist yet.
+   *
+   * @param namespace Namespace of the Secret.
+   * @param secret The fields the tool owns: apiVersion, kind, name, its key, label, annotations.
+   * @param signal Aborts the request.
+   * @returns The Secret as stored, and whether this request created it.
+   * @throws {KubeApiError} On failure.
+   */
+  async applySecret(
+    namespace: string,
+    secret: SecretObject,
+    signal?: AbortSignal,
+  ): Promise<{ secret: SecretObject; created: boolean }> {
+    const query = `?fieldManager=${FIELD_MANAGER}&force=true`;
+    // JSON is YAML, so the body needs no YAML library.
+    const { value, status } = await this.#send(
+      "patch",
+      "PATCH",
+      secretPath(namespace, secret.metadata.name) + query,
+      secret,
+      signal,
+      { check: isSecret, what: "a Secret" },
+      "application/apply-patch+yaml",
+    );
+    return { secret: value, created: status === 201 };
+  }
+
+  /**
+   * Lists the Secrets of one name: in one namespace, or across all when `namespace` is absent.
+   * A name field selector lets RBAC authorize the list by `resourceNames`.
+   *
+   * @param name The Secret name.
+   * @param namespace The namespace, or undefined for every namespace.
+   * @param signal Aborts the request.
+   * @returns The Secrets found and the list's resourceVersion, where a watch can start.
+   * @throws {KubeApiError} On failure.
+   */
+  async listSecretsNamed(
+    name: string,
+    namespace: string | undefined,
+    signal?: AbortSignal,
+  ): Promise<{ items: SecretObject[]; resourceVersion: string }> {
+    const list = await this.#request(
+      "list",
+      "GET",
+      `${secretCollection(namespace)}?fieldSelector=${encodeURIComponent(`metadata.name=${name}`)}`,
+      undefined,
+      signal,
+      { check: isSecretList, what: "a SecretList" },
+    );
+    return { items: list.items, resourceVersion: list.metadata?.resourceVersion ?? "" };
+  }
+
+  /**
+   * Opens a watch on the Secrets of one name and returns the streaming response. The request's
+   * timeout covers only the answer's headers: the stream itself lives as long as the server
+   * keeps it (`timeoutSeconds`) or until `signal` aborts.
+   *
+   * @param name The Secret name.
+   * @param namespace The namespace, or undefined for every namespace.
+   * @param options Where to start, and the server-side timeout.
+   * @param signal Closes the stream.
+   * @returns The response, whose body is one JSON watch event per line.
+   * @throws {KubeApiError} On a non-2xx answer (410 Gone when `resourceVersion` is too old).
+   */
+  async watchSecretsNamed(
+    name: string,
+    namespace: string | undefined,
+    options: { resourceVersion?: string; timeoutSeconds: number },
+    signal: AbortSignal,
+  ): Promise<Response> {
+    const query = new URLSearchParams({
+      watch: "1",
+      fieldSelector: `metadata.name=${name}`,
+      allowWatchBookmarks: "true",
+      timeoutSeconds: String(options.timeoutSeconds),
+    });
+    if (options.resourceVersion) query.set("resourceVersion", options.resourceVersion);
+    const path = `${secretCollection(namespace)}?${query}`;
+    let headers: Record<string, string>;
+    try {
+      headers = await this.#connection.authorize();
+    } catch (err) {
+      throw new KubeApiError(
+        `Kubernetes credentials could not be read (${this.#connection.description}): ${
+          err instanceof Error ? err.message : String(err)
+        }`,
+        { code: "KUBE_CREDENTIALS", verb: "watch" },
+      );
+    }
+    const url = new URL(path, this.#connection.server);
+    let response: Response;
+    {
+      using deadline = startDeadline(this.#timeoutMs, signal);
+      try {
+        response = await this.#fetch(url, {
+          headers: { ...headers, accept: "application/json" },
+          signal: AbortSignal.any([deadline.signal, signal]),
+          client: this.#connection.httpClient,
+        } as RequestInit);
+      } catch (err) {
+        if (signal.aborted) {
+          throw new KubeApiError("Kubernetes API request aborted", {
+            code: "KUBE_ABORTED",
+            verb: "watch",
+          });
+        }
+        if (deadline.expired) {
+          throw new KubeApiError(
+            `Kubernetes API at ${url.origin} did not answer within ${this.#timeoutMs} ms (watch)`,
+            { code: "KUBE_TIMEOUT", verb: "watch" },
+          );
+        }
+        throw new KubeApiError(
+          `Kubernetes API at ${url.origin} could not be reached: ${
+            err instanceof Error ? err.message : String(err)
+          }`,
+          { code: "KUBE_UNREACHABLE", verb: "watch", cause: err },
+        );
+      }
+    }
+    if (response.ok) return response;
+    let status: KubeStatus | undefined;
+    try {
+      const parsed = JSON.parse(await readText(response, MAX_RESPONSE_BYTES));
+      status = isStatus(parsed) ? parsed : undefined;
+    } catch {
+      status = undefined;
+    }
+    throw new KubeApiError(
+      `Kubernetes API answered watch ${secretCollection(namespace)} with HTTP ${response.status}${
+        status?.reason ? ` ${status.reason}` : ""
+      }: ${status?.message ?? (response.statusText || "no Status object")}`,
+      { code: "KUBE_HTTP", status: response.status, reason: status?.reason, verb: "watch" },
+    );
+  }
+
+  /**
+   * Creates an `events.k8s.io/v1` Event.
+   *
+   * @param namespace Namespace of the Event (that of the object it is about).
+   * @param event The Event.
+   * @param signal Aborts the request.
+   * @throws {KubeApiError} On failure.
+   */
+  async createEvent(
+    namespace: string,
+    event: Record<string, unknown>,
+    signal?: AbortSignal,
+  ): Promise<void> {
+    await this.#request("create", "POST", eventPath(namespace), event, signal, {
+      check: isObject,
+      what: "an Event",
+    });
+  }
+
+  /**
+   * Updates an Event's `series` with a JSON merge patch (the other fields of an
+   * `events.k8s.io/v1` Event are immutable).
+   *
+   * @param namespace Namespace of the Event.
+   * @param name Name of the Event.
+   * @param patch The merge patch.
+   * @param signal Aborts the request.
+   * @throws {KubeApiError} On failure (404 when the Event has expired).
+   */
+  async patchEvent(
+    namespace: string,
+    name: string,
+    patch: Record<string, unknown>,
+    signal?: AbortSignal,
+  ): Promise<void> {
+    await this.#send("patch", "PATCH", eventPath(namespace, name), patch, signal, {
+      check: isObject,
+      what: "an Event",
+    }, "application/merge-patch+json");
+  }
+
   async #request<T>(
     verb: string,
     method: string,
@@ -305,6 +487,18 @@ export class KubeClient {
     signal: AbortSignal | undefined,
     expect: { check: (value: unknown) => value is T; what: string },
   ): Promise<T> {
+    return (await this.#send(verb, method, path, body, signal, expect)).value;
+  }
+
+  async #send<T>(
+    verb: string,
+    method: string,
+    path: string,
+    body: unknown,
+    signal: AbortSignal | undefined,
+    expect: { check: (value: unknown) => value is T; what: string },
+    contentType = "application/json",
+  ): Promise<{ value: T; status: number }> {
     let headers: Record<string, string>;
     try {
       headers = await this.#connection.authorize();
@@ -326,7 +520,7 @@ export class KubeClient {
         headers: {
           ...headers,
           accept: "application/json",
-          ...(body === undefined ? {} : { "content-type": "application/json" }),
+          ...(body === undefined ? {} : { "content-type": contentType }),
         },
         body: body === undefined ? undefined : JSON.stringify(body),
         signal: deadline.signal,
@@ -378,8 +572,32 @@ export class KubeClient {
         { code: "KUBE_HTTP", status: response.status, verb },
       );
     }
-    return parsed;
+    return { value: parsed, status: response.status };
   }
+}
+
+/** The field manager of every server-side apply the tool sends. */
+export const FIELD_MANAGER = "kube-token-refresher";
+
+function secretCollection(namespace: string | undefined): string {
+  return namespace === undefined
+    ? "/api/v1/secrets"
+    : `/api/v1/namespaces/${encodeURIComponent(namespace)}/secrets`;
+}
+
+function eventPath(namespace: string, name?: string): string {
+  const base = `/apis/events.k8s.io/v1/namespaces/${encodeURIComponent(namespace)}/events`;
+  return name === undefined ? base : `${base}/${encodeURIComponent(name)}`;
+}
+
+function isObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null;
+}
+
+function isSecretList(
+  value: unknown,
+): value is { items: SecretObject[]; metadata?: { resourceVersion?: string } } {
+  return isObject(value) && Array.isArray(value.items) && value.items.every(isSecret);
 }
 
 function secretPath(namespace: string, name?: string): string {
