@@ -14,7 +14,9 @@ import { tokenSourceFromConfig } from "./src/oidc.ts";
 import { KubeClient } from "./src/kube/client.ts";
 import { connect, KubeCredentialsError } from "./src/kube/connect.ts";
 import { SecretWriter } from "./src/kube/secret.ts";
-import { refreshedFields, refreshOnce, runRefreshLoop } from "./src/refresh.ts";
+import { refreshedFields, refreshOnce } from "./src/refresh.ts";
+import { keepSecret } from "./src/keep.ts";
+import { EventRecorder } from "./src/kube/events.ts";
 import { VERSION } from "./src/cli.ts";
 import { dryRun, formatDryRunReport } from "./src/dry_run.ts";
 import {
@@ -44,7 +46,15 @@ export const ExitCode = {
 } as const;
 
 /** Environment variables the tool reads besides its own `KTR_*` ones. */
-const KUBE_ENV = ["KUBERNETES_SERVICE_HOST", "KUBERNETES_SERVICE_PORT", "KUBECONFIG", "HOME"];
+const KUBE_ENV = [
+  "KUBERNETES_SERVICE_HOST",
+  "KUBERNETES_SERVICE_PORT",
+  "KUBECONFIG",
+  "HOME",
+  // The pod's name, for the Events' reportingInstance: downward API, else the hostname.
+  "POD_NAME",
+  "HOSTNAME",
+];
 
 /** Whether the process may read the variable (or the whole environment), asked without a prompt. */
 function envGranted(variable?: string): boolean {
@@ -204,14 +214,20 @@ export async function main(
         writeAllSync(Deno.stdout, formatDryRunReport(report));
         return report.problems.length === 0 ? ExitCode.OK : ExitCode.RUNTIME;
       }
-      const writer = new SecretWriter(client, target);
-      if (config.once) return await refreshOneTime(source, writer, target, shutdown.signal);
-      await runRefreshLoop({
+      if (config.once) {
+        const writer = new SecretWriter(client, target);
+        return await refreshOneTime(source, writer, target, shutdown.signal);
+      }
+      const events = await eventRecorder(client, target.namespace, env, shutdown.signal);
+      await keepSecret({
+        client,
         source,
-        writer,
         target,
         schedule,
         signal: shutdown.signal,
+        // secret.watch arrives with the config key table.
+        watch: true,
+        events,
         observer: status,
       });
     } finally {
@@ -227,6 +243,39 @@ export async function main(
     Deno.removeSignalListener("SIGTERM", onSignal);
     Deno.removeSignalListener("SIGINT", onSignal);
   }
+}
+
+/**
+ * The Event recorder, off with one warning when an access review says Events may not be created
+ * (the refresher then only logs). The pod name (`POD_NAME`, else `HOSTNAME`) is the reporting
+ * instance.
+ */
+async function eventRecorder(
+  client: KubeClient,
+  namespace: string,
+  env: Record<string, string>,
+  signal: AbortSignal,
+): Promise<EventRecorder> {
+  const events = new EventRecorder({
+    client,
+    instance: env.POD_NAME || env.HOSTNAME || "kube-token-refresher",
+  });
+  try {
+    const review = await client.reviewAccess({
+      namespace,
+      verb: "create",
+      resource: "events",
+      group: "events.k8s.io",
+    }, signal);
+    if (!review.allowed) {
+      events.disable(
+        `the identity in use may not create events in namespace "${namespace}" (grant events create and patch in the events.k8s.io group)`,
+      );
+    }
+  } catch {
+    // The review itself failed (unreachable, ...): try the Events; a 403 turns them off then.
+  }
+  return events;
 }
 
 /** `--once`: one refresh, no retry (a CronJob or init container retries in its own way). */

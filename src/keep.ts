@@ -8,83 +8,15 @@
  */
 import { getLogger } from "@logtape/logtape";
 import { LOG_CATEGORY } from "./log.ts";
-import type { SecretObject } from "./kube/client.ts";
+import type { KubeClient, SecretObject } from "./kube/client.ts";
 import type { EventRecorder } from "./kube/events.ts";
-import type { SecretWriter } from "./kube/secret.ts";
-import { ANNOTATIONS, detectDrift, type Drift, fromBase64, sha256Hex } from "./kube/state.ts";
-import type { SecretChange } from "./kube/watch.ts";
-
-/** Why the refresh loop woke up. */
-export type WakeReason =
-  /** Its timer ran out: a scheduled refresh or retry. */
-  | { readonly kind: "timer" }
-  /** The Secret drifted: write the token in hand back. */
-  | { readonly kind: "repair"; readonly drift: Exclude<Drift, { kind: "none" }> }
-  /** An operator asked for a new token (`ktr.appuio.ch/refresh-now`). */
-  | { readonly kind: "refresh-now"; readonly value: string };
-
-/**
- * Wakes the refresh loop early. A wake-up fired while the loop is busy is kept until the loop
- * waits again; a refresh-now request wins over a repair (its write repairs too).
- *
- * @example
- * ```ts
- * import assert from "node:assert/strict";
- * import { Wake } from "./keep.ts";
- * const wake = new Wake();
- * wake.fire({ kind: "refresh-now", value: "1" });
- * const reason = await wake.wait(60_000, new AbortController().signal);
- * assert.equal(reason.kind, "refresh-now");
- * ```
- */
-export class Wake {
-  #pending: WakeReason | undefined;
-  #resolve: ((reason: WakeReason) => void) | undefined;
-
-  /**
-   * Wakes the loop now, or as soon as it waits.
-   *
-   * @param reason Why.
-   */
-  fire(reason: WakeReason): void {
-    if (this.#resolve !== undefined) {
-      const resolve = this.#resolve;
-      this.#resolve = undefined;
-      resolve(reason);
-      return;
-    }
-    if (this.#pending?.kind === "refresh-now" && reason.kind === "repair") return;
-    this.#pending = reason;
-  }
-
-  /**
-   * Waits for a wake-up, the timer, or `signal`.
-   *
-   * @param ms Timer length (clamped to 0).
-   * @param signal Ends the wait early (shutdown); the reason is then `timer`.
-   * @returns Why the wait ended.
-   */
-  wait(ms: number, signal: AbortSignal): Promise<WakeReason> {
-    const pending = this.#pending;
-    if (pending !== undefined) {
-      this.#pending = undefined;
-      return Promise.resolve(pending);
-    }
-    return new Promise((resolve) => {
-      const done = (reason: WakeReason) => {
-        clearTimeout(timer);
-        signal.removeEventListener("abort", onAbort);
-        this.#resolve = undefined;
-        resolve(reason);
-      };
-      const onAbort = () => done({ kind: "timer" });
-      const timer = setTimeout(() => done({ kind: "timer" }), Math.max(0, ms));
-      if (signal.aborted) return onAbort();
-      signal.addEventListener("abort", onAbort, { once: true });
-      this.#resolve = done;
-    });
-  }
-}
+import { type SecretTarget, SecretWriter } from "./kube/secret.ts";
+import { ANNOTATIONS, decideAdoption, detectDrift, fromBase64, sha256Hex } from "./kube/state.ts";
+import { type SecretChange, SecretWatch } from "./kube/watch.ts";
+import type { TokenSource } from "./oidc.ts";
+import { type AdoptedToken, type RefreshObserver, runRefreshLoop } from "./refresh.ts";
+import type { ScheduleOptions } from "./schedule.ts";
+import { Wake } from "./wake.ts";
 
 /** A token bucket: `burst` at once, then one more every `refillMs`. */
 export class TokenBucket {
@@ -320,5 +252,119 @@ export class SecretKeeper {
     };
     if (wait <= 0) fire();
     else this.#refreshNowTimer = setTimeout(fire, wait);
+  }
+}
+
+/** Options of {@linkcode keepSecret}. */
+export interface KeepSecretOptions {
+  /** The Kubernetes client. */
+  client: KubeClient;
+  /** The token source. */
+  source: TokenSource;
+  /** Which Secret and key. */
+  target: SecretTarget;
+  /** Schedule knobs. */
+  schedule: ScheduleOptions;
+  /** Stops everything (shutdown). */
+  signal: AbortSignal;
+  /** Whether to watch the Secret (`secret.watch`). */
+  watch: boolean;
+  /** Kubernetes Events; optional. */
+  events?: EventRecorder;
+  /** Health and metrics hooks. */
+  observer?: RefreshObserver;
+  /** The writer's identity for `refreshed-by`. */
+  refreshedBy?: string;
+  /** Called once the watch and keeper exist, for their counters (tests, metrics). */
+  onStarted?(parts: { writer: SecretWriter; keeper?: SecretKeeper; watch?: SecretWatch }): void;
+}
+
+/**
+ * Keeps one Secret: reads it once at start and adopts the token in it when it is still the
+ * tool's and fresh (no token request), then runs the refresh loop and, with `watch`, the watch
+ * that repairs drift and forwards refresh-now requests. Resolves at shutdown.
+ *
+ * @param options Client, source, target, schedule, shutdown signal and the optional parts.
+ * @returns A promise that resolves when everything has stopped.
+ *
+ * @example
+ * ```ts ignore
+ * import { keepSecret } from "./keep.ts";
+ * await keepSecret({ client, source, target, schedule, signal, watch: true });
+ * ```
+ */
+export async function keepSecret(options: KeepSecretOptions): Promise<void> {
+  const log = getLogger([LOG_CATEGORY, "keep"]);
+  const { client, target, schedule, signal } = options;
+  const writer = new SecretWriter(client, target, {
+    ...(options.refreshedBy === undefined ? {} : { refreshedBy: options.refreshedBy }),
+  });
+  let adopted: AdoptedToken | undefined;
+  try {
+    const secret = await client.getSecret(target.namespace, target.name, signal);
+    const encoded = secret?.data?.[target.key];
+    const value = encoded === undefined ? undefined : fromBase64(encoded);
+    const hash = value === undefined ? undefined : await sha256Hex(value);
+    const decision = decideAdoption(secret, hash, {
+      key: target.key,
+      now: Date.now(),
+      intervalMs: schedule.intervalMs,
+      renewFraction: schedule.renewFraction,
+    });
+    writer.refreshNowHandled = decision.refreshNowHandled;
+    if (decision.kind === "adopt" && hash !== undefined) {
+      writer.adopt(hash);
+      adopted = { token: decision.token, renewAt: decision.renewAt };
+    } else if (decision.kind === "refresh") {
+      log.debug("Refreshing at start: {reason}", {
+        secret: target.name,
+        namespace: target.namespace,
+        reason: decision.reason,
+      });
+    }
+  } catch (err) {
+    if (signal.aborted) return;
+    log.warn("The Secret could not be read at start; refreshing: {error}", {
+      secret: target.name,
+      namespace: target.namespace,
+      error: err instanceof Error ? err.message : String(err),
+    });
+  }
+  const wake = new Wake();
+  let keeper: SecretKeeper | undefined;
+  let watch: SecretWatch | undefined;
+  let watching: Promise<void> = Promise.resolve();
+  if (options.watch) {
+    const k = new SecretKeeper({
+      writer,
+      wake,
+      ...(options.events ? { events: options.events } : {}),
+    });
+    keeper = k;
+    watch = new SecretWatch({
+      client,
+      name: target.name,
+      namespace: target.namespace,
+      onSync: (secrets) => k.sync(secrets),
+      onChange: (change) => k.change(change),
+    });
+    watching = watch.run(signal);
+  }
+  options.onStarted?.({ writer, keeper, watch });
+  try {
+    await runRefreshLoop({
+      source: options.source,
+      writer,
+      target,
+      schedule,
+      signal,
+      wake,
+      ...(adopted === undefined ? {} : { adopted }),
+      ...(options.events === undefined ? {} : { events: options.events }),
+      ...(options.observer === undefined ? {} : { observer: options.observer }),
+    });
+  } finally {
+    keeper?.close();
+    await watching;
   }
 }

@@ -8,7 +8,7 @@ import { LOG_CATEGORY } from "./log.ts";
 import { type Token, TokenError, type TokenSource } from "./oidc.ts";
 import type { SecretTarget, SecretWriter, WriteResult } from "./kube/secret.ts";
 import type { EventRecorder } from "./kube/events.ts";
-import { Wake, type WakeReason } from "./keep.ts";
+import { Wake, type WakeReason } from "./wake.ts";
 import {
   planAfterFailure,
   planAfterSuccess,
