@@ -206,6 +206,8 @@ export async function main(
           target,
           server: connection.server.origin,
           schedule,
+          // secret.watch arrives with the config key table.
+          watch: true,
           signal: shutdown.signal,
         });
         // Stopped by SIGTERM or SIGINT: a clean stop, as in the other modes; a report of the

@@ -23,6 +23,8 @@ export interface DryRunOptions {
   server: string;
   /** The schedule a run would follow, to say when it would refresh next. */
   schedule: ScheduleOptions;
+  /** Whether a run would watch the Secret (`secret.watch`). Default true. */
+  watch?: boolean;
   /** Aborts the checks (shutdown). */
   signal?: AbortSignal;
   /** The clock, ms since the epoch. Default `Date.now`. */
@@ -60,6 +62,8 @@ export interface DryRunReport {
   readonly action?: "create" | "update";
   /** The target. */
   readonly target: SecretTarget;
+  /** Whether a run would watch the Secret (`secret.watch`). */
+  readonly watch?: boolean;
   /** Problems that would make a run fail, one line each; empty when everything is in place. */
   readonly problems: readonly string[];
 }
@@ -109,7 +113,9 @@ export async function dryRun(options: DryRunOptions): Promise<DryRunReport> {
     problems.push(`Permissions could not be reviewed: ${permissions.error}`);
   }
   const allowed = (verb: string) =>
-    Array.isArray(permissions) && permissions.some((p) => p.verb === verb && p.allowed);
+    Array.isArray(permissions) &&
+    permissions.some((p) => p.verb === verb && p.resource !== "events" && p.allowed);
+  const watch = options.watch ?? true;
 
   let secret: DryRunReport["secret"];
   if (Array.isArray(permissions) && !allowed("get")) {
@@ -134,6 +140,9 @@ export async function dryRun(options: DryRunOptions): Promise<DryRunReport> {
       if (permission.allowed) continue;
       // Without the Secret, create is needed now; with it, only to recreate it after a deletion.
       if (permission.verb === "create" && secret === "exists") continue;
+      // Without Events the refresher only logs; with secret.watch off it needs no list/watch.
+      if (permission.resource === "events") continue;
+      if ((permission.verb === "list" || permission.verb === "watch") && !watch) continue;
       problems.push(
         `Permission missing: ${describePermission(permission)}; grant it with a Role rule ${
           roleRuleFor(permission)
@@ -149,11 +158,13 @@ export async function dryRun(options: DryRunOptions): Promise<DryRunReport> {
     secret,
     ...(action === undefined ? {} : { action }),
     target,
+    watch,
     problems,
   };
 }
 
 function describePermission(p: SecretPermission): string {
+  if (p.resource === "events") return `${p.verb} events in namespace "${p.namespace}"`;
   return p.name === undefined
     ? `${p.verb} secrets in namespace "${p.namespace}"`
     : `${p.verb} secret "${p.name}" in namespace "${p.namespace}"`;
@@ -205,9 +216,15 @@ export function formatDryRunReport(report: DryRunReport, now: number = Date.now(
   }
   lines.push(`Kubernetes: ${report.server} (${report.credentials})`);
   if (Array.isArray(report.permissions)) {
-    for (const p of report.permissions as readonly SecretPermission[]) {
-      const object = p.name === undefined ? "secrets" : `secret "${p.name}"`;
-      const note = !p.allowed && p.verb === "create" && report.secret === "exists"
+    const permissions = report.permissions as readonly SecretPermission[];
+    for (const p of permissions) {
+      const object = p.resource === "events"
+        ? "events"
+        : p.name === undefined
+        ? "secrets"
+        : `secret "${p.name}"`;
+      const note = !p.allowed && p.verb === "create" && p.resource !== "events" &&
+          report.secret === "exists"
         ? " (needed only to create the Secret again if it is deleted)"
         : "";
       lines.push(
@@ -216,6 +233,24 @@ export function formatDryRunReport(report: DryRunReport, now: number = Date.now(
         }${note}`,
       );
     }
+    const has = (verb: string, resource = "secrets") =>
+      permissions.some((p) =>
+        p.verb === verb && (p.resource ?? "secrets") === resource && p.allowed
+      );
+    if (report.watch === false) {
+      lines.push("Watch: off (secret.watch is false): drift is repaired at the next refresh only");
+    } else {
+      lines.push(
+        has("list") && has("watch")
+          ? "Watch: permitted: a deleted or overwritten Secret is written back within a second"
+          : "Watch: NOT permitted (list and watch on the Secret): grant them, or set secret.watch to false",
+      );
+    }
+    lines.push(
+      has("create", "events") && has("patch", "events")
+        ? "Events: permitted (events.k8s.io create and patch)"
+        : "Events: NOT permitted (events.k8s.io create and patch): a run only logs what happens",
+    );
   } else {
     lines.push(`Permissions: FAILED: ${(report.permissions as { error: string }).error}`);
   }
@@ -226,11 +261,11 @@ export function formatDryRunReport(report: DryRunReport, now: number = Date.now(
   }
   if (report.action === "create") {
     lines.push(
-      `Would: create ${where} (type Opaque, label ${MANAGED_LABEL}: "true") with the token under key "${target.key}"`,
+      `Would: create ${where} with one server-side apply (type Opaque, label ${MANAGED_LABEL}: "true", the ktr.appuio.ch annotations) with the token under key "${target.key}"`,
     );
   } else if (report.action === "update") {
     lines.push(
-      `Would: update key "${target.key}" of ${where} and add label ${MANAGED_LABEL}: "true", keeping its other keys, labels and annotations`,
+      `Would: set key "${target.key}" of ${where}, label ${MANAGED_LABEL}: "true" and the ktr.appuio.ch annotations with one server-side apply, keeping its other keys, labels and annotations`,
     );
   }
   if (token.ok && report.action !== undefined) {
