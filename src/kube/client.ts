@@ -15,6 +15,8 @@ export interface KubeConnection {
   authorize(): Promise<Record<string, string>>;
   /** The HTTP client carrying the cluster CA and any client certificate. */
   readonly httpClient?: Deno.HttpClient;
+  /** The same TLS settings for long-lived watch streams, one connection each; default `httpClient`. */
+  readonly streamHttpClient?: Deno.HttpClient;
   /** Says where the credentials came from, for logs and errors (never a secret). */
   readonly description: string;
   /** Releases the HTTP client. */
@@ -399,7 +401,7 @@ export class KubeClient {
         response = await this.#fetch(url, {
           headers: { ...headers, accept: "application/json" },
           signal: AbortSignal.any([deadline.signal, signal]),
-          client: this.#connection.httpClient,
+          client: this.#connection.streamHttpClient ?? this.#connection.httpClient,
         } as RequestInit);
       } catch (err) {
         if (signal.aborted) {

@@ -89,20 +89,32 @@ export async function inClusterConnection(options: InClusterOptions): Promise<Ku
     );
   }
   const httpClient = createTlsClient({ caCerts: [caPem] }, caPath);
+  const streamHttpClient = createTlsClient({ caCerts: [caPem], ...STREAMS }, caPath);
   return {
     server,
     httpClient,
+    streamHttpClient,
     description: `service account in ${options.dir}`,
     async authorize() {
       const token = (await readRequired(read, tokenPath, "token file")).trim();
       return { authorization: `Bearer ${token}` };
     },
-    close: () => httpClient.close(),
+    close: () => {
+      httpClient.close();
+      streamHttpClient.close();
+    },
   };
 }
 
+/**
+ * The watch's own connections: HTTP/1.1 and never pooled, so each watch stream has a TCP
+ * connection of its own. A stream given up as silent then takes its connection with it, and a
+ * dead connection never holds up the writes (over HTTP/2 all requests would share it).
+ */
+const STREAMS = { http1: true, http2: false, poolMaxIdlePerHost: 0 } as const;
+
 function createTlsClient(
-  options: { caCerts?: string[]; cert?: string; key?: string },
+  options: Deno.CreateHttpClientOptions,
   where: string,
 ): Deno.HttpClient {
   try {
@@ -202,13 +214,13 @@ export async function kubeconfigConnection(options: KubeconfigOptions): Promise<
   const ca = pem(tls.ca);
   const cert = pem(tls.cert);
   const key = pem(tls.key);
-  const httpClient = createTlsClient(
-    { ...(ca ? { caCerts: [ca] } : {}), ...(cert && key ? { cert, key } : {}) },
-    `kubeconfig ${where}`,
-  );
+  const tlsOptions = { ...(ca ? { caCerts: [ca] } : {}), ...(cert && key ? { cert, key } : {}) };
+  const httpClient = createTlsClient(tlsOptions, `kubeconfig ${where}`);
+  const streamHttpClient = createTlsClient({ ...tlsOptions, ...STREAMS }, `kubeconfig ${where}`);
   return {
     server,
     httpClient,
+    streamHttpClient,
     description: `kubeconfig ${where}, context "${kc.getCurrentContext()}"`,
     async authorize() {
       // client-node caches exec-plugin and file tokens itself and renews them when they expire.
@@ -220,7 +232,10 @@ export async function kubeconfigConnection(options: KubeconfigOptions): Promise<
       }
       return headers;
     },
-    close: () => httpClient.close(),
+    close: () => {
+      httpClient.close();
+      streamHttpClient.close();
+    },
   };
 }
 
