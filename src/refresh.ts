@@ -411,19 +411,23 @@ export async function runRefreshLoop(options: LoopOptions): Promise<void> {
   log.info("Refresh loop stopped");
 }
 
-/** Waits for the timer or a wake-up, with the clock's minimum pace for the timer. */
-function waitFor(
+/** Waits for the timer (on the loop's clock) or a wake-up, whichever comes first. */
+async function waitFor(
   wake: Wake,
   clock: Clock,
   ms: number,
   signal: AbortSignal,
 ): Promise<WakeReason> {
   if (clock === systemClock) return wake.wait(ms, signal);
-  // A test clock keeps its own time: sleep on it, but still let a wake-up through first.
-  const pending = wake.wait(0, signal);
-  return pending.then(async (reason) => {
-    if (reason.kind !== "timer") return reason;
-    await clock.sleep(Math.max(0, ms), signal);
-    return reason;
-  });
+  // A test clock keeps its own time: sleep on it, and let a wake-up cut the sleep short.
+  const done = new AbortController();
+  const either = AbortSignal.any([signal, done.signal]);
+  try {
+    return await Promise.race([
+      wake.wait(2 ** 31 - 1, either),
+      clock.sleep(Math.max(0, ms), either).then(() => ({ kind: "timer" }) as const),
+    ]);
+  } finally {
+    done.abort();
+  }
 }

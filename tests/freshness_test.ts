@@ -74,7 +74,6 @@ const API_MIX: ApiFault[] = [
   "refused",
   "http500",
   "http503",
-  "conflict",
   "rotated",
   "forbidden",
   "hang",
