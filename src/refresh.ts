@@ -284,10 +284,29 @@ export async function runRefreshLoop(options: LoopOptions): Promise<void> {
           }, signal);
         } catch (err) {
           if (signal.aborted) break;
+          // Retried like a failed refresh, with the token in hand while it is good.
+          inHandWritten = false;
+          failures++;
+          const finished = clock.now();
+          const retryIn = planAfterFailure(
+            { failures },
+            finished,
+            retryDeadline(lastGood, schedule.renewFraction),
+            schedule,
+          );
+          nextAt = Math.min(nextAt, finished + retryIn);
           options.observer?.onRepair?.({ drift: reason.drift.kind, ok: false });
-          log.warn("Secret repair failed; the next refresh writes it", {
+          options.observer?.onFailure?.({
+            error: err,
+            durationMs: finished - started,
+            failures,
+            nextAt,
+          });
+          log.warn("Secret repair failed; retrying with the token in hand", {
             ...fields,
             error: err instanceof Error ? err.message : String(err),
+            failures,
+            retryInSeconds: Math.round((nextAt - finished) / 100) / 10,
           });
         }
         continue;

@@ -88,7 +88,7 @@ export async function inClusterConnection(options: InClusterOptions): Promise<Ku
       `KUBERNETES_SERVICE_HOST "${options.host}" and KUBERNETES_SERVICE_PORT "${options.port}" do not form a valid URL`,
     );
   }
-  const httpClient = createTlsClient({ caCerts: [caPem] }, caPath);
+  const httpClient = createTlsClient({ caCerts: [caPem], ...REQUESTS }, caPath);
   const streamHttpClient = createTlsClient({ caCerts: [caPem], ...STREAMS }, caPath);
   return {
     server,
@@ -107,11 +107,17 @@ export async function inClusterConnection(options: InClusterOptions): Promise<Ku
 }
 
 /**
- * The watch's own connections: HTTP/1.1 and never pooled, so each watch stream has a TCP
- * connection of its own. A stream given up as silent then takes its connection with it, and a
- * dead connection never holds up the writes (over HTTP/2 all requests would share it).
+ * HTTP/1.1 for every request: a request that times out takes its connection with it, so a
+ * connection that died silently (a NAT or load balancer forgetting it) costs one timeout, not
+ * every later request (over HTTP/2 all requests would share that one connection).
  */
-const STREAMS = { http1: true, http2: false, poolMaxIdlePerHost: 0 } as const;
+const REQUESTS = { http1: true, http2: false } as const;
+
+/**
+ * The watch's own connections: never pooled, so each watch stream has a TCP connection of its
+ * own, and a stream given up as silent closes its connection.
+ */
+const STREAMS = { ...REQUESTS, poolMaxIdlePerHost: 0 } as const;
 
 function createTlsClient(
   options: Deno.CreateHttpClientOptions,
@@ -215,7 +221,7 @@ export async function kubeconfigConnection(options: KubeconfigOptions): Promise<
   const cert = pem(tls.cert);
   const key = pem(tls.key);
   const tlsOptions = { ...(ca ? { caCerts: [ca] } : {}), ...(cert && key ? { cert, key } : {}) };
-  const httpClient = createTlsClient(tlsOptions, `kubeconfig ${where}`);
+  const httpClient = createTlsClient({ ...tlsOptions, ...REQUESTS }, `kubeconfig ${where}`);
   const streamHttpClient = createTlsClient({ ...tlsOptions, ...STREAMS }, `kubeconfig ${where}`);
   return {
     server,
