@@ -4,7 +4,11 @@
  * deploy/base. Timing figures are printed; they are asserted only at 5x their target.
  */
 import { assert, assertEquals, assertMatch, assertNotIncludes } from "./assert.ts";
-import { type OidcProviderFixture, providerEnv, startOidcProvider } from "./fixtures/oidc_provider.ts";
+import {
+  type OidcProviderFixture,
+  providerEnv,
+  startOidcProvider,
+} from "./fixtures/oidc_provider.ts";
 import { type RefresherProcess, spawnRefresher } from "./fixtures/refresher_process.ts";
 import { inClusterEnv, readSecret, refresherNamespace } from "./fixtures/real_cluster.ts";
 import { startTcpRelay } from "./fixtures/tcp_relay.ts";
@@ -187,32 +191,57 @@ Deno.test({
         return s !== null && atob(s.data?.token ?? "") === token;
       };
 
+      // Timed from just before the request is sent (kubectl's own start-up would hide most of
+      // it); kubectl's own delete comes below.
       const deletes: number[] = [];
       for (let i = 0; i < 10; i++) {
-        const deleted = await stack.kubectl(["delete", "secret", NAME, "-n", namespace]);
-        assertEquals(deleted.code, 0, deleted.stderr);
-        deletes.push(await timeUntil("the Secret back after delete", holdsToken, 1000 * BOUND));
         await sleep(300);
+        const sent = performance.now();
+        const res = await stack.request(`/api/v1/namespaces/${namespace}/secrets/${NAME}`, {
+          method: "DELETE",
+        });
+        assertEquals(res.status, 200, await res.text());
+        await timeUntil("the Secret back after delete", holdsToken, 1000 * BOUND);
+        deletes.push(Math.round(performance.now() - sent));
       }
 
+      // A fresh process (which adopts the token) for the patches: ten repairs in a row have used
+      // the repair bucket's burst.
+      assertEquals(count(refresher, /Secret is contested/), 0);
+      await stop(refresher);
+      const refresher2 = start();
+      await refresher2.waitForOutput(/Adopted the token/, 30_000);
+      await sleep(1000);
       const patches: number[] = [];
-      for (let i = 0; i < 3; i++) {
-        const patched = await stack.kubectl([
-          "patch",
-          "secret",
-          NAME,
-          "-n",
-          namespace,
-          "--type=merge",
-          "-p",
-          JSON.stringify({ stringData: { token: `garbage-${i}` } }),
-        ]);
-        assertEquals(patched.code, 0, patched.stderr);
-        patches.push(await timeUntil("the key restored after patch", holdsToken, 1000 * BOUND));
+      const deleted = await stack.kubectl(["delete", "secret", NAME, "-n", namespace]);
+      assertEquals(deleted.code, 0, deleted.stderr);
+      await timeUntil("the Secret back after kubectl delete", holdsToken, 1000 * BOUND);
+      const patched = await stack.kubectl([
+        "patch",
+        "secret",
+        NAME,
+        "-n",
+        namespace,
+        "--type=merge",
+        "-p",
+        JSON.stringify({ stringData: { token: "garbage" } }),
+      ]);
+      assertEquals(patched.code, 0, patched.stderr);
+      await timeUntil("the key restored after kubectl patch", holdsToken, 1000 * BOUND);
+      for (let i = 0; i < 5; i++) {
         await sleep(300);
+        const sent = performance.now();
+        const res = await stack.request(`/api/v1/namespaces/${namespace}/secrets/${NAME}`, {
+          method: "PATCH",
+          headers: { "content-type": "application/merge-patch+json" },
+          body: JSON.stringify({ data: { token: btoa(`garbage-${i}`) } }),
+        });
+        assertEquals(res.status, 200, await res.text());
+        await timeUntil("the key restored after patch", holdsToken, 1000 * BOUND);
+        patches.push(Math.round(performance.now() - sent));
       }
 
-      const repairsBefore = count(refresher, /Secret repaired/);
+      const repairsBefore = count(refresher2, /Secret repaired/);
       const other = await stack.kubectl([
         "patch",
         "secret",
@@ -227,7 +256,7 @@ Deno.test({
       const afterOther = (await getSecret(stack, namespace))!.metadata.resourceVersion;
       await sleep(1500);
       assertEquals((await getSecret(stack, namespace))!.metadata.resourceVersion, afterOther);
-      assertEquals(count(refresher, /Secret repaired/), repairsBefore, "a write for another key");
+      assertEquals(count(refresher2, /Secret repaired/), repairsBefore, "a write for another key");
       assertEquals(provider.requests - requests, 0, "token requests during repairs");
       const secret = await readSecret(stack, namespace, NAME);
       assertEquals(secret.decoded.other, "keep-me");
@@ -251,11 +280,14 @@ Deno.test({
       const reasons = items.map((e) => e.reason);
       assert(reasons.includes("TokenRefreshed"), reasons.join());
       assert(reasons.includes("SecretRepaired"), reasons.join());
-      assert(items.every((e) => e.reportingComponent === "kube-token-refresher"));
+      assert(
+        items.every((e) => e.reportingComponent === "kube-token-refresher"),
+        JSON.stringify(items),
+      );
       assert(items.every((e) => e.reportingInstance === "refresher-7d9f-x2"));
-      await stop(refresher);
+      await stop(refresher2);
       console.log(
-        `delete -> recreated: median ${median(deletes)} ms, max ${
+        `delete -> recreated (from the DELETE sent): median ${median(deletes)} ms, max ${
           Math.max(...deletes)
         } ms over 10 (target < 1000 ms); patched key restored: median ${median(patches)} ms, max ${
           Math.max(...patches)
