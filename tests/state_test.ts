@@ -363,7 +363,12 @@ Deno.test({
       const before = await apiRequests(stack);
       const tokensBefore = provider.requests;
       const refresher = start({ env: { KTR_LOG_LEVEL: "info" } });
-      await refresher.waitForOutput(/(Token refreshed[^]*){100}/, 400_000);
+      // Counted rather than matched: a pattern repeating a group 100 times backtracks for ages.
+      const deadline = Date.now() + 400_000;
+      while (count(refresher, /Token refreshed/) < 100) {
+        assert(Date.now() < deadline, `only ${count(refresher, /Token refreshed/)} refreshes`);
+        await sleep(500);
+      }
       const output = await stop(refresher);
       const after = await apiRequests(stack);
       const refreshes = output.match(/Token refreshed/g)?.length ?? 0;
@@ -380,8 +385,8 @@ Deno.test({
       assert(reads <= 3, `${reads} reads`);
       assert(eventWrites >= 1 && eventWrites <= 6, `${eventWrites} Event writes`);
       const events = await stack.kubectl(["events", "-n", namespace, "--for", `secret/${NAME}`]);
+      // One Event: repeats are counted in memory and reach its series every 20 minutes.
       assertMatch(events.stdout, /Normal\s+TokenRefreshed\s+Secret\/api-token/);
-      assertMatch(events.stdout, /\(x\d+ over/);
     }),
 });
 
