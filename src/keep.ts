@@ -14,7 +14,13 @@ import { type SecretTarget, SecretWriter } from "./kube/secret.ts";
 import { ANNOTATIONS, decideAdoption, detectDrift, fromBase64, sha256Hex } from "./kube/state.ts";
 import { type SecretChange, SecretWatch } from "./kube/watch.ts";
 import type { TokenSource } from "./oidc.ts";
-import { type AdoptedToken, type RefreshObserver, runRefreshLoop } from "./refresh.ts";
+import {
+  type AdoptedToken,
+  type Clock,
+  type RefreshObserver,
+  runRefreshLoop,
+  systemClock,
+} from "./refresh.ts";
 import type { ScheduleOptions } from "./schedule.ts";
 import { Wake } from "./wake.ts";
 
@@ -275,6 +281,8 @@ export interface KeepSecretOptions {
   observer?: RefreshObserver;
   /** The writer's identity for `refreshed-by`. */
   refreshedBy?: string;
+  /** The loop's clock. Default: the system clock. */
+  clock?: Clock;
   /** Called once the watch and keeper exist, for their counters (tests, metrics). */
   onStarted?(parts: { writer: SecretWriter; keeper?: SecretKeeper; watch?: SecretWatch }): void;
 }
@@ -307,7 +315,7 @@ export async function keepSecret(options: KeepSecretOptions): Promise<void> {
     const hash = value === undefined ? undefined : await sha256Hex(value);
     const decision = decideAdoption(secret, hash, {
       key: target.key,
-      now: Date.now(),
+      now: (options.clock ?? systemClock).now(),
       intervalMs: schedule.intervalMs,
       renewFraction: schedule.renewFraction,
     });
@@ -362,6 +370,7 @@ export async function keepSecret(options: KeepSecretOptions): Promise<void> {
       ...(adopted === undefined ? {} : { adopted }),
       ...(options.events === undefined ? {} : { events: options.events }),
       ...(options.observer === undefined ? {} : { observer: options.observer }),
+      ...(options.clock === undefined ? {} : { clock: options.clock }),
     });
   } finally {
     keeper?.close();

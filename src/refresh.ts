@@ -371,9 +371,9 @@ export async function runRefreshLoop(options: LoopOptions): Promise<void> {
         action: "Refresh",
         note: token.expiresAt === undefined
           ? "Token refreshed; its lifetime is unknown"
-          : `Token refreshed; it is valid for ${token.lifetimeSeconds} s, until ${
-            new Date(token.expiresAt).toISOString()
-          }`,
+          : `Token refreshed; it is valid for ${
+            Math.round((token.lifetimeSeconds ?? 0) * 10) / 10
+          } s, until ${new Date(token.expiresAt).toISOString()}`,
       }, signal);
     } catch (err) {
       // Only shutdown ends the loop; any other abort is a failed attempt like the rest.
