@@ -3,14 +3,19 @@
  *
  * The entrypoint only wires things together: command line -> config -> token source and
  * Kubernetes client -> refresh loop, with signals for shutdown and errors mapped to exit codes.
+ * `main()` takes everything it needs from the world through one runtime object (clock, fetch,
+ * file reads, stdout/stderr, signals, environment), so tests run it in-process; only the lines
+ * under `import.meta.main` touch the real process.
  *
  * @module
  */
 import { getLogger } from "@logtape/logtape";
 import { parseCommandLine } from "./src/cli.ts";
-import { ConfigError, envName, envWarnings, KEYS } from "./src/config.ts";
-import { configureLogging, LOG_CATEGORY, writeAllSync } from "./src/log.ts";
-import { tokenSourceFromConfig } from "./src/oidc.ts";
+import { ConfigError, envWarnings, probedEnvNames } from "./src/config/mod.ts";
+import { messageOf } from "./src/errors.ts";
+import { PROXY_VARIABLES } from "./src/http.ts";
+import { configureLogging, LOG_CATEGORY, streamSink, writeAllSync } from "./src/log.ts";
+import { tokenSourceFromConfig } from "./src/oidc/mod.ts";
 import { KubeClient } from "./src/kube/client.ts";
 import { connect, KubeCredentialsError } from "./src/kube/connect.ts";
 import { SecretWriter } from "./src/kube/secret.ts";
@@ -26,6 +31,15 @@ import {
   startHealthServer,
 } from "./src/server.ts";
 import { RefreshStatus } from "./src/status.ts";
+import { processRuntime, type Runtime } from "./src/runtime.ts";
+import {
+  checkFederationAtStart,
+  type ClusterIdentity,
+  createServiceAccountTokenSource,
+  federationDryRun,
+  readClusterIdentity,
+} from "./src/oidc/federation.ts";
+import { TokenError } from "./src/oidc/error.ts";
 
 /** Exit codes of the process. */
 export const ExitCode = {
@@ -45,7 +59,11 @@ export const ExitCode = {
   CREDENTIALS: 3,
 } as const;
 
-/** Environment variables the tool reads besides its own `KTR_*` ones. */
+/**
+ * Environment variables the tool reads besides its own `KTR_*` ones: where the cluster is, the
+ * pod's name (the Events' reporting instance), and the proxy variables (fetch obeys them on its
+ * own; they are read to blame a dead proxy, not the endpoint behind it).
+ */
 const KUBE_ENV = [
   "KUBERNETES_SERVICE_HOST",
   "KUBERNETES_SERVICE_PORT",
@@ -54,6 +72,7 @@ const KUBE_ENV = [
   // The pod's name, for the Events' reportingInstance: downward API, else the hostname.
   "POD_NAME",
   "HOSTNAME",
+  ...PROXY_VARIABLES,
 ];
 
 /** Whether the process may read the variable (or the whole environment), asked without a prompt. */
@@ -66,23 +85,15 @@ function envGranted(variable?: string): boolean {
 
 /**
  * Names of the `KTR_*` variables to read. With least privilege the process may read variables
- * only by name (`--allow-env=KTR_*` allows no listing), so besides the real names it looks for
- * the likely misspellings of each: joined words (`KTR_SECRETNAME`, as the original tool's sample
- * deployment had it) and the section left out (`KTR_TOKENURL`). Found ones are warned about.
+ * only by name (`--allow-env=KTR_*` allows no listing), so besides the real names it probes the
+ * likely misspellings of every key ({@linkcode probedEnvNames}); found ones are warned about.
  */
 function ktrVariableNames(): string[] {
   // Asked without prompting: a terminal run under a narrow permission set must not stop to ask.
   if (envGranted()) {
     return Object.keys(Deno.env.toObject()).filter((name) => name.startsWith("KTR_"));
   }
-  const names = new Set<string>();
-  for (const { key } of KEYS) {
-    const real = envName(key);
-    names.add(real);
-    names.add(`KTR_${real.slice(4).replaceAll("_", "")}`);
-    names.add(envName(key.slice(key.lastIndexOf(".") + 1)));
-  }
-  return [...names];
+  return probedEnvNames();
 }
 
 /**
@@ -108,47 +119,66 @@ function readEnvironment(): { env: Record<string, string>; unreadable: string[] 
  * Runs the refresher until SIGTERM or SIGINT.
  *
  * @param args Command-line arguments (without the program name).
- * @param env Environment variables (only `KTR_*` and the Kubernetes ones matter).
+ * @param runtime Clock, fetch, file reads, output streams, signals and the environment (only
+ *   `KTR_*` and the Kubernetes variables matter).
  * @returns The exit code.
  */
-export async function main(
-  args: string[],
-  env: Record<string, string>,
-  options: { unreadable?: readonly string[] } = {},
-): Promise<number> {
+export async function main(args: string[], runtime: Runtime): Promise<number> {
+  const { env, clock } = runtime;
   let parsed;
   try {
-    parsed = await parseCommandLine(args, env, { readTextFile: Deno.readTextFile });
+    parsed = await parseCommandLine(args, env, { readTextFile: runtime.readTextFile });
   } catch (err) {
     if (err instanceof ConfigError) {
       const problems = [err, ...err.others].map((e) => `Error: ${e.message}\n`).join("");
       // A misspelt variable is a likely cause of a missing key, so say so next to the error.
       const hints = envWarnings(env).map((w) => `Warning: ${w}\n`).join("");
-      writeAllSync(Deno.stderr, problems + hints);
+      writeAllSync(runtime.stderr, problems + hints);
       return ExitCode.CONFIG;
     }
     throw err;
   }
   if (parsed.kind !== "run") {
-    writeAllSync(Deno.stdout, parsed.text.endsWith("\n") ? parsed.text : `${parsed.text}\n`);
+    writeAllSync(runtime.stdout, parsed.text.endsWith("\n") ? parsed.text : `${parsed.text}\n`);
     return ExitCode.OK;
   }
   const { config } = parsed;
-  await configureLogging({ level: config.log.level, format: config.log.format });
+  // The service-account token's audience is checked before anything is sent anywhere.
+  let identity: ClusterIdentity | undefined;
+  if (config.oidc.federation !== undefined) {
+    try {
+      identity = await readClusterIdentity(config.kube.serviceAccountDir, {
+        readTextFile: runtime.readTextFile,
+      });
+    } catch (err) {
+      if (!(err instanceof TokenError)) throw err;
+      writeAllSync(runtime.stderr, `Error: ${err.message}\n`);
+      return ExitCode.CREDENTIALS;
+    }
+    const problem = checkFederationAtStart(config.oidc.federation, identity);
+    if (problem !== undefined) {
+      writeAllSync(runtime.stderr, `Error: ${problem.message}\n`);
+      return ExitCode.CONFIG;
+    }
+  }
+  await configureLogging({
+    level: config.log.level,
+    format: config.log.format,
+    sink: streamSink(config.log.format, runtime.stderr),
+  });
   const log = getLogger([LOG_CATEGORY]);
   for (const warning of parsed.warnings) log.warn(warning);
 
   const shutdown = new AbortController();
-  const onSignal = () => {
+  using _listening = runtime.signals.listen(() => {
     if (!shutdown.signal.aborted) log.info("Shutting down");
     shutdown.abort();
-  };
-  Deno.addSignalListener("SIGTERM", onSignal);
-  Deno.addSignalListener("SIGINT", onSignal);
+  });
   // --once and --dry-run end on their own; only the long-running refresher serves probes, and
   // only what is served needs keeping.
   const serve = !config.once && !config.dryRun && config.http.address !== "off";
-  const status = serve ? new RefreshStatus({ version: VERSION }) : undefined;
+  // The status reads the loop's clock: both come from the runtime, so they cannot disagree.
+  const status = serve ? new RefreshStatus({ version: VERSION, clock }) : undefined;
   const stopServer = new AbortController();
   let server: HealthServer | undefined;
   try {
@@ -168,13 +198,19 @@ export async function main(
       }
       const { hostname, port } = server.addr;
       const host = hostname.includes(":") ? `[${hostname}]` : hostname;
+      if (server.ipv4Only !== undefined) {
+        log.info("IPv6 is not available here ({reason}): serving on IPv4 only", {
+          reason: server.ipv4Only,
+        });
+      }
       log.info("Serving /healthz, /readyz and /metrics", { address: `http://${host}:${port}` });
     }
     let connection;
     try {
       connection = await connect(env, {
         serviceAccountDir: config.kube.serviceAccountDir,
-        unreadable: options.unreadable,
+        readTextFile: runtime.readTextFile,
+        unreadable: runtime.unreadable,
       });
     } catch (err) {
       if (err instanceof KubeCredentialsError) {
@@ -185,8 +221,23 @@ export async function main(
     }
     try {
       const target = config.secret;
-      const source = tokenSourceFromConfig(config.oidc);
-      const client = new KubeClient(connection);
+      const client = new KubeClient(connection, { fetch: runtime.fetch, proxyEnv: env });
+      const serviceAccountToken = config.oidc.federation === undefined
+        ? undefined
+        : createServiceAccountTokenSource({
+          federation: config.oidc.federation,
+          identity,
+          client,
+          readTextFile: runtime.readTextFile,
+          now: () => clock.now(),
+        });
+      const source = tokenSourceFromConfig(config.oidc, {
+        fetch: runtime.fetch,
+        now: () => clock.now(),
+        readTextFile: runtime.readTextFile,
+        serviceAccountToken,
+        proxyEnv: env,
+      });
       const schedule = {
         intervalMs: config.interval * 1000,
         renewFraction: config.renew.percent / 100,
@@ -194,10 +245,15 @@ export async function main(
       log.info(config.dryRun ? "Starting dry run" : config.once ? "Refreshing once" : "Starting", {
         secret: target.name,
         namespace: target.namespace,
+        // In a pod without secret.namespace: the pod's own namespace, and the file it came from.
+        ...(parsed.namespaceFile === undefined ? {} : { namespaceFrom: parsed.namespaceFile }),
         key: target.key,
         tokenUrl: config.oidc.tokenUrl,
         issuer: config.oidc.issuer,
         kubernetes: connection.description,
+        grant: config.oidc.grant,
+        authMethod: config.oidc.authMethod,
+        serviceAccountToken: serviceAccountToken?.description,
       });
       if (config.dryRun) {
         const report = await dryRun({
@@ -206,14 +262,19 @@ export async function main(
           target,
           server: connection.server.origin,
           schedule,
-          // secret.watch arrives with the config key table.
-          watch: true,
+          watch: config.secret.watch,
           signal: shutdown.signal,
+          now: () => clock.now(),
+          federation: serviceAccountToken === undefined
+            ? undefined
+            : () =>
+              federationDryRun(serviceAccountToken, { client, identity, signal: shutdown.signal }),
+          namespaceFile: parsed.namespaceFile,
         });
         // Stopped by SIGTERM or SIGINT: a clean stop, as in the other modes; a report of the
         // aborted checks would only read as a failed one.
         if (shutdown.signal.aborted) return ExitCode.OK;
-        writeAllSync(Deno.stdout, formatDryRunReport(report));
+        writeAllSync(runtime.stdout, formatDryRunReport(report, clock.now()));
         return report.problems.length === 0 ? ExitCode.OK : ExitCode.RUNTIME;
       }
       if (config.once) {
@@ -227,9 +288,9 @@ export async function main(
         target,
         schedule,
         signal: shutdown.signal,
-        // secret.watch arrives with the config key table.
-        watch: true,
+        watch: config.secret.watch,
         events,
+        clock,
         observer: status,
       });
     } finally {
@@ -237,13 +298,11 @@ export async function main(
     }
     return ExitCode.OK;
   } catch (err) {
-    log.fatal("Fatal error: {error}", { error: err instanceof Error ? err.message : String(err) });
+    log.fatal("Fatal error: {error}", { error: messageOf(err) });
     return ExitCode.RUNTIME;
   } finally {
     stopServer.abort();
     await server?.finished;
-    Deno.removeSignalListener("SIGTERM", onSignal);
-    Deno.removeSignalListener("SIGINT", onSignal);
   }
 }
 
@@ -295,7 +354,7 @@ async function refreshOneTime(
     // Stopped by SIGTERM or SIGINT: a clean stop, as in the long-running mode.
     if (signal.aborted) return ExitCode.OK;
     log.error("Refresh failed: {error}", {
-      error: err instanceof Error ? err.message : String(err),
+      error: messageOf(err),
       secret: target.name,
       namespace: target.namespace,
     });
@@ -305,5 +364,5 @@ async function refreshOneTime(
 
 if (import.meta.main) {
   const { env, unreadable } = readEnvironment();
-  Deno.exit(await main(Deno.args, env, { unreadable }));
+  Deno.exit(await main(Deno.args, processRuntime(env, unreadable)));
 }

@@ -1,8 +1,8 @@
 import { assert, assertEquals, assertMatch, assertNotIncludes } from "../tests/assert.ts";
-import { createFakeKube, fakeFetch, type FakeKube } from "../tests/fixtures/fake_kube.ts";
+import { createFakeKube, type FakeKube, fakeKubeClient } from "../tests/fixtures/fake_kube.ts";
 import { dryRun, type DryRunReport, formatDryRunReport } from "./dry_run.ts";
-import { KubeClient } from "./kube/client.ts";
-import { type Token, TokenError, type TokenSource } from "./oidc.ts";
+import { TokenError } from "./oidc/mod.ts";
+import type { Token, TokenSource } from "./token.ts";
 
 const NOW = 1_700_000_000_000;
 const TOKEN = "header.dry-run-secret-token.signature";
@@ -26,12 +26,10 @@ function tokenSource(error?: Error): TokenSource {
 }
 
 function run(fake: FakeKube, error?: Error): Promise<DryRunReport> {
-  const client = new KubeClient({
-    server: new URL("https://kube.test"),
-    authorize: () => Promise.resolve({ authorization: "Bearer sa" }),
+  const client = fakeKubeClient(fake, {
+    authorization: "Bearer sa",
     description: "service account in /sa",
-    close() {},
-  }, { fetch: fakeFetch(fake) });
+  });
   return dryRun({
     source: tokenSource(error),
     client,
@@ -79,7 +77,9 @@ Deno.test("dryRun() with every permission and no Secret: would create it, writes
   assertEquals(calls, [
     ...Array(7).fill("POST /apis/authorization.k8s.io/v1/selfsubjectaccessreviews"),
     "GET /api/v1/namespaces/ns/secrets/tok",
+    "GET /api/v1/namespaces/ns",
   ]);
+  assertEquals(report.namespace, "exists");
   assertEquals(fake.secrets.size, 0);
 });
 
@@ -149,7 +149,10 @@ Deno.test("dryRun() without get permission does not read the Secret and cannot t
   assertEquals(report.secret, { unknown: "no permission to get it" });
   assertEquals(report.action, undefined);
   assertEquals(report.problems.length, 1);
-  assert(!fake.requests.some((r) => r.method === "GET"), "read without permission");
+  assert(
+    !fake.requests.some((r) => r.method === "GET" && r.path.includes("/secrets")),
+    "read without permission",
+  );
 });
 
 Deno.test("dryRun() reports a failed token request and still checks Kubernetes", async () => {
@@ -201,6 +204,7 @@ Deno.test("formatDryRunReport() shows the token's length and expiry, never the t
       'Permission patch events in namespace "ns": allowed',
       "Watch: permitted: a deleted or overwritten Secret is written back within a second",
       "Events: permitted (events.k8s.io create and patch)",
+      'Namespace "ns": exists',
       'Secret "tok" in namespace "ns": exists',
       'Would: set key "token" of Secret "tok" in namespace "ns", label ktr.appuio.ch/managed: "true" and the ktr.appuio.ch annotations with one server-side apply, keeping its other keys, labels and annotations',
       "Would: refresh again at 2023-11-14T22:16:41.000Z (in 201 s)",
@@ -211,4 +215,48 @@ Deno.test("formatDryRunReport() shows the token's length and expiry, never the t
   assertNotIncludes(text, TOKEN);
   assertNotIncludes(text, "dry-run-secret-token");
   assertNotIncludes(text, "old-token-in-secret");
+});
+
+Deno.test("dryRun() fails for a namespace that does not exist, read with get namespaces", async () => {
+  const fake = createFakeKube();
+  fake.namespaces = new Set(["other"]);
+  const report = await run(fake);
+  assertEquals(report.namespace, "missing");
+  assertEquals(report.action, undefined);
+  assertEquals(report.problems, [
+    'Namespace "ns" does not exist: create it (kubectl create namespace ns), or set secret.namespace to the namespace the Secret belongs in',
+  ]);
+  const text = formatDryRunReport(report, NOW);
+  assertMatch(text, /^Namespace "ns": DOES NOT EXIST$/m);
+  assert(!/^Would: create/m.test(text), text);
+  assertMatch(text, /^Result: FAILED, 1 problem above$/m);
+});
+
+Deno.test("dryRun() without get namespaces asks a dry-run apply, which stores nothing", async () => {
+  for (const [namespaces, expected] of [[["ns"], "exists"], [["other"], "missing"]] as const) {
+    const fake = createFakeKube();
+    fake.namespaces = new Set(namespaces);
+    fake.forbidden.add("get namespaces");
+    const report = await run(fake);
+    assertEquals(report.namespace, expected);
+    assertEquals(report.problems.length, expected === "missing" ? 1 : 0, report.problems.join());
+    assertEquals(fake.requests.at(-1)?.method, "PATCH");
+    assertEquals(fake.requests.at(-1)?.path, "/api/v1/namespaces/ns/secrets/tok");
+    assertEquals(fake.secrets.size, 0);
+  }
+});
+
+Deno.test("dryRun() says it cannot tell the namespace, and which permissions it lacks", async () => {
+  const fake = createFakeKube();
+  fake.namespaces = new Set(["other"]);
+  fake.forbidden.add("get namespaces");
+  fake.forbidden.add("create");
+  const report = await run(fake);
+  assert(typeof report.namespace === "object");
+  assertMatch(
+    formatDryRunReport(report, NOW),
+    /^Namespace "ns": unknown, cannot tell: the identity may neither get namespace "ns" \(a ClusterRole rule \{apiGroups: \[""\], resources: \["namespaces"\], resourceNames: \["ns"\], verbs: \["get"\]\}\) nor patch and create secret "tok" in it/m,
+  );
+  // Nothing was created to find out.
+  assert(!fake.requests.some((r) => r.method !== "GET" && r.path.includes("/secrets")));
 });

@@ -13,14 +13,8 @@ import type { EventRecorder } from "./kube/events.ts";
 import { type SecretTarget, SecretWriter } from "./kube/secret.ts";
 import { ANNOTATIONS, decideAdoption, detectDrift, fromBase64, sha256Hex } from "./kube/state.ts";
 import { type SecretChange, SecretWatch } from "./kube/watch.ts";
-import type { TokenSource } from "./oidc.ts";
-import {
-  type AdoptedToken,
-  type Clock,
-  type RefreshObserver,
-  runRefreshLoop,
-  systemClock,
-} from "./refresh.ts";
+import { type AdoptedToken, type RefreshObserver, runRefreshLoop } from "./refresh.ts";
+import { type Clock, systemClock, type TokenSource } from "./token.ts";
 import type { ScheduleOptions } from "./schedule.ts";
 import { Wake } from "./wake.ts";
 

@@ -4,7 +4,7 @@ import { keepSecret, type SecretKeeper, TokenBucket } from "./keep.ts";
 import { KubeClient } from "./kube/client.ts";
 import { EventRecorder } from "./kube/events.ts";
 import { ANNOTATIONS, sha256Hex, toBase64 } from "./kube/state.ts";
-import type { Token, TokenSource } from "./oidc.ts";
+import type { Token, TokenSource } from "./token.ts";
 import { Wake } from "./wake.ts";
 
 const target = { namespace: "ns", name: "tok", key: "token" };

@@ -85,7 +85,7 @@ export async function reviewSecretAccess(
 /**
  * The RBAC rule that grants a missing permission, for messages.
  *
- * @param permission The permission.
+ * @param permission The verb, and the Secret's name for the verbs RBAC can narrow to one.
  * @returns A Role rule in YAML flow style.
  *
  * @example
@@ -94,17 +94,27 @@ export async function reviewSecretAccess(
  * import { roleRuleFor } from "./access.ts";
  *
  * assert.equal(
- *   roleRuleFor({ verb: "patch", name: "tok", namespace: "ns", allowed: false }),
+ *   roleRuleFor({ verb: "patch", name: "tok" }),
  *   '{apiGroups: [""], resources: ["secrets"], resourceNames: ["tok"], verbs: ["patch"]}',
  * );
  * ```
  */
-export function roleRuleFor(permission: SecretPermission): string {
+export function roleRuleFor(
+  permission: {
+    verb: string | readonly string[];
+    name?: string;
+    resource?: "secrets" | "events";
+  },
+): string {
+  const verbs = `verbs: [${
+    (typeof permission.verb === "string" ? [permission.verb] : permission.verb)
+      .map((v) => JSON.stringify(v)).join(", ")
+  }]`;
   if (permission.resource === "events") {
-    return `{apiGroups: ["events.k8s.io"], resources: ["events"], verbs: ["${permission.verb}"]}`;
+    return `{apiGroups: ["events.k8s.io"], resources: ["events"], ${verbs}}`;
   }
   const names = permission.name === undefined
     ? ""
     : ` resourceNames: [${JSON.stringify(permission.name)}],`;
-  return `{apiGroups: [""], resources: ["secrets"],${names} verbs: ["${permission.verb}"]}`;
+  return `{apiGroups: [""], resources: ["secrets"],${names} ${verbs}}`;
 }

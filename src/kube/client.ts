@@ -6,6 +6,14 @@
  */
 
 import { startDeadline } from "../deadline.ts";
+import { CodedError, messageOf } from "../errors.ts";
+import {
+  classifySendFailure,
+  describeSendFailure,
+  proxyFor,
+  readBoundedBody,
+  type SendFailureKind,
+} from "../http.ts";
 
 /** Where the API server is and how to authenticate to it. */
 export interface KubeConnection {
@@ -47,15 +55,16 @@ export interface KubeStatus {
 }
 
 /** A failed Kubernetes API call. */
-export class KubeApiError extends Error {
-  /** What kind of failure. */
-  readonly code: KubeErrorCode;
+export class KubeApiError extends CodedError<KubeErrorCode> {
+  override name = "KubeApiError";
   /** HTTP status, for `KUBE_HTTP`. */
   readonly status?: number;
   /** The Status object's `reason` (`NotFound`, `Conflict`, `Forbidden`, ...). */
   readonly reason?: string;
   /** The API verb that failed (`get`, `create`, `update`). */
   readonly verb?: string;
+  /** For `KUBE_UNREACHABLE`: why no answer came (TLS, refused, DNS, timeout, reset). */
+  readonly sendFailure?: SendFailureKind;
 
   /**
    * @param message Human-readable description.
@@ -68,15 +77,15 @@ export class KubeApiError extends Error {
       status?: number;
       reason?: string;
       verb?: string;
+      sendFailure?: SendFailureKind;
       cause?: unknown;
     },
   ) {
-    super(message, { cause: options.cause });
-    this.name = "KubeApiError";
-    this.code = options.code;
+    super(message, options.code, { cause: options.cause });
     this.status = options.status;
     this.reason = options.reason;
     this.verb = options.verb;
+    this.sendFailure = options.sendFailure;
   }
 }
 
@@ -109,6 +118,8 @@ export interface ResourceAttributes {
   group?: string;
   /** One object by name; without it the question is about every object of the resource. */
   name?: string;
+  /** A subresource, like `token` of `serviceaccounts`. */
+  subresource?: string;
 }
 
 /** The answer of an access review. */
@@ -129,32 +140,14 @@ export interface KubeClientOptions {
   timeoutMs?: number;
   /** The fetch to use; tests pass their own. */
   fetch?: typeof fetch;
+  /**
+   * The proxy variables fetch reads (`HTTPS_PROXY`, `NO_PROXY`, ...), so an unreachable proxy is
+   * reported as the proxy's failure rather than the API server's.
+   */
+  proxyEnv?: Readonly<Record<string, string | undefined>>;
 }
 
 const MAX_RESPONSE_BYTES = 4 << 20;
-
-/** Reads at most `limit` bytes of a response body as text. */
-async function readText(response: Response, limit: number): Promise<string> {
-  const reader = response.body?.getReader();
-  if (!reader) return "";
-  const decoder = new TextDecoder();
-  let text = "";
-  let size = 0;
-  while (true) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    size += value.byteLength;
-    if (size > limit) {
-      await reader.cancel();
-      throw new KubeApiError(`Kubernetes API answered with more than the ${limit} bytes accepted`, {
-        code: "KUBE_HTTP",
-        status: response.status,
-      });
-    }
-    text += decoder.decode(value, { stream: true });
-  }
-  return text + decoder.decode();
-}
 
 /**
  * Calls the Kubernetes API for Secrets and access reviews.
@@ -170,6 +163,7 @@ export class KubeClient {
   #connection: KubeConnection;
   #timeoutMs: number;
   #fetch: typeof fetch;
+  #proxyEnv: Readonly<Record<string, string | undefined>>;
 
   /**
    * @param connection Server, credentials and TLS client.
@@ -179,6 +173,7 @@ export class KubeClient {
     this.#connection = connection;
     this.#timeoutMs = options.timeoutMs ?? 10_000;
     this.#fetch = options.fetch ?? fetch;
+    this.#proxyEnv = options.proxyEnv ?? {};
   }
 
   /** Where the credentials came from (for logs). */
@@ -217,18 +212,49 @@ export class KubeClient {
    * @param namespace Namespace to create it in.
    * @param secret The Secret object.
    * @param signal Aborts the request.
+   * @param options `dryRun`: the API server checks the create (authorization, admission, the
+   *   namespace) and stores nothing (`?dryRun=All`).
    * @returns The created Secret as the API returned it.
-   * @throws {KubeApiError} On failure (409 when it already exists).
+   * @throws {KubeApiError} On failure (409 when it already exists, 404 when the namespace does
+   *   not).
    */
   createSecret(
     namespace: string,
     secret: SecretObject,
     signal?: AbortSignal,
+    options: { dryRun?: boolean } = {},
   ): Promise<SecretObject> {
-    return this.#request("create", "POST", secretPath(namespace), secret, signal, {
+    const query = options.dryRun ? "?dryRun=All" : "";
+    return this.#request("create", "POST", `${secretPath(namespace)}${query}`, secret, signal, {
       check: isSecret,
       what: "a Secret",
     });
+  }
+
+  /**
+   * Whether a namespace exists. Needs `get` on that namespace, a cluster-scoped permission which
+   * least-privilege identities lack.
+   *
+   * @param namespace The namespace.
+   * @param signal Aborts the request.
+   * @returns True when it exists, false on 404.
+   * @throws {KubeApiError} On any other failure (403 without the permission).
+   */
+  async namespaceExists(namespace: string, signal?: AbortSignal): Promise<boolean> {
+    try {
+      await this.#request(
+        "get",
+        "GET",
+        `/api/v1/namespaces/${encodeURIComponent(namespace)}`,
+        undefined,
+        signal,
+        { check: isNamed, what: "a Namespace" },
+      );
+      return true;
+    } catch (err) {
+      if (err instanceof KubeApiError && err.status === 404) return false;
+      throw err;
+    }
   }
 
   /**
@@ -308,15 +334,18 @@ export class KubeClient {
    * @param namespace Namespace of the Secret.
    * @param secret The fields the tool owns: apiVersion, kind, name, its key, label, annotations.
    * @param signal Aborts the request.
-   * @returns The Secret as stored, and whether this request created it.
+   * @param options `dryRun`: the API server authorizes, admits and answers the apply (a missing
+   *   namespace is a 404) and stores nothing (`?dryRun=All`).
+   * @returns The Secret as stored (or as it would be), and whether this request created it.
    * @throws {KubeApiError} On failure.
    */
   async applySecret(
     namespace: string,
     secret: SecretObject,
     signal?: AbortSignal,
+    options: { dryRun?: boolean } = {},
   ): Promise<{ secret: SecretObject; created: boolean }> {
-    const query = `?fieldManager=${FIELD_MANAGER}&force=true`;
+    const query = `?fieldManager=${FIELD_MANAGER}&force=true${options.dryRun ? "&dryRun=All" : ""}`;
     // JSON is YAML, so the body needs no YAML library.
     const { value, status } = await this.#send(
       "patch",
@@ -388,7 +417,7 @@ export class KubeClient {
     } catch (err) {
       throw new KubeApiError(
         `Kubernetes credentials could not be read (${this.#connection.description}): ${
-          err instanceof Error ? err.message : String(err)
+          messageOf(err)
         }`,
         { code: "KUBE_CREDENTIALS", verb: "watch" },
       );
@@ -418,16 +447,26 @@ export class KubeClient {
         }
         throw new KubeApiError(
           `Kubernetes API at ${url.origin} could not be reached: ${
-            err instanceof Error ? err.message : String(err)
+            describeSendFailure(err, proxyFor(url, this.#proxyEnv))
           }`,
-          { code: "KUBE_UNREACHABLE", verb: "watch", cause: err },
+          {
+            code: "KUBE_UNREACHABLE",
+            verb: "watch",
+            sendFailure: classifySendFailure(err).kind,
+            cause: err,
+          },
         );
       }
     }
     if (response.ok) return response;
     let status: KubeStatus | undefined;
     try {
-      const parsed = JSON.parse(await readText(response, MAX_RESPONSE_BYTES));
+      const body = await readBoundedBody(response, MAX_RESPONSE_BYTES, () =>
+        new KubeApiError(
+          `Kubernetes API answered with more than the ${MAX_RESPONSE_BYTES} bytes accepted`,
+          { code: "KUBE_HTTP", status: response.status },
+        ));
+      const parsed = JSON.parse(new TextDecoder().decode(body));
       status = isStatus(parsed) ? parsed : undefined;
     } catch {
       status = undefined;
@@ -481,6 +520,38 @@ export class KubeClient {
     }, "application/merge-patch+json");
   }
 
+  /**
+   * Mints a token for a service account with the TokenRequest API
+   * (`POST .../serviceaccounts/NAME/token`); needs `create` on `serviceaccounts/token`.
+   *
+   * @param namespace Namespace of the service account.
+   * @param name Name of the service account.
+   * @param spec The audiences the token is for and its lifetime in seconds.
+   * @param signal Aborts the request.
+   * @returns The token and its expiry as the API server stated it. Never log the token.
+   * @throws {KubeApiError} On failure (403 without the permission).
+   */
+  async requestServiceAccountToken(
+    namespace: string,
+    name: string,
+    spec: { audiences: readonly string[]; expirationSeconds: number },
+    signal?: AbortSignal,
+  ): Promise<{ token: string; expirationTimestamp?: string }> {
+    const path = `/api/v1/namespaces/${encodeURIComponent(namespace)}/serviceaccounts/${
+      encodeURIComponent(name)
+    }/token`;
+    const review = await this.#request(
+      "create",
+      "POST",
+      path,
+      { apiVersion: "authentication.k8s.io/v1", kind: "TokenRequest", spec },
+      signal,
+      { check: isTokenRequest, what: "a TokenRequest with a token" },
+    );
+    const { token, expirationTimestamp } = review.status;
+    return typeof expirationTimestamp === "string" ? { token, expirationTimestamp } : { token };
+  }
+
   async #request<T>(
     verb: string,
     method: string,
@@ -507,7 +578,7 @@ export class KubeClient {
     } catch (err) {
       throw new KubeApiError(
         `Kubernetes credentials could not be read (${this.#connection.description}): ${
-          err instanceof Error ? err.message : String(err)
+          messageOf(err)
         }`,
         { code: "KUBE_CREDENTIALS", verb },
       );
@@ -528,7 +599,12 @@ export class KubeClient {
         signal: deadline.signal,
         client: this.#connection.httpClient,
       } as RequestInit);
-      text = await readText(response, MAX_RESPONSE_BYTES);
+      const answer = await readBoundedBody(response, MAX_RESPONSE_BYTES, () =>
+        new KubeApiError(
+          `Kubernetes API answered with more than the ${MAX_RESPONSE_BYTES} bytes accepted`,
+          { code: "KUBE_HTTP", status: response.status },
+        ));
+      text = new TextDecoder().decode(answer);
     } catch (err) {
       if (err instanceof KubeApiError) throw err;
       if (signal?.aborted) {
@@ -540,11 +616,13 @@ export class KubeClient {
           { code: "KUBE_TIMEOUT", verb },
         );
       }
+      // The cause names TLS, refused, DNS or reset; fetch's own message is only "fetch failed".
+      const failure = classifySendFailure(err);
       throw new KubeApiError(
         `Kubernetes API at ${url.origin} could not be reached: ${
-          err instanceof Error ? err.message : String(err)
+          describeSendFailure(err, proxyFor(url, this.#proxyEnv))
         }`,
-        { code: "KUBE_UNREACHABLE", verb, cause: err },
+        { code: "KUBE_UNREACHABLE", verb, sendFailure: failure.kind, cause: err },
       );
     }
     let parsed: unknown;
@@ -615,6 +693,21 @@ function isAccessReview(value: unknown): value is { status: Record<string, unkno
   if (typeof value !== "object" || value === null) return false;
   const status = (value as { status?: unknown }).status;
   return typeof status === "object" && status !== null;
+}
+
+function isTokenRequest(
+  value: unknown,
+): value is { status: { token: string; expirationTimestamp?: unknown } } {
+  if (typeof value !== "object" || value === null) return false;
+  const status = (value as { status?: { token?: unknown } }).status;
+  return typeof status === "object" && status !== null && typeof status.token === "string" &&
+    status.token !== "";
+}
+
+function isNamed(value: unknown): value is { metadata: { name: string } } {
+  if (typeof value !== "object" || value === null) return false;
+  const meta = (value as { metadata?: { name?: unknown } }).metadata;
+  return typeof meta === "object" && meta !== null && typeof meta.name === "string";
 }
 
 function isSecret(value: unknown): value is SecretObject {

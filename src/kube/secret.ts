@@ -4,7 +4,8 @@
  *
  * @module
  */
-import type { Token } from "../oidc.ts";
+import type { Token } from "../token.ts";
+import { roleRuleFor } from "./access.ts";
 import { KubeApiError, type KubeClient, type SecretObject } from "./client.ts";
 import { applyConfiguration, sha256Hex } from "./state.ts";
 
@@ -158,7 +159,9 @@ export class SecretWriter {
     // Apply is authorized as patch and, when it creates the Secret, also as create (with the
     // name); the Status does not say which check failed, so the hint names both.
     return new KubeApiError(
-      `${err.message}. The identity in use (${this.#client.description}) lacks the "patch" verb (or, while the Secret does not exist, "create") on secret "${name}" in namespace "${namespace}": grant them in a Role bound to that identity (apiGroups [""], resources ["secrets"], resourceNames ["${name}"], verbs ["get", "patch", "create", "list", "watch"])`,
+      `${err.message}. The identity in use (${this.#client.description}) lacks the "patch" verb (or, while the Secret does not exist, "create") on secret "${name}" in namespace "${namespace}": grant them in a Role bound to that identity with the rule ${
+        roleRuleFor({ verb: ["get", "patch", "create", "list", "watch"], name })
+      }`,
       { code: err.code, status: err.status, reason: err.reason, verb: "patch", cause: err },
     );
   }

@@ -1,24 +1,19 @@
 import { assert, assertEquals, assertRejects, assertStringIncludes } from "../../tests/assert.ts";
 import {
   createFakeKube,
-  fakeFetch,
   type FakeKube,
+  fakeKubeClient,
   statusResponse,
 } from "../../tests/fixtures/fake_kube.ts";
-import type { Token } from "../oidc.ts";
-import { KubeApiError, KubeClient } from "./client.ts";
+import type { Token } from "../token.ts";
+import { KubeApiError } from "./client.ts";
 import { MANAGED_LABEL, SecretWriter, toBase64 } from "./secret.ts";
 import { ANNOTATIONS, sha256Hex } from "./state.ts";
 
 const target = { namespace: "team-a", name: "api-token", key: "token" };
 
 function setup(fake: FakeKube = createFakeKube()) {
-  const client = new KubeClient({
-    server: new URL("https://kube.test:6443"),
-    authorize: () => Promise.resolve({ authorization: "Bearer sa-token" }),
-    description: "test service account",
-    close() {},
-  }, { fetch: fakeFetch(fake) });
+  const client = fakeKubeClient(fake, { server: "https://kube.test:6443" });
   return { fake, writer: new SecretWriter(client, target) };
 }
 
@@ -144,7 +139,10 @@ Deno.test("SecretWriter.write() explains a 403 naming patch, create and the Secr
     err.message,
     'lacks the "patch" verb (or, while the Secret does not exist, "create") on secret "api-token" in namespace "team-a"',
   );
-  assertStringIncludes(err.message, 'resourceNames ["api-token"]');
+  assertStringIncludes(
+    err.message,
+    'with the rule {apiGroups: [""], resources: ["secrets"], resourceNames: ["api-token"], verbs: ["get", "patch", "create", "list", "watch"]}',
+  );
   assertStringIncludes(err.message, "test service account");
   assertEquals(fake.secrets.size, 0);
   assertEquals(writer.writtenSha256, undefined);

@@ -7,7 +7,7 @@
  *
  * @module
  */
-import type { Token } from "../oidc.ts";
+import type { Token } from "../token.ts";
 import type { SecretObject } from "./client.ts";
 
 /** The label the tool puts on every Secret it writes. */

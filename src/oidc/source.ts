@@ -11,40 +11,29 @@
  */
 import { getLogger } from "@logtape/logtape";
 import * as oauth from "oauth4webapi";
-import { startDeadline } from "./deadline.ts";
-import { type ClientAuthMethod, type Config, isLoopbackHost } from "./config.ts";
-import { LOG_CATEGORY } from "./log.ts";
-import { type ClientPrivateKey, readPrivateKeyFile, readSecretFile } from "./oidc_auth.ts";
-import { createTrustingClient } from "./oidc_trust.ts";
-import { TokenError } from "./token_error.ts";
+import { fromBase64 } from "../base64.ts";
+import type { ClientAuthMethod, Config, GrantType } from "../config/mod.ts";
+import { startDeadline } from "../deadline.ts";
+import {
+  describeSendFailure,
+  isLoopbackHost,
+  proxyFor,
+  type ProxyRoute,
+  readBoundedBody,
+} from "../http.ts";
+import { LOG_CATEGORY } from "../log.ts";
+import type { Token, TokenSource } from "../token.ts";
+import { type ClientPrivateKey, readPrivateKeyFile, readSecretFile } from "./auth.ts";
+import { createTrustingClient } from "./trust.ts";
+import { TokenError } from "./error.ts";
+import {
+  appendFormParameters,
+  federatedGrant,
+  type ServiceAccountTokenSource,
+  workloadIdentityAuth,
+} from "./federation.ts";
 
-export { TokenError, type TokenErrorCode, type TokenErrorOptions } from "./token_error.ts";
-
-/** An access token and what is known of its lifetime. */
-export interface Token {
-  /** The access token itself. Never log it. */
-  readonly value: string;
-  /** When the token was obtained (ms since the epoch). */
-  readonly obtainedAt: number;
-  /** `expires_in` of the response, or the JWT `exp` claim, in seconds from `obtainedAt`; undefined if unknown. */
-  readonly lifetimeSeconds?: number;
-  /** Absolute expiry (ms since the epoch), if known. */
-  readonly expiresAt?: number;
-  /** Where the lifetime came from. */
-  readonly lifetimeSource: "expires_in" | "jwt" | "unknown";
-}
-
-/** Anything that yields fresh access tokens. */
-export interface TokenSource {
-  /**
-   * Obtains a new access token.
-   *
-   * @param signal Aborts the request (shutdown).
-   * @returns The token.
-   * @throws {TokenError} On any failure.
-   */
-  fetchToken(signal?: AbortSignal): Promise<Token>;
-}
+export { TokenError, type TokenErrorCode, type TokenErrorOptions } from "./error.ts";
 
 /** Options of {@linkcode createClientCredentialsSource}. */
 export interface ClientCredentialsOptions {
@@ -59,10 +48,21 @@ export interface ClientCredentialsOptions {
    * request, and again after the token endpoint fails (unreachable, 404 or 5xx).
    */
   issuer?: string;
-  /** OAuth client id. */
-  clientId: string;
+  /** OAuth client id; only `workload_identity` may leave it out. */
+  clientId?: string;
   /** How the client authenticates. Default `client_secret_post`, as the original tool did. */
   authMethod?: ClientAuthMethod;
+  /** The grant. Default `client_credentials`. */
+  grant?: GrantType;
+  /**
+   * The Kubernetes service-account token, read or minted before every request; needed by
+   * `workload_identity` and by the `jwt_bearer` and `token_exchange` grants.
+   */
+  serviceAccountToken?: ServiceAccountTokenSource;
+  /** `subject_token_type` of token exchange. Default `urn:ietf:params:oauth:token-type:jwt`. */
+  subjectTokenType?: string;
+  /** Further form parameters, `name=value` each (`oidc.federation.params`). */
+  extraParameters?: readonly string[];
   /**
    * OAuth client secret, or a function returning it (called before every request); needed
    * by `client_secret_post` and `client_secret_basic`.
@@ -94,6 +94,11 @@ export interface ClientCredentialsOptions {
   fetch?: typeof fetch;
   /** The clock, ms since the epoch. */
   now?: () => number;
+  /**
+   * The proxy variables fetch reads (`HTTPS_PROXY`, `NO_PROXY`, ...), so an unreachable proxy is
+   * reported as the proxy's failure rather than the endpoint's.
+   */
+  proxyEnv?: Readonly<Record<string, string | undefined>>;
 }
 
 const DEFAULT_TIMEOUT_MS = 10_000;
@@ -108,7 +113,7 @@ const DEFAULT_MAX_RESPONSE_BYTES = 1 << 20;
  *
  * @example
  * ```ts
- * import { parseRetryAfter } from "./oidc.ts";
+ * import { parseRetryAfter } from "./source.ts";
  * console.assert(parseRetryAfter("7", 0) === 7000);
  * ```
  */
@@ -129,7 +134,7 @@ export function parseRetryAfter(value: string | null, now: number): number | und
  *
  * @example
  * ```ts
- * import { jwtExpiry } from "./oidc.ts";
+ * import { jwtExpiry } from "./source.ts";
  * const payload = btoa(JSON.stringify({ exp: 42 })).replace(/=+$/, "");
  * console.assert(jwtExpiry(`e30.${payload}.sig`) === 42);
  * ```
@@ -138,9 +143,7 @@ export function jwtExpiry(token: string): number | undefined {
   const parts = token.split(".");
   if (parts.length !== 3) return undefined;
   try {
-    const b64 = parts[1].replace(/-/g, "+").replace(/_/g, "/");
-    const padded = b64 + "=".repeat((4 - (b64.length % 4)) % 4);
-    const claims: unknown = JSON.parse(atob(padded));
+    const claims: unknown = JSON.parse(new TextDecoder().decode(fromBase64(parts[1])));
     if (claims && typeof claims === "object" && "exp" in claims) {
       const exp = (claims as { exp: unknown }).exp;
       if (typeof exp === "number" && Number.isFinite(exp)) return exp;
@@ -151,57 +154,18 @@ export function jwtExpiry(token: string): number | undefined {
   return undefined;
 }
 
-/** Reads at most `limit` bytes of a body; more is an error, so a huge answer cannot exhaust memory. */
-async function readBounded(
-  response: Response,
-  limit: number,
-  what: string,
-): Promise<Uint8Array<ArrayBuffer>> {
-  const declared = Number(response.headers.get("content-length"));
-  if (Number.isFinite(declared) && declared > limit) {
-    await response.body?.cancel();
-    throw new TokenError(
-      `${what} answered with ${declared} bytes, more than the ${limit} accepted`,
-      { code: "TOKEN_RESPONSE_TOO_LARGE", status: response.status },
-    );
-  }
-  const chunks: Uint8Array[] = [];
-  let size = 0;
-  if (response.body) {
-    for await (const chunk of response.body) {
-      size += chunk.byteLength;
-      if (size > limit) {
-        throw new TokenError(
-          `${what} answered with more than the ${limit} bytes accepted`,
-          { code: "TOKEN_RESPONSE_TOO_LARGE", status: response.status },
-        );
-      }
-      chunks.push(chunk);
-    }
-  }
-  const body = new Uint8Array(size);
-  let offset = 0;
-  for (const chunk of chunks) {
-    body.set(chunk, offset);
-    offset += chunk.byteLength;
-  }
-  return body;
-}
-
 function describeProviderError(status: number, error: string, description?: string): string {
   const detail = description ? `: ${description}` : "";
   return `Token endpoint refused the request with HTTP ${status}, error "${error}"${detail}`;
 }
 
-/** Why a request could not be sent; fetch's own message is only "fetch failed", its cause says why. */
-function describeSendFailure(err: unknown): string {
-  const cause = err instanceof Error ? err.cause : undefined;
-  if (cause instanceof Error && cause.message !== "") return cause.message;
-  return err instanceof Error ? err.message : String(err);
-}
-
 /** Maps whatever oauth4webapi or fetch threw onto a {@linkcode TokenError}, keeping secrets out. */
-function toTokenError(err: unknown, status: number | undefined, retryAfterMs: number | undefined) {
+function toTokenError(
+  err: unknown,
+  status: number | undefined,
+  retryAfterMs: number | undefined,
+  proxy?: ProxyRoute,
+) {
   if (err instanceof TokenError) return err;
   if (err instanceof oauth.ResponseBodyError) {
     return new TokenError(describeProviderError(err.status, err.error, err.error_description), {
@@ -252,19 +216,30 @@ function toTokenError(err: unknown, status: number | undefined, retryAfterMs: nu
   if (err instanceof DOMException && err.name === "AbortError") {
     return new TokenError("Token request aborted", { code: "TOKEN_ABORTED" });
   }
-  return new TokenError(`Token endpoint could not be reached: ${describeSendFailure(err)}`, {
+  return new TokenError(`Token endpoint could not be reached: ${describeSendFailure(err, proxy)}`, {
     code: "TOKEN_UNREACHABLE",
   });
 }
 
-/** What the requests of one token fetch record about the answer, for error mapping. */
-interface AnswerRecord {
-  status?: number;
-  retryAfterMs?: number;
-}
-
 /** The fetch of oauth4webapi's `customFetch` option, for GET (discovery) and POST (token). */
 type CustomFetch = (url: string, init: RequestInit) => Promise<Response>;
+
+/** What a request's answer said beyond its body, for error mapping. */
+interface Answer {
+  /** HTTP status of the last answer, if one came. */
+  readonly status?: number;
+  /** `Retry-After` of a 429 or 503 answer, in ms. */
+  readonly retryAfterMs?: number;
+}
+
+/** A fetch for oauth4webapi, and what its last answer said. */
+interface BoundedFetch extends Answer {
+  /** The fetch, reading the whole body under the size limit. */
+  readonly fetch: CustomFetch;
+}
+
+/** Makes a {@linkcode BoundedFetch} for one request to the endpoint named by `what`. */
+type BoundedFetchFactory = (what: string) => BoundedFetch;
 
 /**
  * Runs `work` under its own timeout and the caller's signal, and settles as soon as either
@@ -278,7 +253,7 @@ async function withDeadline<T>(
 ): Promise<T> {
   using deadline = startDeadline(timeoutMs, signal);
   try {
-    return await untilAborted(work(deadline.signal), deadline.signal);
+    return await deadline.settle(work(deadline.signal));
   } catch (err) {
     if (deadline.expired && !signal?.aborted) {
       throw new TokenError(`${what} did not answer within ${timeoutMs} ms`, {
@@ -307,18 +282,18 @@ function isSecureEnough(url: URL): boolean {
  */
 async function discover(
   issuer: URL,
-  fetchBounded: (what: string, record: AnswerRecord) => CustomFetch,
+  boundedFetch: BoundedFetchFactory,
   timeoutMs: number,
   signal: AbortSignal | undefined,
+  proxyEnv: Readonly<Record<string, string | undefined>>,
 ): Promise<oauth.AuthorizationServer> {
   const what = `Discovery endpoint of issuer ${JSON.stringify(issuer.href)}`;
   const problems: string[] = [];
   // A server error says nothing about the issuer being right; it is reported as what it is.
-  let serverError: AnswerRecord | undefined;
+  let serverError: Answer | undefined;
   for (const algorithm of ["oidc", "oauth2"] as const) {
-    const record: AnswerRecord = {};
     let url = "";
-    const base = fetchBounded(what, record);
+    const record = boundedFetch(what);
     let metadata: oauth.AuthorizationServer;
     try {
       metadata = await withDeadline(
@@ -332,7 +307,7 @@ async function discover(
             [oauth.allowInsecureRequests]: issuer.protocol === "http:",
             [oauth.customFetch]: (input, init) => {
               url = input;
-              return base(input, init);
+              return record.fetch(input, init);
             },
           });
           return await oauth.processDiscoveryResponse(issuer, response);
@@ -356,13 +331,13 @@ async function discover(
             : `${url} gave no usable metadata (${err.message.replaceAll('"', "")})`,
         );
         if (record.status !== undefined && (record.status >= 500 || record.status === 429)) {
-          serverError ??= record;
+          serverError ??= { status: record.status, retryAfterMs: record.retryAfterMs };
         }
         continue;
       }
       throw new TokenError(
         `Discovery endpoint ${url || issuer.href} could not be reached: ${
-          describeSendFailure(err)
+          describeSendFailure(err, proxyFor(url || issuer.href, proxyEnv))
         }`,
         { code: "TOKEN_UNREACHABLE" },
       );
@@ -418,7 +393,7 @@ async function resolveValue<T>(value: T | (() => T | Promise<T>)): Promise<T> {
  *
  * @example
  * ```ts ignore
- * import { createClientCredentialsSource } from "./oidc.ts";
+ * import { createClientCredentialsSource } from "./source.ts";
  * const source = createClientCredentialsSource({
  *   issuer: "https://auth.example.com", clientId: "my-client", clientSecret: "s3cr3t",
  *   authMethod: "client_secret_basic", scope: "api.read",
@@ -436,13 +411,20 @@ export function createClientCredentialsSource(options: ClientCredentialsOptions)
   if ((options.tokenUrl === undefined) === (options.issuer === undefined)) {
     throw new TypeError("Exactly one of tokenUrl and issuer must be given");
   }
-  const { clientSecret, privateKey } = options;
-  if (method === "private_key_jwt" ? privateKey === undefined : clientSecret === undefined) {
-    throw new TypeError(
-      `The auth method ${method} needs ${
-        method === "private_key_jwt" ? "privateKey" : "clientSecret"
-      }`,
-    );
+  const { clientSecret, privateKey, serviceAccountToken } = options;
+  const grant = options.grant ?? "client_credentials";
+  const needs = method === "private_key_jwt"
+    ? privateKey === undefined ? "privateKey" : undefined
+    : method === "client_secret_post" || method === "client_secret_basic"
+    ? clientSecret === undefined ? "clientSecret" : undefined
+    : undefined;
+  if (needs !== undefined) throw new TypeError(`The auth method ${method} needs ${needs}`);
+  const federated = method === "workload_identity" || grant !== "client_credentials";
+  if (federated && serviceAccountToken === undefined) {
+    throw new TypeError(`The auth method ${method} with grant ${grant} needs serviceAccountToken`);
+  }
+  if (options.clientId === undefined && method !== "workload_identity") {
+    throw new TypeError(`The auth method ${method} needs clientId`);
   }
   const issuer = options.issuer === undefined ? undefined : new URL(options.issuer);
   // Without an issuer, the token URL's origin stands in for it; only assertions would show it,
@@ -451,14 +433,22 @@ export function createClientCredentialsSource(options: ClientCredentialsOptions)
     ? undefined
     : { issuer: new URL(options.tokenUrl).origin, token_endpoint: new URL(options.tokenUrl).href };
   let discovered: oauth.AuthorizationServer | undefined;
-  const client: oauth.Client = { client_id: options.clientId };
+  // oauth4webapi wants a client id; workload_identity without one never sends it (see its auth).
+  const client: oauth.Client = { client_id: options.clientId ?? "unset" };
   const parameters = new URLSearchParams();
   if (options.scope !== undefined) parameters.set("scope", options.scope);
   if (options.audience !== undefined) parameters.set("audience", options.audience);
   for (const resource of options.resource ?? []) parameters.append("resource", resource);
+  appendFormParameters(parameters, options.extraParameters ?? []);
 
   /** Reads the credentials now, so a rotated file counts, and builds the client authentication. */
-  const authentication = async (): Promise<(as: oauth.AuthorizationServer) => oauth.ClientAuth> => {
+  const authentication = async (
+    assertion: string | undefined,
+  ): Promise<(as: oauth.AuthorizationServer) => oauth.ClientAuth> => {
+    if (method === "workload_identity") {
+      return () => workloadIdentityAuth(assertion!, options.clientId);
+    }
+    if (method === "none") return () => oauth.None();
     let secret: string | undefined;
     let key: ClientPrivateKey | undefined;
     try {
@@ -493,35 +483,51 @@ export function createClientCredentialsSource(options: ClientCredentialsOptions)
   };
 
   /** A fetch for oauth4webapi that uses `httpClient` and reads the whole body under the limit. */
-  const fetchBounded =
-    (httpClient: Deno.HttpClient | undefined) =>
-    (what: string, record: AnswerRecord): CustomFetch =>
-    async (input, init) => {
-      // Reading the whole body under the request's signal and size bound means a provider that
-      // stalls mid-body or sends megabytes cannot hang or bloat the process.
-      const raw = await doFetch(
-        input,
-        httpClient === undefined ? init : { ...init, client: httpClient },
-      );
-      record.status = raw.status;
-      if (raw.status === 429 || raw.status === 503) {
-        record.retryAfterMs = parseRetryAfter(raw.headers.get("retry-after"), now());
-      }
-      const body = await readBounded(raw, maxBytes, what);
-      return new Response(raw.status === 204 || raw.status === 304 ? null : body, {
-        status: raw.status,
-        statusText: raw.statusText,
-        headers: raw.headers,
-      });
+  const boundedFetch = (httpClient: Deno.HttpClient | undefined): BoundedFetchFactory => (what) => {
+    let answer: Answer = {};
+    return {
+      get status() {
+        return answer.status;
+      },
+      get retryAfterMs() {
+        return answer.retryAfterMs;
+      },
+      fetch: async (input, init) => {
+        // Reading the whole body under the request's signal and size bound means a provider
+        // that stalls mid-body or sends megabytes cannot hang or bloat the process.
+        const raw = await doFetch(
+          input,
+          httpClient === undefined ? init : { ...init, client: httpClient },
+        );
+        answer = {
+          status: raw.status,
+          retryAfterMs: raw.status === 429 || raw.status === 503
+            ? parseRetryAfter(raw.headers.get("retry-after"), now())
+            : undefined,
+        };
+        const body = await readBoundedBody(raw, maxBytes, (declared) =>
+          new TokenError(
+            declared === undefined
+              ? `${what} answered with more than the ${maxBytes} bytes accepted`
+              : `${what} answered with ${declared} bytes, more than the ${maxBytes} accepted`,
+            { code: "TOKEN_RESPONSE_TOO_LARGE", status: raw.status },
+          ));
+        return new Response(raw.status === 204 || raw.status === 304 ? null : body, {
+          status: raw.status,
+          statusText: raw.statusText,
+          headers: raw.headers,
+        });
+      },
     };
+  };
 
   const metadata = async (
-    fetcher: ReturnType<typeof fetchBounded>,
+    fetcher: BoundedFetchFactory,
     signal: AbortSignal | undefined,
   ): Promise<oauth.AuthorizationServer> => {
     if (configured !== undefined) return configured;
     if (discovered === undefined) {
-      discovered = await discover(issuer!, fetcher, timeoutMs, signal);
+      discovered = await discover(issuer!, fetcher, timeoutMs, signal, options.proxyEnv ?? {});
       log.info("Found token endpoint {tokenEndpoint} in the metadata of issuer {issuer}", {
         tokenEndpoint: discovered.token_endpoint,
         issuer: issuer!.href,
@@ -533,33 +539,61 @@ export function createClientCredentialsSource(options: ClientCredentialsOptions)
   return {
     async fetchToken(signal?: AbortSignal): Promise<Token> {
       // Local files first: a missing secret is reported without a round trip to the provider.
-      const authenticate = await authentication();
+      const assertion = federated ? await serviceAccountToken!.token(signal) : undefined;
+      const authenticate = await authentication(assertion);
       const httpClient = await options.httpClient?.();
       try {
-        const fetcher = fetchBounded(httpClient);
+        const fetcher = boundedFetch(httpClient);
         const as = await metadata(fetcher, signal);
-        const record: AnswerRecord = {};
+        const record = fetcher("Token endpoint");
         try {
           // The lifetime counts from when the request was sent: the provider starts its clock no
           // earlier than that, so an expiry computed from the answer's arrival would be late.
           const requestedAt = now();
           return await withDeadline("Token endpoint", timeoutMs, signal, async (bounded) => {
-            const response = await oauth.clientCredentialsGrantRequest(
-              as,
-              client,
-              authenticate(as),
-              parameters,
-              {
-                signal: bounded,
-                [oauth.allowInsecureRequests]: new URL(as.token_endpoint!).protocol === "http:",
-                [oauth.customFetch]: fetcher("Token endpoint", record),
-              },
-            );
-            const result = await oauth.processClientCredentialsResponse(as, client, response);
+            const requestOptions = {
+              signal: bounded,
+              [oauth.allowInsecureRequests]: new URL(as.token_endpoint!).protocol === "http:",
+              [oauth.customFetch]: record.fetch,
+            };
+            let result: oauth.TokenEndpointResponse;
+            let response: Response;
+            if (grant === "client_credentials") {
+              response = await oauth.clientCredentialsGrantRequest(
+                as,
+                client,
+                authenticate(as),
+                parameters,
+                requestOptions,
+              );
+              result = await oauth.processClientCredentialsResponse(as, client, response);
+            } else {
+              const request = federatedGrant(
+                grant,
+                assertion!,
+                parameters,
+                options.subjectTokenType,
+              );
+              response = await oauth.genericTokenEndpointRequest(
+                as,
+                client,
+                authenticate(as),
+                request.grantType,
+                request.parameters,
+                requestOptions,
+              );
+              result = await oauth.processGenericTokenEndpointResponse(as, client, response);
+            }
+            checkAccessToken(result.access_token, response.status);
             return withLifetime(result.access_token, result.expires_in, requestedAt);
           });
         } catch (err) {
-          const error = toTokenError(err, record.status, record.retryAfterMs);
+          const error = toTokenError(
+            err,
+            record.status,
+            record.retryAfterMs,
+            proxyFor(as.token_endpoint!, options.proxyEnv ?? {}),
+          );
           if (discovered !== undefined && suggestsStaleMetadata(error)) {
             log.debug("Token endpoint failed; the issuer's metadata will be fetched again", {
               code: error.code,
@@ -576,18 +610,26 @@ export function createClientCredentialsSource(options: ClientCredentialsOptions)
   };
 }
 
+/** RFC 6749, Appendix A.12: `access-token = 1*VSCHAR`, VSCHAR being %x20-7E. */
+const VSCHAR_TOKEN = /^[\x20-\x7E]+$/;
+
 /**
- * Settles with `work`, or rejects as soon as `signal` aborts, whichever comes first. `work` is
- * always observed, even when the signal had aborted before: it has started and will reject, and
- * an unobserved rejection ends the process (shutdown during a file read did that).
+ * Refuses an access token outside RFC 6749's grammar. Consumers paste the token into an
+ * `Authorization` header: a CR or LF in it would inject headers into every consumer's requests.
+ * The message names the rule and where it broke, never the value.
  */
-function untilAborted<T>(work: Promise<T>, signal: AbortSignal): Promise<T> {
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = () => reject(signal.reason);
-    if (signal.aborted) onAbort();
-    else signal.addEventListener("abort", onAbort, { once: true });
-    work.then(resolve, reject).finally(() => signal.removeEventListener("abort", onAbort));
-  });
+function checkAccessToken(value: string, status: number): void {
+  if (VSCHAR_TOKEN.test(value)) return;
+  const bad = [...value].findIndex((c) => !VSCHAR_TOKEN.test(c));
+  const code = value.codePointAt(bad) ?? 0;
+  throw new TokenError(
+    `Token endpoint gave an invalid token response: "access_token" must be 1*VSCHAR (printable ASCII %x20-7E, RFC 6749 Appendix A.12), but character ${
+      bad + 1
+    } is U+${
+      code.toString(16).toUpperCase().padStart(4, "0")
+    }; the token was refused and is not shown`,
+    { code: "TOKEN_INVALID_RESPONSE", status },
+  );
 }
 
 /**
@@ -628,6 +670,8 @@ function withLifetime(value: string, expiresIn: number | undefined, obtainedAt: 
 
 /** Options of {@linkcode tokenSourceFromConfig}: the test hooks of the token source. */
 export interface TokenSourceOptions {
+  /** The service-account token source, when the configuration federates (see federation.ts). */
+  serviceAccountToken?: ServiceAccountTokenSource;
   /** Reads the secret, key and CA files; defaults to `Deno.readTextFile`. */
   readTextFile?: (path: string) => Promise<string>;
   /** The fetch to use. */
@@ -636,6 +680,8 @@ export interface TokenSourceOptions {
   now?: () => number;
   /** Timeout in milliseconds of each request. Default 10 000. */
   timeoutMs?: number;
+  /** The proxy variables, to tell a failing proxy from a failing endpoint. */
+  proxyEnv?: Readonly<Record<string, string | undefined>>;
 }
 
 /**
@@ -650,7 +696,7 @@ export interface TokenSourceOptions {
  *
  * @example
  * ```ts ignore
- * import { tokenSourceFromConfig } from "./oidc.ts";
+ * import { tokenSourceFromConfig } from "./source.ts";
  * const source = tokenSourceFromConfig(config.oidc);
  * ```
  */
@@ -665,6 +711,10 @@ export function tokenSourceFromConfig(
     issuer: oidc.issuer,
     clientId: oidc.clientId,
     authMethod: oidc.authMethod,
+    grant: oidc.grant,
+    serviceAccountToken: options.serviceAccountToken,
+    subjectTokenType: oidc.federation?.tokenType,
+    extraParameters: oidc.federation?.params,
     clientSecret: clientSecretFile === undefined
       ? oidc.clientSecret
       : () => readSecretFile(clientSecretFile, { readTextFile }),
@@ -682,5 +732,6 @@ export function tokenSourceFromConfig(
     fetch: options.fetch,
     now: options.now,
     timeoutMs: options.timeoutMs,
+    proxyEnv: options.proxyEnv,
   });
 }
