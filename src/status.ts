@@ -142,6 +142,10 @@ export class RefreshStatus implements RefreshObserver, HealthSource {
   #failures = 0;
   #attempts = { success: 0, failure: 0 };
   #durations = { success: emptyHistogram(), failure: emptyHistogram() };
+  #repairs = {
+    deleted: { success: 0, failure: 0 },
+    overwritten: { success: 0, failure: 0 },
+  };
 
   /**
    * Starts with no refresh seen; the first attempt counts as started now.
@@ -163,6 +167,15 @@ export class RefreshStatus implements RefreshObserver, HealthSource {
    * @param event The written token's lifetime, how long the attempt took and when the next is due.
    */
   onSuccess(event: { result: RefreshResult; durationMs: number; nextAt: number }): void {
+    if (event.result.write.action === "adopted") {
+      // The token already in the Secret, taken over at start: its success is when it was
+      // obtained, and no attempt was made.
+      this.#lastSuccessAt = event.result.token.obtainedAt;
+      this.#expiresAt = event.result.token.expiresAt;
+      this.#attemptFrom = event.nextAt;
+      this.#nextAt = event.nextAt;
+      return;
+    }
     this.#lastSuccessAt = this.#now();
     this.#expiresAt = event.result.token.expiresAt;
     this.#failing = false;
@@ -191,6 +204,16 @@ export class RefreshStatus implements RefreshObserver, HealthSource {
   }
 
   /**
+   * Records a repair: the token in hand written back after the Secret drifted (the refresh loop
+   * calls it; a failed repair is also reported as a failure).
+   *
+   * @param event What drifted, and whether the write succeeded.
+   */
+  onRepair(event: { drift: "deleted" | "overwritten"; ok: boolean }): void {
+    this.#repairs[event.drift][event.ok ? "success" : "failure"]++;
+  }
+
+  /**
    * What the metrics show, now: a plain copy, so a renderer cannot change the status.
    *
    * @returns The snapshot.
@@ -206,6 +229,10 @@ export class RefreshStatus implements RefreshObserver, HealthSource {
       consecutiveFailures: this.#failures,
       attempts: { ...this.#attempts },
       durations: { success: copy(this.#durations.success), failure: copy(this.#durations.failure) },
+      repairs: {
+        deleted: { ...this.#repairs.deleted },
+        overwritten: { ...this.#repairs.overwritten },
+      },
       processStartSeconds: Math.round(performance.timeOrigin) / 1000,
       residentMemoryBytes: this.#rss(),
     };

@@ -192,6 +192,7 @@ Deno.test({
       ktr_refresh_consecutive_failures: "gauge",
       ktr_refresh_attempts: "counter",
       ktr_refresh_duration_seconds: "histogram",
+      ktr_secret_repairs: "counter",
       process_start_time_seconds: "gauge",
       process_resident_memory_bytes: "gauge",
     });
@@ -199,4 +200,32 @@ Deno.test({
     const expiry = families.find((f) => f.name === "ktr_token_expiry_timestamp_seconds");
     assertEquals(expiry?.samples[0].value, (START + 300_000) / 1000);
   },
+});
+
+Deno.test("an adopted token makes the refresher ready with its expiry, without counting an attempt", () => {
+  const { status, now } = setup();
+  const token = { ...result(now() - 10_000, 300).token };
+  status.onSuccess({
+    result: { token, write: { action: "adopted", requests: 0 } },
+    durationMs: 0,
+    nextAt: now() + 190_000,
+  });
+  assertEquals(status.readiness(), { ok: true });
+  const text = status.metrics();
+  assertMatch(text, /^ktr_refresh_attempts_total\{result="success"\} 0$/m);
+  assertMatch(
+    text,
+    new RegExp(`^ktr_refresh_last_success_timestamp_seconds ${(now() - 10_000) / 1000}$`, "m"),
+  );
+});
+
+Deno.test("repairs are counted by drift and result", () => {
+  const { status } = setup();
+  status.onRepair({ drift: "deleted", ok: true });
+  status.onRepair({ drift: "deleted", ok: true });
+  status.onRepair({ drift: "overwritten", ok: false });
+  const text = status.metrics();
+  assertMatch(text, /^ktr_secret_repairs_total\{drift="deleted",result="success"\} 2$/m);
+  assertMatch(text, /^ktr_secret_repairs_total\{drift="overwritten",result="failure"\} 1$/m);
+  assertMatch(text, /^ktr_secret_repairs_total\{drift="overwritten",result="success"\} 0$/m);
 });
