@@ -207,3 +207,21 @@ Deno.test("keepSecret() with watch off neither lists nor watches, and leaves dri
   assert(!k.fake.requests.some((r) => r.method === "GET" && r.path.endsWith("/secrets")));
   await k.stop();
 });
+
+Deno.test("keepSecret(): a watch lagging behind the writes is no drift", async () => {
+  const fake = createFakeKube();
+  const k = start(fake);
+  await until("the first write", () => k.token() === "token-1" && fake.watchers === 1);
+  const stale = structuredClone(fake.secrets.get("ns/tok")!);
+  // A second token is written (refresh-now), then the watch delivers the first one late.
+  fake.mutate("ns", "tok", (s) => {
+    s.metadata.annotations = { ...s.metadata.annotations, "ktr.appuio.ch/refresh-now": "1" };
+  });
+  await until("the second token", () => k.token() === "token-2");
+  const patches = k.patches();
+  await k.keeper().change({ type: "MODIFIED", secret: stale });
+  await new Promise((r) => setTimeout(r, 100));
+  assertEquals(k.patches(), patches);
+  assertEquals(k.keeper().repairs, 0);
+  await k.stop();
+});
