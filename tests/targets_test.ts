@@ -266,6 +266,22 @@ Deno.test({
     namespaceSelector: "ktr.appuio.ch/keep=true"
 `,
     );
+    // --dry-run: the namespaces resolved, a sample checked with a dry-run apply, the totals.
+    const dry = spawnRefresher({
+      env: { ...inClusterEnv(stack, saDir), ...providerEnv(provider) },
+      args: ["--config", configFile, "--dry-run"],
+    });
+    const dryRun = await dry.exited;
+    assertEquals(dryRun.code, 0, dryRun.output);
+    assertMatch(
+      dryRun.output,
+      new RegExp(`targets\\[0\\] Secret "api-token" \\(Opaque\\): ${COUNT} namespaces`),
+    );
+    assertMatch(dryRun.output, /Permissions: 5 of 5 sampled Secrets could be written/);
+    assertMatch(dryRun.output, new RegExp(`Totals: 3 targets, ${COUNT + 1} Secrets`));
+    assertEquals((await secretsNamed(stack, "api-token")).size, 1, "the dry run wrote nothing");
+    const dryTokens = provider.requests;
+
     const port = freePort();
     const started = performance.now();
     const refresher = spawnRefresher({
@@ -288,7 +304,7 @@ Deno.test({
       );
       assert(allWrittenMs < 60_000);
       const afterStart = provider.requests;
-      assertEquals(afterStart, 1, "one token request for all targets at start");
+      assertEquals(afterStart - dryTokens, 1, "one token request for all targets at start");
 
       // Readiness names the denied namespace, and only it.
       const ready = await fetch(`http://127.0.0.1:${port}/readyz`);
@@ -386,6 +402,84 @@ Deno.test({
       await waitFor(
         "kept-token",
         async () => (await secretsNamed(stack, "kept-token")).has(late),
+        2_000 * BOUND,
+      );
+
+      // Drift: a deleted Secret and an overwritten key are written back from the watch, with
+      // the token in hand.
+      const tokensBeforeRepair = provider.requests;
+      const cyclesBeforeRepair = cycles();
+      await kubectlOk(stack, ["-n", names[1], "delete", "secret", "api-token"]);
+      const deletedAt = performance.now();
+      await waitFor(
+        "the deleted Secret back",
+        async () => (await secretsNamed(stack, "api-token")).has(names[1]),
+        1_000 * BOUND,
+      );
+      console.log(
+        `targets: deleted Secret written back: ${
+          Math.round(performance.now() - deletedAt)
+        } ms (target 1000 ms)`,
+      );
+      await kubectlOk(stack, [
+        "-n",
+        names[2],
+        "patch",
+        "secret",
+        "api-token",
+        "-p",
+        JSON.stringify({ data: { authorization: btoa("garbage") } }),
+      ]);
+      const patchedAt = performance.now();
+      await waitFor("the overwritten key restored", async () => {
+        const s = await readSecret(stack, names[2], "api-token");
+        return s.decoded.authorization === `Bearer ${s.decoded.token}`;
+      }, 1_000 * BOUND);
+      console.log(
+        `targets: overwritten key restored: ${
+          Math.round(performance.now() - patchedAt)
+        } ms (target 1000 ms)`,
+      );
+      // A scheduled cycle may fall in between; the repairs themselves asked for no token.
+      assertEquals(
+        provider.requests - tokensBeforeRepair,
+        cycles() - cyclesBeforeRepair,
+        "repairs use the token in hand",
+      );
+      const tokensBeforeRefreshNow = provider.requests;
+
+      // refresh-now on one Secret: a new token, written to all.
+      await kubectlOk(stack, [
+        "-n",
+        names[5],
+        "annotate",
+        "secret",
+        "api-token",
+        "ktr.appuio.ch/refresh-now=1",
+        "--overwrite",
+      ]);
+      const askedAt = performance.now();
+      await waitFor(
+        "a new token",
+        async () => provider.requests > tokensBeforeRepair,
+        2_000 * BOUND,
+      );
+      const fresh = provider.issued.at(-1)!;
+      await waitFor(
+        "the new token everywhere",
+        async () => (await readSecret(stack, names[150], "api-token")).decoded.token === fresh,
+        2_000 * BOUND,
+      );
+      console.log(
+        `targets: refresh-now -> new token in another namespace's Secret: ${
+          Math.round(performance.now() - askedAt)
+        } ms`,
+      );
+      await waitFor(
+        "refresh-now handled",
+        async () =>
+          (await readSecret(stack, names[5], "api-token")).metadata.annotations
+            ?.["ktr.appuio.ch/refresh-now-handled"] === "1",
         2_000 * BOUND,
       );
 
