@@ -112,12 +112,11 @@ async function child(secrets: number, apiUrl: string): Promise<TargetsFigure> {
   };
   const cycles: number[] = [];
   const writes: number[] = [];
-  let keeper: TargetKeeper;
   let started = 0;
   let writesBefore = 0;
   const done = Promise.withResolvers<void>();
   const controller = new AbortController();
-  keeper = new TargetKeeper({
+  const keeper: TargetKeeper = new TargetKeeper({
     client,
     source: {
       fetchToken(signal) {
