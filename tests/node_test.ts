@@ -278,11 +278,13 @@ Deno.test({
       assertEquals(mem.limitBytes, 128 * MiB);
       assert(mem.workingSetBytes < mem.limitBytes, `working set ${mem.workingSetBytes}`);
       assertEquals(mem.oomKills, 0);
-      figures["memory after 100 refreshes (limit 128 MiB)"] = `working set ${
-        (mem.workingSetBytes / MiB).toFixed(1)
-      } MiB, cgroup usage ${(mem.usageBytes / MiB).toFixed(1)} MiB, process RSS ${
-        (mem.processRssBytes / MiB).toFixed(1)
-      } MiB`;
+      figures["memory after 100 refreshes (limit 128 MiB)"] =
+        `working set ${
+          (mem.workingSetBytes / MiB).toFixed(1)
+        } MiB (the limit's measure), cgroup usage ${(mem.usageBytes / MiB).toFixed(1)} MiB; ` +
+        `process RSS ${(mem.processRssBytes / MiB).toFixed(1)} MiB = anonymous ${
+          (mem.processRssAnonBytes / MiB).toFixed(1)
+        } + file-backed ${(mem.processRssFileBytes / MiB).toFixed(1)} MiB`;
 
       // The logs, through the apiserver and the kubelet: start and refresh lines, no secret.
       const logs = await stack.kubectl(["-n", namespace, "logs", podName, "--timestamps"]);
@@ -349,6 +351,10 @@ Deno.test({
       assertEquals(end.exitCode, 0, JSON.stringify(end));
       assertEquals(end.reason, "Completed");
       assert(stopMs < grace * 1000, `stopped after ${stopMs} ms`);
+
+      // Nothing of the node may outlive it: processes, mounts, cgroups.
+      await node.stop();
+      assertEquals(node.leftovers(), []);
     } catch (e) {
       console.error(`kubelet log tail:\n${await node.logTail("kubelet", 40)}`);
       throw e;

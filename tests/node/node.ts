@@ -62,6 +62,8 @@ export interface LocalNode {
   logTail(which: "kubelet" | "containerd", lines?: number): Promise<string>;
   /** Stops the kubelet, kills containers and shims, stops containerd, unmounts, cleans up. */
   stop(): Promise<void>;
+  /** What is still there of the node (processes, mounts, cgroups); empty after a clean stop. */
+  leftovers(): string[];
   /** Same as {@link stop}. */
   [Symbol.asyncDispose](): Promise<void>;
 }
@@ -217,12 +219,17 @@ async function terminate(proc: Proc | undefined, graceMs: number): Promise<void>
   await proc.status;
 }
 
-/** The cgroup v1 hierarchies mounted under /sys/fs/cgroup (none on a pure cgroup v2 host). */
-function cgroupHierarchies(): string[] {
+/**
+ * Mount points of the cgroup v1 hierarchies (none on a pure cgroup v2 host), and with `v2` also
+ * of cgroup v2 (a hybrid host's "unified" one, where runc creates the same groups too).
+ */
+function cgroupHierarchies(v2 = false): string[] {
   const out: string[] = [];
   for (const line of Deno.readTextFileSync("/proc/self/mountinfo").split("\n")) {
     const [pre, post] = line.split(" - ");
-    if (post?.startsWith("cgroup ") && !post.startsWith("cgroup2")) out.push(pre.split(" ")[4]);
+    if (post?.startsWith("cgroup ") || (v2 && post?.startsWith("cgroup2 "))) {
+      out.push(pre.split(" ")[4]);
+    }
   }
   return out;
 }
@@ -356,7 +363,7 @@ export async function startNode(stack: KubeStack, opts: StartNodeOptions = {}): 
     await terminate(kubelet, 15_000);
     // Containers first (they live in the node's cgroup), then their shims, then containerd.
     for (let i = 0; i < 3; i++) {
-      const pids = hierarchies.flatMap((h) => cgroupPids(`${h}${cgroupRoot}`));
+      const pids = cgroupHierarchies(true).flatMap((h) => cgroupPids(`${h}${cgroupRoot}`));
       if (pids.length === 0) break;
       killAll(pids);
       await sleep(300);
@@ -367,7 +374,7 @@ export async function startNode(stack: KubeStack, opts: StartNodeOptions = {}): 
       const r = await run("umount", [m]);
       if (r.code !== 0) await run("umount", ["-l", m]);
     }
-    for (const h of hierarchies) removeCgroup(`${h}${cgroupRoot}`);
+    for (const h of cgroupHierarchies(true)) removeCgroup(`${h}${cgroupRoot}`);
     for (const [t, v] of tunables) {
       try {
         if (Deno.readTextFileSync(`/proc/sys/${t}`).trim() !== v) {
@@ -525,14 +532,24 @@ state = "${dir}/containerd/state"
     },
     ctr,
     logTail: (which, lines = 40) => tail(logs[which], lines),
+    leftovers: () => [
+      ...[kubelet, containerd].filter((p) => p !== undefined && !p.exited).map((p) =>
+        `process ${p!.child.pid}`
+      ),
+      ...pidsWithArgument(socket).map((pid) => `process ${pid} (a shim)`),
+      ...mountsBelow(dir).map((m) => `mount ${m}`),
+      ...cgroupHierarchies(true).filter((h) => exists(`${h}${cgroupRoot}`)).map((h) =>
+        `cgroup ${h}${cgroupRoot}`
+      ),
+    ],
     stop,
     [Symbol.asyncDispose]: stop,
   };
 }
 
 /**
- * kube-apiserver flags a stack needs for a node: reach the kubelet at its InternalIP (127.0.0.1)
- * rather than its host name, which does not resolve.
+ * kube-apiserver flags a stack needs for a node: reach the kubelet at its InternalIP (127.0.0.1),
+ * whatever its host name says.
  */
 export const NODE_APISERVER_ARGS: readonly string[] = [
   "--kubelet-preferred-address-types=InternalIP",
@@ -548,6 +565,14 @@ export interface ContainerMemory {
   workingSetBytes: number;
   /** Resident set of the main process (`VmRSS`), whoever is charged for its pages. */
   processRssBytes: number;
+  /** The anonymous part of {@link processRssBytes} (heap, stacks): always charged to the cgroup. */
+  processRssAnonBytes: number;
+  /**
+   * The file-backed part of {@link processRssBytes} (the mapped Deno executable and libraries):
+   * charged to the cgroup that first read those pages, which may be another one (containerd's,
+   * when it unpacked the image), so it can be missing from the cgroup's figures.
+   */
+  processRssFileBytes: number;
   /** OOM kills in the cgroup (`oom_kill` of `memory.oom_control`). */
   oomKills: number;
   /** Pid of the main process, as the host sees it. */
@@ -588,12 +613,15 @@ export async function containerMemory(
   );
   const pid = Number((await read("cgroup.procs")).trim().split("\n")[0]);
   const status = await Deno.readTextFile(`/proc/${pid}/status`);
-  const rssKiB = Number(status.match(/^VmRSS:\s+(\d+) kB/m)?.[1] ?? NaN);
+  const bytesOf = (field: string) =>
+    Number(status.match(new RegExp(`^${field}:\\s+(\\d+) kB`, "m"))?.[1] ?? NaN) * 1024;
   return {
     limitBytes: Number((await read("memory.limit_in_bytes")).trim()),
     usageBytes,
     workingSetBytes: Math.max(0, usageBytes - (stat.total_inactive_file ?? 0)),
-    processRssBytes: rssKiB * 1024,
+    processRssBytes: bytesOf("VmRSS"),
+    processRssAnonBytes: bytesOf("RssAnon"),
+    processRssFileBytes: bytesOf("RssFile"),
     oomKills: Number(oomLine?.split(" ")[1] ?? 0),
     pid,
   };
