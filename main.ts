@@ -3,14 +3,18 @@
  *
  * The entrypoint only wires things together: command line -> config -> token source and
  * Kubernetes client -> refresh loop, with signals for shutdown and errors mapped to exit codes.
+ * `main()` takes everything it needs from the world through one runtime object (clock, fetch,
+ * file reads, stdout/stderr, signals, environment), so tests run it in-process; only the lines
+ * under `import.meta.main` touch the real process.
  *
  * @module
  */
 import { getLogger } from "@logtape/logtape";
 import { parseCommandLine } from "./src/cli.ts";
-import { ConfigError, envName, envWarnings, KEYS } from "./src/config.ts";
-import { configureLogging, LOG_CATEGORY, writeAllSync } from "./src/log.ts";
-import { tokenSourceFromConfig } from "./src/oidc.ts";
+import { ConfigError, envName, envWarnings, KEYS } from "./src/config/mod.ts";
+import { messageOf } from "./src/errors.ts";
+import { configureLogging, LOG_CATEGORY, streamSink, writeAllSync } from "./src/log.ts";
+import { tokenSourceFromConfig } from "./src/oidc/mod.ts";
 import { KubeClient } from "./src/kube/client.ts";
 import { connect, KubeCredentialsError } from "./src/kube/connect.ts";
 import { SecretWriter } from "./src/kube/secret.ts";
@@ -24,6 +28,7 @@ import {
   startHealthServer,
 } from "./src/server.ts";
 import { RefreshStatus } from "./src/status.ts";
+import { processRuntime, type Runtime } from "./src/runtime.ts";
 
 /** Exit codes of the process. */
 export const ExitCode = {
@@ -98,47 +103,48 @@ function readEnvironment(): { env: Record<string, string>; unreadable: string[] 
  * Runs the refresher until SIGTERM or SIGINT.
  *
  * @param args Command-line arguments (without the program name).
- * @param env Environment variables (only `KTR_*` and the Kubernetes ones matter).
+ * @param runtime Clock, fetch, file reads, output streams, signals and the environment (only
+ *   `KTR_*` and the Kubernetes variables matter).
  * @returns The exit code.
  */
-export async function main(
-  args: string[],
-  env: Record<string, string>,
-  options: { unreadable?: readonly string[] } = {},
-): Promise<number> {
+export async function main(args: string[], runtime: Runtime): Promise<number> {
+  const { env, clock } = runtime;
   let parsed;
   try {
-    parsed = await parseCommandLine(args, env, { readTextFile: Deno.readTextFile });
+    parsed = await parseCommandLine(args, env, { readTextFile: runtime.readTextFile });
   } catch (err) {
     if (err instanceof ConfigError) {
       const problems = [err, ...err.others].map((e) => `Error: ${e.message}\n`).join("");
       // A misspelt variable is a likely cause of a missing key, so say so next to the error.
       const hints = envWarnings(env).map((w) => `Warning: ${w}\n`).join("");
-      writeAllSync(Deno.stderr, problems + hints);
+      writeAllSync(runtime.stderr, problems + hints);
       return ExitCode.CONFIG;
     }
     throw err;
   }
   if (parsed.kind !== "run") {
-    writeAllSync(Deno.stdout, parsed.text.endsWith("\n") ? parsed.text : `${parsed.text}\n`);
+    writeAllSync(runtime.stdout, parsed.text.endsWith("\n") ? parsed.text : `${parsed.text}\n`);
     return ExitCode.OK;
   }
   const { config } = parsed;
-  await configureLogging({ level: config.log.level, format: config.log.format });
+  await configureLogging({
+    level: config.log.level,
+    format: config.log.format,
+    sink: streamSink(config.log.format, runtime.stderr),
+  });
   const log = getLogger([LOG_CATEGORY]);
   for (const warning of parsed.warnings) log.warn(warning);
 
   const shutdown = new AbortController();
-  const onSignal = () => {
+  using _listening = runtime.signals.listen(() => {
     if (!shutdown.signal.aborted) log.info("Shutting down");
     shutdown.abort();
-  };
-  Deno.addSignalListener("SIGTERM", onSignal);
-  Deno.addSignalListener("SIGINT", onSignal);
+  });
   // --once and --dry-run end on their own; only the long-running refresher serves probes, and
   // only what is served needs keeping.
   const serve = !config.once && !config.dryRun && config.http.address !== "off";
-  const status = serve ? new RefreshStatus({ version: VERSION }) : undefined;
+  // The status reads the loop's clock: both come from the runtime, so they cannot disagree.
+  const status = serve ? new RefreshStatus({ version: VERSION, clock }) : undefined;
   const stopServer = new AbortController();
   let server: HealthServer | undefined;
   try {
@@ -164,7 +170,8 @@ export async function main(
     try {
       connection = await connect(env, {
         serviceAccountDir: config.kube.serviceAccountDir,
-        unreadable: options.unreadable,
+        readTextFile: runtime.readTextFile,
+        unreadable: runtime.unreadable,
       });
     } catch (err) {
       if (err instanceof KubeCredentialsError) {
@@ -175,8 +182,12 @@ export async function main(
     }
     try {
       const target = config.secret;
-      const source = tokenSourceFromConfig(config.oidc);
-      const client = new KubeClient(connection);
+      const source = tokenSourceFromConfig(config.oidc, {
+        fetch: runtime.fetch,
+        now: () => clock.now(),
+        readTextFile: runtime.readTextFile,
+      });
+      const client = new KubeClient(connection, { fetch: runtime.fetch });
       const schedule = {
         intervalMs: config.interval * 1000,
         renewFraction: config.renew.percent / 100,
@@ -197,11 +208,12 @@ export async function main(
           server: connection.server.origin,
           schedule,
           signal: shutdown.signal,
+          now: () => clock.now(),
         });
         // Stopped by SIGTERM or SIGINT: a clean stop, as in the other modes; a report of the
         // aborted checks would only read as a failed one.
         if (shutdown.signal.aborted) return ExitCode.OK;
-        writeAllSync(Deno.stdout, formatDryRunReport(report));
+        writeAllSync(runtime.stdout, formatDryRunReport(report, clock.now()));
         return report.problems.length === 0 ? ExitCode.OK : ExitCode.RUNTIME;
       }
       const writer = new SecretWriter(client, target);
@@ -212,6 +224,7 @@ export async function main(
         target,
         schedule,
         signal: shutdown.signal,
+        clock,
         observer: status,
       });
     } finally {
@@ -219,13 +232,11 @@ export async function main(
     }
     return ExitCode.OK;
   } catch (err) {
-    log.fatal("Fatal error: {error}", { error: err instanceof Error ? err.message : String(err) });
+    log.fatal("Fatal error: {error}", { error: messageOf(err) });
     return ExitCode.RUNTIME;
   } finally {
     stopServer.abort();
     await server?.finished;
-    Deno.removeSignalListener("SIGTERM", onSignal);
-    Deno.removeSignalListener("SIGINT", onSignal);
   }
 }
 
@@ -244,7 +255,7 @@ async function refreshOneTime(
     // Stopped by SIGTERM or SIGINT: a clean stop, as in the long-running mode.
     if (signal.aborted) return ExitCode.OK;
     log.error("Refresh failed: {error}", {
-      error: err instanceof Error ? err.message : String(err),
+      error: messageOf(err),
       secret: target.name,
       namespace: target.namespace,
     });
@@ -254,5 +265,5 @@ async function refreshOneTime(
 
 if (import.meta.main) {
   const { env, unreadable } = readEnvironment();
-  Deno.exit(await main(Deno.args, env, { unreadable }));
+  Deno.exit(await main(Deno.args, processRuntime(env, unreadable)));
 }

@@ -21,13 +21,14 @@
  */
 import "../main.ts";
 import { parseCommandLine, VERSION } from "../src/cli.ts";
-import { envName, KEYS } from "../src/config.ts";
+import { envName, KEYS } from "../src/config/mod.ts";
 import { configureLogging } from "../src/log.ts";
 import { connect } from "../src/kube/connect.ts";
 import { KubeClient } from "../src/kube/client.ts";
 import { SecretWriter } from "../src/kube/secret.ts";
-import { tokenSourceFromConfig } from "../src/oidc.ts";
-import { type Clock, runRefreshLoop } from "../src/refresh.ts";
+import { tokenSourceFromConfig } from "../src/oidc/mod.ts";
+import { runRefreshLoop } from "../src/refresh.ts";
+import type { Clock } from "../src/token.ts";
 import { createHealthHandler } from "../src/server.ts";
 import { RefreshStatus } from "../src/status.ts";
 import { emit, sample, wait } from "./sample.ts";
@@ -73,7 +74,7 @@ async function run(options: CyclesOptions): Promise<void> {
   const timeouts = options.timeoutMs === undefined ? {} : { timeoutMs: options.timeoutMs };
   const source = tokenSourceFromConfig(config.oidc, timeouts);
   const writer = new SecretWriter(new KubeClient(connection, timeouts), config.secret);
-  const status = new RefreshStatus({ version: VERSION });
+  const status = new RefreshStatus({ version: VERSION, clock: { now: () => Date.now() } });
   const health = createHealthHandler(status);
   const probe = async () => {
     for (const path of ["/healthz", "/readyz", "/metrics"]) {

@@ -1,13 +1,15 @@
 /**
- * Child processes of the footprint bench: `deno run` under a deno.json permission set, their
+ * Child processes of the footprint bench: `deno run` under a deno.json permission set (started by
+ * the tests' process fixture, so the bench runs the tool exactly as the tests do), their
  * memory as the kernel counts it, their JSON-lines output, and the list of modules V8 has
  * compiled in them (read over the inspector protocol).
  *
  * @module
  */
 
-/** The repository root. */
-export const ROOT: URL = new URL("../", import.meta.url);
+import { ROOT, startDeno } from "../tests/fixtures/refresher_process.ts";
+
+export { ROOT };
 
 let cachedDenoDir: string | undefined;
 
@@ -63,33 +65,16 @@ export interface DenoChild {
 const STDERR_TAIL = 4096;
 
 /**
- * Starts `deno run --quiet --no-prompt --config=deno.json --permission-set=<set> <script>`.
+ * Starts `deno run --quiet --no-prompt --config=deno.json --permission-set=<set> <script>`
+ * through the tests' {@linkcode startDeno}, and splits its output into lines.
  *
  * @param options Script, flags, arguments and environment.
  * @returns The running child.
  */
 export async function spawnDeno(options: SpawnDenoOptions): Promise<DenoChild> {
-  const env = { DENO_DIR: await denoDir(), NO_COLOR: "1", ...options.env };
-  const args = [
-    "run",
-    "--quiet",
-    "--no-prompt",
-    `--config=${new URL("deno.json", ROOT).pathname}`,
-    `--permission-set=${options.permissionSet ?? "incluster"}`,
-    ...(options.denoFlags ?? []),
-    new URL(options.script, ROOT).pathname,
-    ...(options.args ?? []),
-  ];
+  const env = { DENO_DIR: await denoDir(), ...options.env };
   const spawnedAt = performance.now();
-  const child = new Deno.Command(Deno.execPath(), {
-    args,
-    cwd: ROOT.pathname,
-    env,
-    clearEnv: true,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
+  const child = startDeno({ ...options, env });
   let tail = "";
   const drainStderr = (async () => {
     for await (const chunk of child.stderr.pipeThrough(new TextDecoderStream())) {

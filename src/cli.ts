@@ -22,7 +22,7 @@ import {
   KEYS,
   loadConfigFile,
   resolveConfig,
-} from "./config.ts";
+} from "./config/mod.ts";
 
 /**
  * The program's version, from deno.json.

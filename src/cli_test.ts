@@ -1,4 +1,5 @@
-import assert from "node:assert/strict";
+import { assert, assertEquals, assertMatch, assertNotMatch, fail } from "../tests/assert.ts";
+import { REQUIRED_ENV, SECRET } from "../tests/fixtures/config_input.ts";
 import denoJson from "../deno.json" with { type: "json" };
 import {
   type CommandLine,
@@ -6,17 +7,14 @@ import {
   type ParseCommandLineOptions,
   VERSION,
 } from "./cli.ts";
-import { type Config, ConfigError, envName, flagName, type KeyDefinition, KEYS } from "./config.ts";
-
-const SECRET = "S3CR3T-do-not-print-7f3a";
-
-const REQUIRED_ENV: Readonly<Record<string, string>> = {
-  KTR_SECRET_NAME: "my-token",
-  KTR_SECRET_NAMESPACE: "my-namespace",
-  KTR_OIDC_TOKENURL: "https://auth.example.com/token",
-  KTR_OIDC_CLIENTID: "my-client",
-  KTR_OIDC_CLIENTSECRET: SECRET,
-};
+import {
+  type Config,
+  ConfigError,
+  envName,
+  flagName,
+  type KeyDefinition,
+  KEYS,
+} from "./config/mod.ts";
 
 /** The same required keys as flags. */
 const REQUIRED_FLAGS = [
@@ -93,7 +91,7 @@ async function run(
   options: ParseCommandLineOptions = files({}),
 ): Promise<Extract<CommandLine, { kind: "run" }>> {
   const result = await parseCommandLine(argv, env, options);
-  assert.equal(result.kind, "run");
+  assertEquals(result.kind, "run");
   return result as Extract<CommandLine, { kind: "run" }>;
 }
 
@@ -105,12 +103,12 @@ async function failure(
   try {
     await parseCommandLine(argv, env, options);
   } catch (error) {
-    assert.ok(error instanceof ConfigError, `expected a ConfigError, got ${error}`);
-    assert.match(error.message, /^[A-Z]/);
-    assert.doesNotMatch(error.message, /\.$|\n/);
+    assert(error instanceof ConfigError, `expected a ConfigError, got ${error}`);
+    assertMatch(error.message, /^[A-Z]/);
+    assertNotMatch(error.message, /\.$|\n/);
     return error;
   }
-  assert.fail(`expected a ConfigError for ${JSON.stringify(argv)}`);
+  fail(`expected a ConfigError for ${JSON.stringify(argv)}`);
 }
 
 /** Reads a field of the config by its dotted path. */
@@ -123,7 +121,7 @@ function field(config: Config, path: string): unknown {
 
 async function helpText(argv = ["--help"]): Promise<string> {
   const result = await parseCommandLine(argv, REQUIRED_ENV);
-  assert.equal(result.kind, "help");
+  assertEquals(result.kind, "help");
   return (result as { text: string }).text;
 }
 
@@ -131,23 +129,23 @@ async function helpText(argv = ["--help"]): Promise<string> {
 
 Deno.test("parseCommandLine() returns the help text for --help and -h", async () => {
   const long = await helpText(["--help"]);
-  assert.equal(await helpText(["-h"]), long);
-  assert.match(long, /^Usage: kube-token-refresher \[flags\]\n/);
-  assert.ok(long.endsWith("\n"));
+  assertEquals(await helpText(["-h"]), long);
+  assertMatch(long, /^Usage: kube-token-refresher \[flags\]\n/);
+  assert(long.endsWith("\n"));
 });
 
 Deno.test("--help lists every flag with its environment variable", async () => {
   const text = await helpText();
   for (const definition of KEYS as readonly KeyDefinition[]) {
     const shown = definition.kind === "boolean" ? " [true|false]" : " <";
-    assert.ok(
+    assert(
       text.includes(`${flagName(definition.key)}${shown}`),
       `${definition.key} in\n${text}`,
     );
-    assert.ok(text.includes(envName(definition.key)), `${envName(definition.key)} in\n${text}`);
+    assert(text.includes(envName(definition.key)), `${envName(definition.key)} in\n${text}`);
   }
   for (const flag of ["-f, --config <path>", "-V, --version", "-h, --help"]) {
-    assert.ok(text.includes(flag), flag);
+    assert(text.includes(flag), flag);
   }
 });
 
@@ -156,24 +154,24 @@ Deno.test("--help shows each default, and required or no default for keys withou
   const text = (await helpText()).replaceAll(/\n {20,}/g, " ");
   for (const definition of KEYS as readonly KeyDefinition[]) {
     const line = text.split("\n").find((l) => l.includes(`${flagName(definition.key)} `));
-    assert.ok(line, definition.key);
+    assert(line, definition.key);
     const fact = definition.default !== undefined
       ? `default: ${JSON.stringify(definition.default)}`
       : definition.optional
       ? "no default"
       : "required";
-    assert.ok(line.includes(fact), `${fact} in ${line}`);
+    assert(line.includes(fact), `${fact} in ${line}`);
   }
 });
 
 Deno.test("--help never shows a secret, not even one set in the environment", async () => {
   const result = await parseCommandLine(["--help"], { ...REQUIRED_ENV }, files({}));
-  assert.equal(result.kind, "help");
+  assertEquals(result.kind, "help");
   const text = (result as { text: string }).text.replaceAll(/\n {20,}/g, " ");
-  assert.ok(!text.includes(SECRET));
+  assert(!text.includes(SECRET));
   const line = text.split("\n").find((l) => l.includes("--oidc.clientsecret"));
-  assert.ok(line?.includes("secret, never shown"), String(line));
-  assert.ok(!line?.includes("default:"), String(line));
+  assert(line?.includes("secret, never shown"), String(line));
+  assert(!line?.includes("default:"), String(line));
 });
 
 Deno.test("--help wins over invalid flags and does not read the config file", async () => {
@@ -184,16 +182,16 @@ Deno.test("--help wins over invalid flags and does not read the config file", as
       return Promise.resolve("");
     },
   });
-  assert.equal(result.kind, "help");
-  assert.equal(reads, 0);
+  assertEquals(result.kind, "help");
+  assertEquals(reads, 0);
 });
 
 Deno.test("parseCommandLine() returns deno.json's version for --version and -V", async () => {
   for (const flag of ["--version", "-V"]) {
     const result = await parseCommandLine([flag], {});
-    assert.deepEqual(result, { kind: "version", text: `${denoJson.version}\n` });
+    assertEquals(result, { kind: "version", text: `${denoJson.version}\n` });
   }
-  assert.equal(VERSION, denoJson.version);
+  assertEquals(VERSION, denoJson.version);
 });
 
 // --- flags --------------------------------------------------------------------------------
@@ -209,24 +207,24 @@ Deno.test("parseCommandLine() accepts --flag value and --flag=value for every ke
     const flag = flagName(definition.key);
     for (const argv of [[flag, text], [`${flag}=${text}`]]) {
       const { config } = await run(argv, env);
-      assert.deepEqual(field(config, definition.field), value, argv.join(" "));
+      assertEquals(field(config, definition.field), value, argv.join(" "));
     }
   }
 });
 
 Deno.test("parseCommandLine() runs from flags alone, without environment", async () => {
   const { config, warnings } = await run(REQUIRED_FLAGS, {});
-  assert.equal(config.oidc.clientSecret, SECRET);
-  assert.equal(config.secret.key, "token");
-  assert.deepEqual(warnings, []);
+  assertEquals(config.oidc.clientSecret, SECRET);
+  assertEquals(config.secret.key, "token");
+  assertEquals(warnings, []);
 });
 
 Deno.test("parseCommandLine() takes several resource indicators in one --oidc.resource value", async () => {
   const { config } = await run(["--oidc.resource", "https://a.example/ https://b.example/"]);
-  assert.deepEqual(config.oidc.resource, ["https://a.example/", "https://b.example/"]);
+  assertEquals(config.oidc.resource, ["https://a.example/", "https://b.example/"]);
   // Like every flag, a repeated one keeps its last value rather than adding to a list.
   const repeated = await run(["--oidc.resource=urn:a", "--oidc.resource=urn:b"]);
-  assert.deepEqual(repeated.config.oidc.resource, ["urn:b"]);
+  assertEquals(repeated.config.oidc.resource, ["urn:b"]);
 });
 
 Deno.test("parseCommandLine() runs with an issuer and a secret file instead of URL and secret", async () => {
@@ -238,29 +236,29 @@ Deno.test("parseCommandLine() runs with an issuer and a secret file instead of U
     "--oidc.clientsecretfile",
     "/run/secrets/oidc/secret",
   ], env);
-  assert.equal(config.oidc.issuer, "https://auth.example.com");
-  assert.equal(config.oidc.clientSecretFile, "/run/secrets/oidc/secret");
+  assertEquals(config.oidc.issuer, "https://auth.example.com");
+  assertEquals(config.oidc.clientSecretFile, "/run/secrets/oidc/secret");
   const both = await failure(["--oidc.issuer=https://auth.example.com"]);
-  assert.deepEqual([both.code, both.key, both.source], ["CONFIG_CONFLICT", "oidc.issuer", "flag"]);
-  assert.ok(!both.message.includes(SECRET), both.message);
+  assertEquals([both.code, both.key, both.source], ["CONFIG_CONFLICT", "oidc.issuer", "flag"]);
+  assert(!both.message.includes(SECRET), both.message);
 });
 
 Deno.test("parseCommandLine() lets the last of a repeated flag win", async () => {
   const { config } = await run(["--interval", "10", "--interval=20"]);
-  assert.equal(config.interval, 20);
+  assertEquals(config.interval, 20);
 });
 
 Deno.test("parseCommandLine() lets an empty flag value win over the environment, then rejects it", async () => {
   const error = await failure(["--secret.key="], { ...REQUIRED_ENV, KTR_SECRET_KEY: "x" });
-  assert.deepEqual([error.code, error.key, error.source], ["CONFIG_INVALID", "secret.key", "flag"]);
+  assertEquals([error.code, error.key, error.source], ["CONFIG_INVALID", "secret.key", "flag"]);
   const spaced = await failure(["--secret.key", ""], REQUIRED_ENV);
-  assert.deepEqual([spaced.code, spaced.source], ["CONFIG_INVALID", "flag"]);
+  assertEquals([spaced.code, spaced.source], ["CONFIG_INVALID", "flag"]);
 });
 
 Deno.test("parseCommandLine() takes a negative number as the value, and rejects it", async () => {
   const error = await failure(["--interval", "-5"]);
-  assert.deepEqual([error.code, error.key, error.source], ["CONFIG_INVALID", "interval", "flag"]);
-  assert.ok(error.message.includes('"-5"'), error.message);
+  assertEquals([error.code, error.key, error.source], ["CONFIG_INVALID", "interval", "flag"]);
+  assert(error.message.includes('"-5"'), error.message);
 });
 
 Deno.test("parseCommandLine() refuses unknown flags with a hint", async () => {
@@ -274,49 +272,49 @@ Deno.test("parseCommandLine() refuses unknown flags with a hint", async () => {
   ] as const;
   for (const [flag, value, key, suggestion] of cases) {
     const error = await failure(value === undefined ? [flag] : [flag, value]);
-    assert.deepEqual([error.code, error.key, error.source], ["CONFIG_UNKNOWN_KEY", key, "flag"]);
-    assert.ok(error.message.includes(`did you mean "${suggestion}"?`), error.message);
+    assertEquals([error.code, error.key, error.source], ["CONFIG_UNKNOWN_KEY", key, "flag"]);
+    assert(error.message.includes(`did you mean "${suggestion}"?`), error.message);
   }
   const far = await failure(["--colour"]);
-  assert.match(far.message, /^Unknown flag "--colour": run with --help to list the flags$/);
+  assertMatch(far.message, /^Unknown flag "--colour": run with --help to list the flags$/);
   const short = await failure(["-x"]);
-  assert.deepEqual([short.code, short.key], ["CONFIG_UNKNOWN_KEY", "x"]);
+  assertEquals([short.code, short.key], ["CONFIG_UNKNOWN_KEY", "x"]);
 });
 
 Deno.test("parseCommandLine() never echoes the value of an unknown flag", async () => {
   for (const argv of [[`--oidc.client-secret=${SECRET}`], ["--oidc.client-secret", SECRET]]) {
     const error = await failure(argv);
-    assert.equal(error.code, "CONFIG_UNKNOWN_KEY");
-    assert.ok(!error.message.includes(SECRET), error.message);
+    assertEquals(error.code, "CONFIG_UNKNOWN_KEY");
+    assert(!error.message.includes(SECRET), error.message);
   }
 });
 
 Deno.test("parseCommandLine() refuses positional arguments without echoing them", async () => {
   for (const argv of [[SECRET], ["--secret.name=a", SECRET], ["--", "--secret.name"]]) {
     const error = await failure(argv);
-    assert.deepEqual([error.code, error.source], ["CONFIG_USAGE", "flag"]);
-    assert.ok(!error.message.includes(SECRET), error.message);
-    assert.match(error.message, /takes flags only/);
+    assertEquals([error.code, error.source], ["CONFIG_USAGE", "flag"]);
+    assert(!error.message.includes(SECRET), error.message);
+    assertMatch(error.message, /takes flags only/);
   }
 });
 
 Deno.test("parseCommandLine() names a flag left without its value", async () => {
   const last = await failure(["--secret.name"]);
-  assert.deepEqual([last.code, last.key, last.source], ["CONFIG_INVALID", "secret.name", "flag"]);
-  assert.match(last.message, /^Missing value for flag --secret\.name: expected /);
+  assertEquals([last.code, last.key, last.source], ["CONFIG_INVALID", "secret.name", "flag"]);
+  assertMatch(last.message, /^Missing value for flag --secret\.name: expected /);
 
   const swallowed = await failure(["--secret.name", "--secret.namespace", "x"]);
-  assert.deepEqual([swallowed.code, swallowed.key], ["CONFIG_INVALID", "secret.name"]);
-  assert.match(swallowed.message, /took the next flag, --secret\.namespace/);
+  assertEquals([swallowed.code, swallowed.key], ["CONFIG_INVALID", "secret.name"]);
+  assertMatch(swallowed.message, /took the next flag, --secret\.namespace/);
 
   for (const argv of [["-f"], ["--config"], ["--config="], ["-f", "--interval=5"]]) {
     const config = await failure(argv);
-    assert.deepEqual([config.code, config.key, config.source], [
+    assertEquals([config.code, config.key, config.source], [
       "CONFIG_INVALID",
       "config",
       "flag",
     ]);
-    assert.match(config.message, /path of a YAML file/);
+    assertMatch(config.message, /path of a YAML file/);
   }
 });
 
@@ -330,9 +328,9 @@ Deno.test("parseCommandLine() reads the file given with -f, -fPATH, --config and
     ]]
   ) {
     const { config } = await run(argv, REQUIRED_ENV, read);
-    assert.equal(config.interval, 42, argv.join(" "));
-    assert.equal(config.log.format, "json");
-    assert.equal(config.configFile, "ktr.yaml");
+    assertEquals(config.interval, 42, argv.join(" "));
+    assertEquals(config.log.format, "json");
+    assertEquals(config.configFile, "ktr.yaml");
   }
 });
 
@@ -344,8 +342,8 @@ Deno.test("parseCommandLine() reads no file without --config", async () => {
       return Promise.resolve("");
     },
   });
-  assert.equal(reads, 0);
-  assert.equal(config.configFile, undefined);
+  assertEquals(reads, 0);
+  assertEquals(config.configFile, undefined);
 });
 
 Deno.test("parseCommandLine() applies flags > env > file > defaults", async () => {
@@ -356,40 +354,40 @@ Deno.test("parseCommandLine() applies flags > env > file > defaults", async () =
   const env = { ...REQUIRED_ENV, KTR_SECRET_KEY: "from-env", KTR_INTERVAL: "43" };
   delete (env as Record<string, string>).KTR_SECRET_NAMESPACE;
   const { config } = await run(["-f", "ktr.yaml", "--secret.key", "from-flag"], env, read);
-  assert.equal(config.secret.key, "from-flag");
-  assert.equal(config.interval, 43);
-  assert.equal(config.log.level, "debug");
-  assert.equal(config.secret.namespace, "file-ns");
-  assert.equal(config.log.format, "text");
+  assertEquals(config.secret.key, "from-flag");
+  assertEquals(config.interval, 43);
+  assertEquals(config.log.level, "debug");
+  assertEquals(config.secret.namespace, "file-ns");
+  assertEquals(config.log.format, "text");
 });
 
 Deno.test("parseCommandLine() passes file errors on with their codes", async () => {
   const missing = await failure(["-f", "nope.yaml"]);
-  assert.deepEqual([missing.code, missing.source], ["CONFIG_FILE_UNREADABLE", "file"]);
-  assert.match(missing.message, /"nope\.yaml"/);
+  assertEquals([missing.code, missing.source], ["CONFIG_FILE_UNREADABLE", "file"]);
+  assertMatch(missing.message, /"nope\.yaml"/);
 
   const broken = await failure(["-f", "k.yaml"], REQUIRED_ENV, files({ "k.yaml": "secret: [a\n" }));
-  assert.equal(broken.code, "CONFIG_FILE_SYNTAX");
-  assert.equal(broken.line, 2);
+  assertEquals(broken.code, "CONFIG_FILE_SYNTAX");
+  assertEquals(broken.line, 2);
 
   const unknown = await failure(
     ["-f", "k.yaml"],
     REQUIRED_ENV,
     files({ "k.yaml": "oidc:\n  clientId: x\n" }),
   );
-  assert.deepEqual([unknown.code, unknown.key, unknown.source], [
+  assertEquals([unknown.code, unknown.key, unknown.source], [
     "CONFIG_UNKNOWN_KEY",
     "oidc.clientId",
     "file",
   ]);
-  assert.match(unknown.message, /did you mean "oidc\.clientid"\?/);
+  assertMatch(unknown.message, /did you mean "oidc\.clientid"\?/);
 });
 
 // --- environment --------------------------------------------------------------------------
 
 Deno.test("parseCommandLine() warns about unknown KTR_ variables without their values", async () => {
   const { warnings } = await run([], { ...REQUIRED_ENV, KTR_SECRETNAME: SECRET, HOME: "/root" });
-  assert.deepEqual(warnings, [
+  assertEquals(warnings, [
     "Ignoring unknown environment variable KTR_SECRETNAME: did you mean KTR_SECRET_NAME?",
   ]);
 });
@@ -429,7 +427,7 @@ Deno.test("parseCommandLine() never puts the client secret in an error, whicheve
     for (const argv of argvs) {
       const error = await failure(argv);
       for (const message of [error.message, ...error.others.map((e) => e.message)]) {
-        assert.ok(!message.includes(SECRET), message);
+        assert(!message.includes(SECRET), message);
       }
     }
   }
@@ -478,8 +476,8 @@ Deno.test("parseCommandLine() needs no permission at all without a config file",
      const h = await parseCommandLine(["--help"], {});
      console.log(r.kind, h.kind);`,
   );
-  assert.equal(result.stderr, "");
-  assert.equal(result.stdout.trim(), "run help");
+  assertEquals(result.stderr, "");
+  assertEquals(result.stdout.trim(), "run help");
 });
 
 Deno.test("a config file loads with env access to KTR_* and the yaml package's switches only", async () => {
@@ -496,11 +494,11 @@ Deno.test("a config file loads with env access to KTR_* and the yaml package's s
       ["--allow-read", "--allow-env=KTR_*,LOG_TOKENS,LOG_STREAM"],
       code,
     );
-    assert.equal(allowed.stdout.trim(), "42", allowed.stderr);
+    assertEquals(allowed.stdout.trim(), "42", allowed.stderr);
 
     // Without them the failure is a clean ConfigError that says what to allow.
     const denied = await runWithPermissions(["--allow-read", "--allow-env=KTR_*"], code);
-    assert.match(denied.stdout, /^CONFIG_FILE_UNREADABLE .*LOG_TOKENS/);
+    assertMatch(denied.stdout, /^CONFIG_FILE_UNREADABLE .*LOG_TOKENS/);
   } finally {
     await Deno.remove(yaml);
   }

@@ -1,5 +1,6 @@
 /**
- * A per-request deadline that lets go of the request as soon as it is over.
+ * A per-request deadline that lets go of the request as soon as it is over: the one deadline
+ * helper of the token source and the Kubernetes client.
  *
  * `AbortSignal.timeout()` keeps its timer, and with it everything the request's signal reaches,
  * alive until the timeout fires even when the request ended long before; over many refreshes
@@ -15,6 +16,16 @@ export interface Deadline extends Disposable {
   readonly signal: AbortSignal;
   /** True when the time ran out (not when the caller aborted). */
   readonly expired: boolean;
+  /**
+   * Settles with `work`, or rejects with the abort reason as soon as the deadline's signal
+   * aborts, whichever comes first, even if `work` ignores the signal. `work` is always observed,
+   * even when the signal had aborted before: it has started and will reject, and an unobserved
+   * rejection ends the process (shutdown during a file read did that).
+   *
+   * @param work The running request.
+   * @returns What `work` gives.
+   */
+  settle<T>(work: Promise<T>): Promise<T>;
 }
 
 /**
@@ -45,6 +56,15 @@ export function startDeadline(timeoutMs: number, parent?: AbortSignal): Deadline
     signal: controller.signal,
     get expired() {
       return expired;
+    },
+    settle<T>(work: Promise<T>): Promise<T> {
+      const signal = controller.signal;
+      return new Promise<T>((resolve, reject) => {
+        const onAbort = () => reject(signal.reason);
+        if (signal.aborted) onAbort();
+        else signal.addEventListener("abort", onAbort, { once: true });
+        work.then(resolve, reject).finally(() => signal.removeEventListener("abort", onAbort));
+      });
     },
     [Symbol.dispose]() {
       clearTimeout(timer);

@@ -6,9 +6,10 @@
  * @module
  */
 import { reviewSecretAccess, roleRuleFor, type SecretPermission } from "./kube/access.ts";
+import { messageOf } from "./errors.ts";
 import type { KubeClient } from "./kube/client.ts";
 import { MANAGED_LABEL, type SecretTarget } from "./kube/secret.ts";
-import type { TokenSource } from "./oidc.ts";
+import type { TokenSource } from "./token.ts";
 import { planAfterSuccess, type ScheduleOptions } from "./schedule.ts";
 
 /** Options of {@linkcode dryRun}. */
@@ -65,7 +66,7 @@ export interface DryRunReport {
 }
 
 function message(error: unknown): string {
-  return (error instanceof Error ? error.message : String(error)).replaceAll(/\s+/g, " ").trim();
+  return messageOf(error).replaceAll(/\s+/g, " ").trim();
 }
 
 /**

@@ -1,8 +1,8 @@
 import { assert, assertEquals, assertMatch, assertNotIncludes } from "../tests/assert.ts";
-import { createFakeKube, fakeFetch, type FakeKube } from "../tests/fixtures/fake_kube.ts";
+import { createFakeKube, type FakeKube, fakeKubeClient } from "../tests/fixtures/fake_kube.ts";
 import { dryRun, type DryRunReport, formatDryRunReport } from "./dry_run.ts";
-import { KubeClient } from "./kube/client.ts";
-import { type Token, TokenError, type TokenSource } from "./oidc.ts";
+import { TokenError } from "./oidc/mod.ts";
+import type { Token, TokenSource } from "./token.ts";
 
 const NOW = 1_700_000_000_000;
 const TOKEN = "header.dry-run-secret-token.signature";
@@ -26,12 +26,10 @@ function tokenSource(error?: Error): TokenSource {
 }
 
 function run(fake: FakeKube, error?: Error): Promise<DryRunReport> {
-  const client = new KubeClient({
-    server: new URL("https://kube.test"),
-    authorize: () => Promise.resolve({ authorization: "Bearer sa" }),
+  const client = fakeKubeClient(fake, {
+    authorization: "Bearer sa",
     description: "service account in /sa",
-    close() {},
-  }, { fetch: fakeFetch(fake) });
+  });
   return dryRun({
     source: tokenSource(error),
     client,

@@ -11,12 +11,10 @@ import {
   type Sink,
   type TextFormatter,
 } from "@logtape/logtape";
+import type { LogFormat } from "./config/mod.ts";
 
 /** The root category every logger of the tool lives under. */
 export const LOG_CATEGORY = "ktr";
-
-/** The log formats of the `log.format` key. */
-export type LogFormat = "text" | "json";
 
 /** Options of {@linkcode configureLogging}. */
 export interface LoggingOptions {
@@ -108,14 +106,28 @@ export function writeAllSync(stream: { writeSync(p: Uint8Array): number }, text:
 }
 
 /**
+ * Makes a sink that writes formatted records to a stream synchronously.
+ *
+ * @param format The log format.
+ * @param stream Where to write; standard error in the real process.
+ * @returns The sink.
+ */
+export function streamSink(
+  format: LogFormat,
+  stream: { writeSync(p: Uint8Array): number },
+): Sink {
+  const formatter = format === "json" ? jsonFormatter : textFormatter;
+  return (record) => writeAllSync(stream, formatter(record));
+}
+
+/**
  * Makes a sink that writes formatted records to standard error synchronously.
  *
  * @param format The log format.
  * @returns The sink.
  */
 export function stderrSink(format: LogFormat): Sink {
-  const formatter = format === "json" ? jsonFormatter : textFormatter;
-  return (record) => writeAllSync(Deno.stderr, formatter(record));
+  return streamSink(format, Deno.stderr);
 }
 
 /**

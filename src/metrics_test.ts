@@ -1,105 +1,103 @@
-import { assert, assertEquals, assertMatch, assertThrows } from "../tests/assert.ts";
+import { assert, assertEquals, assertMatch } from "../tests/assert.ts";
 import {
   parsePrometheusText,
   prometheusParserIgnore,
 } from "../tests/fixtures/prometheus_parser.ts";
-import { formatValue, MetricsError, MetricsRegistry } from "./metrics.ts";
+import {
+  DURATION_BUCKETS,
+  type DurationHistogram,
+  escapeHelp,
+  formatValue,
+  renderLabels,
+  renderMetrics,
+  type StatusSnapshot,
+} from "./metrics.ts";
 
-Deno.test("counter renders HELP, TYPE and one line per label set, in first-seen order", () => {
-  const registry = new MetricsRegistry();
-  const attempts = registry.counter({
-    name: "t_attempts_total",
-    help: "Attempts.",
-    labelNames: ["result"],
-  });
-  attempts.inc({ result: "success" });
-  attempts.inc({ result: "failure" }, 2);
-  attempts.inc({ result: "success" });
-  assertEquals(
-    registry.render(),
-    "# HELP t_attempts_total Attempts.\n# TYPE t_attempts_total counter\n" +
-      't_attempts_total{result="success"} 2\nt_attempts_total{result="failure"} 2\n',
-  );
+const EMPTY: DurationHistogram = { counts: [], sum: 0, count: 0 };
+
+function snapshot(overrides: Partial<StatusSnapshot> = {}): StatusSnapshot {
+  return {
+    version: "9.8.7",
+    denoVersion: "2.9.6",
+    consecutiveFailures: 0,
+    attempts: { success: 0, failure: 0 },
+    durations: { success: EMPTY, failure: EMPTY },
+    processStartSeconds: 1_700_000_000.5,
+    residentMemoryBytes: 50_000_000,
+    ...overrides,
+  };
+}
+
+/** The lines of one family without HELP and TYPE. */
+function samplesOf(text: string, prefix: string): string[] {
+  return text.split("\n").filter((l) => l.startsWith(prefix));
+}
+
+Deno.test("renderMetrics() writes every family with HELP and TYPE, in a fixed order", () => {
+  const text = renderMetrics(snapshot());
+  assertEquals(text.match(/^# TYPE \S+ \S+$/gm), [
+    "# TYPE ktr_build_info gauge",
+    "# TYPE ktr_token_expiry_timestamp_seconds gauge",
+    "# TYPE ktr_refresh_last_success_timestamp_seconds gauge",
+    "# TYPE ktr_refresh_next_timestamp_seconds gauge",
+    "# TYPE ktr_refresh_consecutive_failures gauge",
+    "# TYPE ktr_refresh_attempts_total counter",
+    "# TYPE ktr_refresh_duration_seconds histogram",
+    "# TYPE process_start_time_seconds gauge",
+    "# TYPE process_resident_memory_bytes gauge",
+  ]);
+  assertEquals(text.match(/^# HELP /gm)?.length, 9);
+  assert(text.endsWith("\n"));
 });
 
-Deno.test("counter refuses names without _total and negative increments", () => {
-  const registry = new MetricsRegistry();
-  assertEquals(
-    assertThrows(() => registry.counter({ name: "t_attempts", help: "x" }), MetricsError).code,
-    "METRICS_INVALID_NAME",
+Deno.test("a timestamp that is not known has no sample, only HELP and TYPE", () => {
+  const unknown = renderMetrics(snapshot());
+  assert(!/^ktr_token_expiry_timestamp_seconds /m.test(unknown));
+  assert(!/^ktr_refresh_last_success_timestamp_seconds /m.test(unknown));
+  assertMatch(
+    unknown,
+    /# TYPE ktr_token_expiry_timestamp_seconds gauge\n# HELP ktr_refresh_last_success/,
   );
-  const counter = registry.counter({ name: "t_ok_total", help: "x" });
-  assertEquals(assertThrows(() => counter.inc({}, -1), MetricsError).code, "METRICS_INVALID_VALUE");
-  assertEquals(
-    assertThrows(() => counter.inc({}, NaN), MetricsError).code,
-    "METRICS_INVALID_VALUE",
-  );
-});
-
-Deno.test("metrics refuse label sets that differ from the declared label names", () => {
-  const registry = new MetricsRegistry();
-  const gauge = registry.gauge({ name: "t_g", help: "x", labelNames: ["a"] });
-  assertEquals(assertThrows(() => gauge.set(1), MetricsError).code, "METRICS_LABELS");
-  assertEquals(
-    assertThrows(() => gauge.set(1, { a: "1", b: "2" }), MetricsError).code,
-    "METRICS_LABELS",
-  );
-});
-
-Deno.test("registry refuses invalid names, reserved labels and duplicates", () => {
-  const registry = new MetricsRegistry();
-  assertThrows(() => registry.gauge({ name: "1abc", help: "x" }), MetricsError);
-  assertThrows(() => registry.gauge({ name: "t_x", help: "x", labelNames: ["__a"] }), MetricsError);
-  assertThrows(
-    () => registry.histogram({ name: "t_h", help: "x", labelNames: ["le"], buckets: [1] }),
-    MetricsError,
-  );
-  assertThrows(() => registry.histogram({ name: "t_h", help: "x", buckets: [2, 1] }), MetricsError);
-  registry.gauge({ name: "t_dup", help: "x" });
-  assertEquals(
-    assertThrows(() => registry.gauge({ name: "t_dup", help: "x" }), MetricsError).code,
-    "METRICS_DUPLICATE",
-  );
-});
-
-Deno.test("gauge without a value has no sample; remove() takes the sample away again", () => {
-  const registry = new MetricsRegistry();
-  const gauge = registry.gauge({ name: "t_expiry_timestamp_seconds", help: "x" });
-  assertEquals(
-    registry.render(),
-    "# HELP t_expiry_timestamp_seconds x\n# TYPE t_expiry_timestamp_seconds gauge\n",
-  );
-  gauge.set(1.5);
-  assertMatch(registry.render(), /^t_expiry_timestamp_seconds 1\.5$/m);
-  gauge.remove();
-  assert(!/^t_expiry_timestamp_seconds /m.test(registry.render()));
+  const known = renderMetrics(snapshot({ tokenExpiresAt: 1_700_000_001_500 }));
+  assertMatch(known, /^ktr_token_expiry_timestamp_seconds 1700000001\.5$/m);
 });
 
 Deno.test("histogram buckets are cumulative and end with +Inf; sum and count follow", () => {
-  const registry = new MetricsRegistry();
-  const h = registry.histogram({ name: "t_seconds", help: "x", buckets: [0.1, 1, 10] });
-  for (const v of [0.05, 0.1, 0.5, 5, 50]) h.observe(v);
-  assertEquals(
-    registry.render().split("\n").filter((l) => !l.startsWith("#")).join("\n"),
-    [
-      't_seconds_bucket{le="0.1"} 2',
-      't_seconds_bucket{le="1"} 3',
-      't_seconds_bucket{le="10"} 4',
-      't_seconds_bucket{le="+Inf"} 5',
-      "t_seconds_sum 55.65",
-      "t_seconds_count 5",
-      "",
-    ].join("\n"),
-  );
+  const counts = new Array(DURATION_BUCKETS.length + 1).fill(0);
+  counts[0] = 2; // <= 0.05
+  counts[4] = 1; // <= 1
+  counts[DURATION_BUCKETS.length] = 1; // above 40
+  const text = renderMetrics(snapshot({
+    durations: { success: { counts, sum: 55.65, count: 4 }, failure: EMPTY },
+  }));
+  assertEquals(samplesOf(text, "ktr_refresh_duration_seconds").slice(0, 13), [
+    'ktr_refresh_duration_seconds_bucket{result="success",le="0.05"} 2',
+    'ktr_refresh_duration_seconds_bucket{result="success",le="0.1"} 2',
+    'ktr_refresh_duration_seconds_bucket{result="success",le="0.25"} 2',
+    'ktr_refresh_duration_seconds_bucket{result="success",le="0.5"} 2',
+    'ktr_refresh_duration_seconds_bucket{result="success",le="1"} 3',
+    'ktr_refresh_duration_seconds_bucket{result="success",le="2.5"} 3',
+    'ktr_refresh_duration_seconds_bucket{result="success",le="5"} 3',
+    'ktr_refresh_duration_seconds_bucket{result="success",le="10"} 3',
+    'ktr_refresh_duration_seconds_bucket{result="success",le="20"} 3',
+    'ktr_refresh_duration_seconds_bucket{result="success",le="40"} 3',
+    'ktr_refresh_duration_seconds_bucket{result="success",le="+Inf"} 4',
+    'ktr_refresh_duration_seconds_sum{result="success"} 55.65',
+    'ktr_refresh_duration_seconds_count{result="success"} 4',
+  ]);
+  // Present from the start, so rate() and increase() see the first failure too.
+  assertEquals(samplesOf(text, 'ktr_refresh_duration_seconds_count{result="failure"}'), [
+    'ktr_refresh_duration_seconds_count{result="failure"} 0',
+  ]);
 });
 
 Deno.test("label values and help text are escaped", () => {
-  const registry = new MetricsRegistry();
-  registry.gauge({ name: "t_info", help: 'Back\\slash\nand "quotes"', labelNames: ["v"] })
-    .set(1, { v: 'a"b\\c\nd' });
-  assertEquals(
-    registry.render(),
-    '# HELP t_info Back\\\\slash\\nand "quotes"\n# TYPE t_info gauge\nt_info{v="a\\"b\\\\c\\nd"} 1\n',
+  assertEquals(escapeHelp('Back\\slash\nand "quotes"'), 'Back\\\\slash\\nand "quotes"');
+  assertEquals(renderLabels({ v: 'a"b\\c\nd' }), '{v="a\\"b\\\\c\\nd"}');
+  assertEquals(renderLabels({}), "");
+  assertMatch(
+    renderMetrics(snapshot({ version: 'odd"version' })),
+    /^ktr_build_info\{version="odd\\"version",deno_version="2\.9\.6"\} 1$/m,
   );
 });
 
@@ -110,55 +108,39 @@ Deno.test("formatValue() spells infinities and NaN as the format wants", () => {
   assertEquals(formatValue(1700000000.25), "1700000000.25");
 });
 
-Deno.test("beforeRender() hooks run at every rendering", () => {
-  const registry = new MetricsRegistry();
-  const gauge = registry.gauge({ name: "t_calls", help: "x" });
-  let calls = 0;
-  registry.beforeRender(() => gauge.set(++calls));
-  registry.render();
-  assertMatch(registry.render(), /^t_calls 2$/m);
-});
-
 Deno.test({
-  name: "the Prometheus Python parser reads every metric type, escapes and special values back",
+  name: "the Prometheus Python parser reads every family, escapes and values back",
   ignore: prometheusParserIgnore(),
   async fn() {
-    const registry = new MetricsRegistry();
-    registry.counter({ name: "t_attempts_total", help: "Attempts.", labelNames: ["result"] })
-      .inc({ result: "success" }, 3);
-    registry.gauge({ name: "t_info", help: 'Odd "help"\nline', labelNames: ["v"] })
-      .set(1, { v: 'a"b\\c\nd' });
-    registry.gauge({ name: "t_inf", help: "x" }).set(-Infinity);
-    const h = registry.histogram({
-      name: "t_duration_seconds",
-      help: "Duration.",
-      labelNames: ["result"],
-      buckets: [0.5, 1],
-    });
-    h.observe(0.25, { result: "success" });
-    h.observe(2, { result: "success" });
-    h.touch({ result: "failure" });
-
-    const families = await parsePrometheusText(registry.render());
+    const counts = new Array(DURATION_BUCKETS.length + 1).fill(0);
+    counts[2] = 1;
+    counts[DURATION_BUCKETS.length] = 1;
+    const families = await parsePrometheusText(renderMetrics(snapshot({
+      version: 'a"b\\c\nd',
+      attempts: { success: 3, failure: 0 },
+      durations: { success: { counts, sum: 50.25, count: 2 }, failure: EMPTY },
+      lastSuccessAt: 1_700_000_000_000,
+    })));
     const byName = Object.fromEntries(families.map((f) => [f.name, f]));
-    assertEquals(byName.t_attempts.type, "counter");
-    assertEquals(byName.t_attempts.samples, [
-      { name: "t_attempts_total", labels: { result: "success" }, value: 3 },
+    assertEquals(byName.ktr_refresh_attempts.type, "counter");
+    assertEquals(byName.ktr_refresh_attempts.samples, [
+      { name: "ktr_refresh_attempts_total", labels: { result: "success" }, value: 3 },
+      { name: "ktr_refresh_attempts_total", labels: { result: "failure" }, value: 0 },
     ]);
-    assertEquals(byName.t_info.help, 'Odd "help"\nline');
-    assertEquals(byName.t_info.samples[0].labels, { v: 'a"b\\c\nd' });
-    assertEquals(byName.t_inf.samples[0].value, -Infinity);
-    const histogram = byName.t_duration_seconds;
+    assertEquals(byName.ktr_build_info.samples[0].labels.version, 'a"b\\c\nd');
+    assertEquals(byName.ktr_refresh_last_success_timestamp_seconds.samples[0].value, 1_700_000_000);
+    const histogram = byName.ktr_refresh_duration_seconds;
     assertEquals(histogram.type, "histogram");
     const success = histogram.samples.filter((s) => s.labels.result === "success");
-    assertEquals(success.map((s) => [s.name, s.labels.le, s.value]), [
-      ["t_duration_seconds_bucket", "0.5", 1],
-      ["t_duration_seconds_bucket", "1", 1],
-      ["t_duration_seconds_bucket", "+Inf", 2],
-      ["t_duration_seconds_sum", undefined, 2.25],
-      ["t_duration_seconds_count", undefined, 2],
+    assertEquals(success.slice(-3).map((s) => [s.name, s.labels.le, s.value]), [
+      ["ktr_refresh_duration_seconds_bucket", "+Inf", 2],
+      ["ktr_refresh_duration_seconds_sum", undefined, 50.25],
+      ["ktr_refresh_duration_seconds_count", undefined, 2],
     ]);
-    assertEquals(histogram.samples.filter((s) => s.labels.result === "failure").length, 5);
+    assertEquals(
+      histogram.samples.filter((s) => s.labels.result === "failure").length,
+      DURATION_BUCKETS.length + 3,
+    );
   },
 });
 

@@ -4,8 +4,10 @@
  * @module
  */
 import { getLogger } from "@logtape/logtape";
+import { messageOf } from "./errors.ts";
 import { LOG_CATEGORY } from "./log.ts";
-import { type Token, TokenError, type TokenSource } from "./oidc.ts";
+import { TokenError } from "./oidc/error.ts";
+import { type Clock, systemClock, type Token, type TokenSource } from "./token.ts";
 import type { SecretTarget, SecretWriter, WriteResult } from "./kube/secret.ts";
 import {
   planAfterFailure,
@@ -13,35 +15,6 @@ import {
   retryDeadline,
   type ScheduleOptions,
 } from "./schedule.ts";
-
-/** Time as the loop sees it; tests pass a fake one. */
-export interface Clock {
-  /** Milliseconds since the epoch. */
-  now(): number;
-  /**
-   * Waits, or returns early when `signal` aborts.
-   *
-   * @param ms How long to wait.
-   * @param signal Ends the wait early.
-   */
-  sleep(ms: number, signal: AbortSignal): Promise<void>;
-}
-
-/** The real clock. */
-export const systemClock: Clock = {
-  now: () => Date.now(),
-  sleep: (ms, signal) =>
-    new Promise<void>((resolve) => {
-      if (signal.aborted) return resolve();
-      const done = () => {
-        clearTimeout(timer);
-        signal.removeEventListener("abort", done);
-        resolve();
-      };
-      const timer = setTimeout(done, ms);
-      signal.addEventListener("abort", done, { once: true });
-    }),
-};
 
 /** What one successful refresh produced. */
 export interface RefreshResult {
@@ -221,7 +194,7 @@ export async function runRefreshLoop(options: LoopOptions): Promise<void> {
       const fields = {
         secret: target.name,
         namespace: target.namespace,
-        error: err instanceof Error ? err.message : String(err),
+        error: messageOf(err),
         failures,
         retryInSeconds: Math.round(delayMs / 100) / 10,
       };

@@ -1,11 +1,18 @@
 import { reset } from "@logtape/logtape";
 import { captureLogs } from "../tests/fixtures/logs.ts";
 import { assert, assertEquals, assertNotIncludes } from "../tests/assert.ts";
-import { createFakeKube, fakeFetch } from "../tests/fixtures/fake_kube.ts";
-import { KubeClient } from "./kube/client.ts";
+import {
+  createFakeKube,
+  type FakeKube,
+  fakeKubeClient,
+  storedValue,
+} from "../tests/fixtures/fake_kube.ts";
 import { SecretWriter } from "./kube/secret.ts";
-import { type Token, TokenError, type TokenSource } from "./oidc.ts";
-import { type Clock, runRefreshLoop } from "./refresh.ts";
+import { TokenError } from "./oidc/mod.ts";
+import type { Token, TokenSource } from "./token.ts";
+import { type RefreshObserver, runRefreshLoop } from "./refresh.ts";
+import type { ScheduleOptions } from "./schedule.ts";
+import type { Clock } from "./token.ts";
 import { textFormatter } from "./log.ts";
 
 const target = { namespace: "ns", name: "tok", key: "token" };
@@ -49,24 +56,26 @@ function scriptedSource(clock: Clock, script: Array<number | Error>) {
 }
 
 function writerFor(fake = createFakeKube()) {
-  const client = new KubeClient({
-    server: new URL("https://kube.test"),
-    authorize: () => Promise.resolve({}),
-    description: "test",
-    close() {},
-  }, { fetch: fakeFetch(fake) });
-  return { fake, writer: new SecretWriter(client, target) };
+  return { fake, writer: new SecretWriter(fakeKubeClient(fake), target) };
 }
 
-function storedToken(fake: ReturnType<typeof createFakeKube>): string | undefined {
-  const b64 = fake.secrets.get("ns/tok")?.data?.token;
-  return b64 === undefined ? undefined : atob(b64);
+function storedToken(fake: FakeKube): string | undefined {
+  return storedValue(fake, target);
 }
 
-Deno.test("runRefreshLoop() refreshes at start and then every interval", async () => {
+/**
+ * Runs the real loop on the fake clock against the fake API until `sleeps` sleeps have happened,
+ * with the token source playing `script`.
+ */
+async function runScripted(options: {
+  script: Array<number | Error>;
+  sleeps: number;
+  schedule?: Partial<ScheduleOptions>;
+  observer?: (fake: FakeKube) => RefreshObserver;
+}) {
   const controller = new AbortController();
-  const { clock, sleeps } = fakeClock(controller, 3);
-  const { source, calls } = scriptedSource(clock, [3600]);
+  const { clock, sleeps } = fakeClock(controller, options.sleeps);
+  const { source, calls } = scriptedSource(clock, options.script);
   const { fake, writer } = writerFor();
   await runRefreshLoop({
     source,
@@ -74,9 +83,19 @@ Deno.test("runRefreshLoop() refreshes at start and then every interval", async (
     target,
     clock,
     signal: controller.signal,
-    schedule: { intervalMs: 500_000, renewFraction: 2 / 3 },
+    schedule: { intervalMs: 600_000, renewFraction: 2 / 3, random: () => 0.5, ...options.schedule },
+    observer: options.observer?.(fake),
   });
-  assertEquals(calls(), 3);
+  return { sleeps, calls: calls(), fake };
+}
+
+Deno.test("runRefreshLoop() refreshes at start and then every interval", async () => {
+  const { sleeps, calls, fake } = await runScripted({
+    script: [3600],
+    sleeps: 3,
+    schedule: { intervalMs: 500_000 },
+  });
+  assertEquals(calls, 3);
   assertEquals(sleeps, [500_000, 500_000, 500_000]);
   assertEquals(storedToken(fake), "token-3");
 });
@@ -84,17 +103,10 @@ Deno.test("runRefreshLoop() refreshes at start and then every interval", async (
 Deno.test("runRefreshLoop() renews a short-lived token before it expires and warns once", async () => {
   const records = await captureLogs();
   try {
-    const controller = new AbortController();
-    const { clock, sleeps } = fakeClock(controller, 3);
-    const { source } = scriptedSource(clock, [30]);
-    const { writer } = writerFor();
-    await runRefreshLoop({
-      source,
-      writer,
-      target,
-      clock,
-      signal: controller.signal,
-      schedule: { intervalMs: 500_000, renewFraction: 2 / 3 },
+    const { sleeps } = await runScripted({
+      script: [30],
+      sleeps: 3,
+      schedule: { intervalMs: 500_000 },
     });
     assertEquals(sleeps, [20_000, 20_000, 20_000]);
     const warnings = records.filter((r) => r.level === "warning");
@@ -106,23 +118,15 @@ Deno.test("runRefreshLoop() renews a short-lived token before it expires and war
 });
 
 Deno.test("runRefreshLoop() keeps the last good token through failures and backs off", async () => {
-  const controller = new AbortController();
-  const { clock, sleeps } = fakeClock(controller, 5);
   const failure = new TokenError("Token endpoint answered with HTTP 500", {
     code: "TOKEN_HTTP_ERROR",
     status: 500,
   });
-  const { source } = scriptedSource(clock, [3600, failure, failure, failure, 3600]);
-  const { fake, writer } = writerFor();
   const seenDuringFailures: Array<string | undefined> = [];
-  await runRefreshLoop({
-    source,
-    writer,
-    target,
-    clock,
-    signal: controller.signal,
-    schedule: { intervalMs: 600_000, renewFraction: 2 / 3, random: () => 0.5 },
-    observer: { onFailure: () => seenDuringFailures.push(storedToken(fake)) },
+  const { sleeps, fake } = await runScripted({
+    script: [3600, failure, failure, failure, 3600],
+    sleeps: 5,
+    observer: (fake) => ({ onFailure: () => seenDuringFailures.push(storedToken(fake)) }),
   });
   assertEquals(seenDuringFailures, ["token-1", "token-1", "token-1"]);
   assertEquals(sleeps, [600_000, 500, 1000, 2000, 600_000]);
@@ -132,23 +136,15 @@ Deno.test("runRefreshLoop() keeps the last good token through failures and backs
 Deno.test("runRefreshLoop() retries bad client credentials slowly and says what to check", async () => {
   const records = await captureLogs();
   try {
-    const controller = new AbortController();
-    const { clock, sleeps } = fakeClock(controller, 2);
-    const { source } = scriptedSource(clock, [
-      new TokenError('Token endpoint refused the request with HTTP 401, error "invalid_client"', {
-        code: "TOKEN_PROVIDER_ERROR",
-        status: 401,
-        providerError: "invalid_client",
-      }),
-    ]);
-    const { fake, writer } = writerFor();
-    await runRefreshLoop({
-      source,
-      writer,
-      target,
-      clock,
-      signal: controller.signal,
-      schedule: { intervalMs: 600_000, renewFraction: 2 / 3, random: () => 0.5 },
+    const { sleeps, fake } = await runScripted({
+      script: [
+        new TokenError('Token endpoint refused the request with HTTP 401, error "invalid_client"', {
+          code: "TOKEN_PROVIDER_ERROR",
+          status: 401,
+          providerError: "invalid_client",
+        }),
+      ],
+      sleeps: 2,
     });
     assertEquals(sleeps, [30_000, 30_000]);
     assertEquals(fake.requests.length, 0);
@@ -189,22 +185,11 @@ Deno.test("runRefreshLoop() stops promptly when aborted during a refresh", async
 Deno.test("runRefreshLoop() stops only for its own signal, and retries an abort it did not ask for", async () => {
   // Only shutdown may end the loop: ending it for another abort would stop the refresher, with
   // exit code 0, while the token in the Secret runs out.
-  const controller = new AbortController();
-  const { clock, sleeps } = fakeClock(controller, 2);
-  const { source, calls } = scriptedSource(clock, [
-    new TokenError("Token request aborted", { code: "TOKEN_ABORTED" }),
-    3600,
-  ]);
-  const { fake, writer } = writerFor();
-  await runRefreshLoop({
-    source,
-    writer,
-    target,
-    clock,
-    signal: controller.signal,
-    schedule: { intervalMs: 600_000, renewFraction: 2 / 3, random: () => 0.5 },
+  const { sleeps, calls, fake } = await runScripted({
+    script: [new TokenError("Token request aborted", { code: "TOKEN_ABORTED" }), 3600],
+    sleeps: 2,
   });
-  assertEquals(calls(), 2);
+  assertEquals(calls, 2);
   assertEquals(sleeps, [500, 600_000]);
   assertEquals(storedToken(fake), "token-2");
 });
@@ -212,18 +197,7 @@ Deno.test("runRefreshLoop() stops only for its own signal, and retries an abort 
 Deno.test("runRefreshLoop() never logs the token, even at debug", async () => {
   const records = await captureLogs();
   try {
-    const controller = new AbortController();
-    const { clock } = fakeClock(controller, 2);
-    const { source } = scriptedSource(clock, [3600]);
-    const { writer } = writerFor();
-    await runRefreshLoop({
-      source,
-      writer,
-      target,
-      clock,
-      signal: controller.signal,
-      schedule: { intervalMs: 500_000, renewFraction: 2 / 3 },
-    });
+    await runScripted({ script: [3600], sleeps: 2, schedule: { intervalMs: 500_000 } });
     const text = records.map(textFormatter).join("");
     assert(text.includes("Token refreshed"));
     assertNotIncludes(text, "token-1");

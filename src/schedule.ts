@@ -4,7 +4,7 @@
  *
  * @module
  */
-import type { Token } from "./oidc.ts";
+import type { Token } from "./token.ts";
 
 /** The knobs of the schedule. All durations in milliseconds. */
 export interface ScheduleOptions {

@@ -1,5 +1,5 @@
 import { assert, assertEquals } from "../tests/assert.ts";
-import type { Token } from "./oidc.ts";
+import type { Token } from "./token.ts";
 import {
   planAfterFailure,
   planAfterSuccess,

@@ -4,6 +4,7 @@
  *
  * @module
  */
+import { CodedError, messageOf } from "./errors.ts";
 import { CONTENT_TYPE } from "./metrics.ts";
 import type { HealthSource } from "./status.ts";
 
@@ -116,11 +117,9 @@ export type HealthServerErrorCode =
  * assert.equal(error.code, "HTTP_LISTEN");
  * ```
  */
-export class HealthServerError extends Error {
+export class HealthServerError extends CodedError<HealthServerErrorCode> {
   /** Always `HealthServerError`. */
   override name = "HealthServerError";
-  /** The reason. */
-  readonly code: HealthServerErrorCode = "HTTP_LISTEN";
   /** The `http.address` value concerned. */
   readonly address: string;
 
@@ -131,7 +130,7 @@ export class HealthServerError extends Error {
    * @param options The address and the underlying error.
    */
   constructor(message: string, options: { address: string; cause?: unknown }) {
-    super(message, { cause: options.cause });
+    super(message, "HTTP_LISTEN", { cause: options.cause });
     this.address = options.address;
   }
 }
@@ -165,7 +164,7 @@ function describeListenError(error: unknown): string {
   if (error instanceof Deno.errors.NotCapable) {
     return "network access was not granted (run with --allow-net)";
   }
-  return (error instanceof Error ? error.message : String(error)).replace(/\.$/, "");
+  return messageOf(error).replace(/\.$/, "");
 }
 
 /**

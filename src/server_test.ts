@@ -5,11 +5,12 @@ import {
   assertStringIncludes,
   assertThrows,
 } from "../tests/assert.ts";
-import { createFakeKube, fakeFetch } from "../tests/fixtures/fake_kube.ts";
-import { KubeClient } from "./kube/client.ts";
+import { createFakeKube, fakeKubeClient, storedValue } from "../tests/fixtures/fake_kube.ts";
 import { SecretWriter } from "./kube/secret.ts";
-import { type Token, TokenError, type TokenSource } from "./oidc.ts";
-import { type Clock, runRefreshLoop } from "./refresh.ts";
+import { TokenError } from "./oidc/mod.ts";
+import type { Token, TokenSource } from "./token.ts";
+import { runRefreshLoop } from "./refresh.ts";
+import type { Clock } from "./token.ts";
 import {
   createHealthHandler,
   HealthServerError,
@@ -119,14 +120,9 @@ Deno.test("no endpoint ever shows the token or the client secret, after successe
     },
   };
   const fake = createFakeKube();
-  const client = new KubeClient({
-    server: new URL("https://kube.test"),
-    authorize: () => Promise.resolve({ authorization: `Bearer ${CLIENT_SECRET}` }),
-    description: "test",
-    close() {},
-  }, { fetch: fakeFetch(fake) });
+  const client = fakeKubeClient(fake, { authorization: `Bearer ${CLIENT_SECRET}` });
   const target = { namespace: "ns", name: "tok", key: "token" };
-  const status = new RefreshStatus({ version: "1.0.0", now: () => now });
+  const status = new RefreshStatus({ version: "1.0.0", clock: { now: () => now } });
   const handler = createHealthHandler(status);
   const seen: string[] = [];
   const look = async () => {
@@ -151,7 +147,7 @@ Deno.test("no endpoint ever shows the token or the client secret, after successe
   });
   await look();
   assertEquals(calls, 3);
-  assertEquals(atob(fake.secrets.get("ns/tok")?.data?.token ?? ""), TOKEN, "the token was written");
+  assertEquals(storedValue(fake, target), TOKEN, "the token was written");
   const all = seen.join("\n");
   assertStringIncludes(all, "invalid_client", "the failure reason was shown");
   assertNotIncludes(all, TOKEN);

@@ -1,11 +1,18 @@
 /**
- * What the refresh loop has done, as health checks and metrics: fed by the loop's observer,
- * read by the HTTP handler. Holds no token and no secret, only times, counts and error codes, so
+ * What the refresh loop has done, as health checks and a snapshot that `metrics.ts` renders: fed
+ * by the loop's observer, read by the HTTP handler. Holds no token and no secret, only times, counts and error codes, so
  * nothing it exposes can leak one.
  *
  * @module
  */
-import { type Counter, type Gauge, type Histogram, MetricsRegistry } from "./metrics.ts";
+import { messageOf } from "./errors.ts";
+import type { Clock } from "./token.ts";
+import {
+  DURATION_BUCKETS,
+  type DurationHistogram,
+  renderMetrics,
+  type StatusSnapshot,
+} from "./metrics.ts";
 import type { RefreshObserver, RefreshResult } from "./refresh.ts";
 
 /** The outcome of a health check. */
@@ -43,32 +50,46 @@ export interface HealthSource {
  */
 export const DEFAULT_STUCK_AFTER_MS = 2 * (10_000 + 10_000);
 
-/**
- * Upper bounds of the refresh duration buckets, in seconds: from a fast local round trip to the
- * longest an attempt may take before liveness fails.
- */
-const DURATION_BUCKETS = [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 40];
-
 /** Options of {@linkcode RefreshStatus}. */
 export interface RefreshStatusOptions {
   /** The tool's version, for `ktr_build_info`. */
   version: string;
-  /** The clock, ms since the epoch; must be the refresh loop's clock. Default `Date.now`. */
-  now?: () => number;
+  /**
+   * The refresh loop's clock (`main()` hands both the runtime's one); only `now()` is read. No
+   * default: a status with a clock of its own could disagree with the loop it reports on.
+   */
+  clock: Pick<Clock, "now">;
   /** After this many ms in one attempt the loop counts as stuck. Default {@linkcode DEFAULT_STUCK_AFTER_MS}. */
   stuckAfterMs?: number;
   /** Resident memory in bytes, read at every scrape. Default `Deno.memoryUsage().rss`. */
   residentMemoryBytes?: () => number;
 }
 
-const seconds = (ms: number) => ms / 1000;
+/** A histogram while it is being filled. */
+interface MutableHistogram {
+  counts: number[];
+  sum: number;
+  count: number;
+}
+
+function emptyHistogram(): MutableHistogram {
+  return { counts: new Array(DURATION_BUCKETS.length + 1).fill(0), sum: 0, count: 0 };
+}
+
+/** Counts a duration in its own bucket only; the renderer makes the buckets cumulative. */
+function observe(histogram: MutableHistogram, seconds: number): void {
+  const index = DURATION_BUCKETS.findIndex((bound) => seconds <= bound);
+  histogram.counts[index === -1 ? DURATION_BUCKETS.length : index]++;
+  histogram.sum += seconds;
+  histogram.count++;
+}
 
 /** Prefers the error's code (`TOKEN_TIMEOUT`, `KUBE_HTTP`, ...), which is stable to alert on. */
 function describeError(error: unknown): string {
   const code = typeof error === "object" && error !== null
     ? (error as { code?: unknown }).code
     : undefined;
-  const message = (error instanceof Error ? error.message : String(error))
+  const message = messageOf(error)
     .replaceAll(/\s+/g, " ").trim();
   const short = message.length > 300 ? `${message.slice(0, 299)}…` : message;
   return typeof code === "string" ? `${code}: ${short}` : short;
@@ -91,7 +112,7 @@ function describeError(error: unknown): string {
  * import { RefreshStatus } from "./status.ts";
  *
  * let now = 1_000_000;
- * const status = new RefreshStatus({ version: "1.0.0", now: () => now });
+ * const status = new RefreshStatus({ version: "1.0.0", clock: { now: () => now } });
  * assert.equal(status.readiness().ok, false);
  * status.onSuccess({
  *   result: {
@@ -107,22 +128,20 @@ function describeError(error: unknown): string {
  * ```
  */
 export class RefreshStatus implements RefreshObserver, HealthSource {
-  /** Every metric of the tool. */
-  readonly registry: MetricsRegistry = new MetricsRegistry();
   #now: () => number;
   #stuckAfterMs: number;
+  #version: string;
+  #rss: () => number;
   /** When the attempt that is running now, or the next one, started or starts. */
   #attemptFrom: number;
   #lastSuccessAt: number | undefined;
   #expiresAt: number | undefined;
+  #nextAt: number | undefined;
   #lastError: unknown;
   #failing = false;
-  #expiry: Gauge;
-  #lastSuccess: Gauge;
-  #next: Gauge;
-  #failures: Gauge;
-  #attempts: Counter;
-  #duration: Histogram;
+  #failures = 0;
+  #attempts = { success: 0, failure: 0 };
+  #durations = { success: emptyHistogram(), failure: emptyHistogram() };
 
   /**
    * Starts with no refresh seen; the first attempt counts as started now.
@@ -130,60 +149,12 @@ export class RefreshStatus implements RefreshObserver, HealthSource {
    * @param options Version, clock and limits.
    */
   constructor(options: RefreshStatusOptions) {
-    this.#now = options.now ?? Date.now;
+    const { clock } = options;
+    this.#now = () => clock.now();
     this.#stuckAfterMs = options.stuckAfterMs ?? DEFAULT_STUCK_AFTER_MS;
+    this.#version = options.version;
+    this.#rss = options.residentMemoryBytes ?? (() => Deno.memoryUsage().rss);
     this.#attemptFrom = this.#now();
-    const rss = options.residentMemoryBytes ?? (() => Deno.memoryUsage().rss);
-    const r = this.registry;
-
-    r.gauge({
-      name: "ktr_build_info",
-      help: "Always 1; the labels say which version of the refresher and of Deno run.",
-      labelNames: ["version", "deno_version"],
-    }).set(1, { version: options.version, deno_version: Deno.version.deno });
-    this.#expiry = r.gauge({
-      name: "ktr_token_expiry_timestamp_seconds",
-      help:
-        "When the token last written to the Secret expires, in seconds since the epoch; absent while unknown.",
-    });
-    this.#lastSuccess = r.gauge({
-      name: "ktr_refresh_last_success_timestamp_seconds",
-      help: "When the last successful refresh ended, in seconds since the epoch.",
-    });
-    this.#next = r.gauge({
-      name: "ktr_refresh_next_timestamp_seconds",
-      help: "When the next refresh is scheduled, in seconds since the epoch.",
-    });
-    this.#failures = r.gauge({
-      name: "ktr_refresh_consecutive_failures",
-      help: "Failed refresh attempts since the last successful one.",
-    });
-    this.#failures.set(0);
-    this.#attempts = r.counter({
-      name: "ktr_refresh_attempts_total",
-      help: "Refresh attempts (token request and Secret write) by result.",
-      labelNames: ["result"],
-    });
-    this.#duration = r.histogram({
-      name: "ktr_refresh_duration_seconds",
-      help: "Duration of refresh attempts by result, in seconds.",
-      labelNames: ["result"],
-      buckets: DURATION_BUCKETS,
-    });
-    for (const result of ["success", "failure"]) {
-      // Present from the start, so rate() and increase() see the first attempt too.
-      this.#attempts.inc({ result }, 0);
-      this.#duration.touch({ result });
-    }
-    r.gauge({
-      name: "process_start_time_seconds",
-      help: "Start time of the process since the epoch, in seconds.",
-    }).set(Math.round(performance.timeOrigin) / 1000);
-    const memory = r.gauge({
-      name: "process_resident_memory_bytes",
-      help: "Resident memory size in bytes.",
-    });
-    r.beforeRender(() => memory.set(rss()));
   }
 
   /**
@@ -192,19 +163,15 @@ export class RefreshStatus implements RefreshObserver, HealthSource {
    * @param event The written token's lifetime, how long the attempt took and when the next is due.
    */
   onSuccess(event: { result: RefreshResult; durationMs: number; nextAt: number }): void {
-    const now = this.#now();
-    this.#lastSuccessAt = now;
+    this.#lastSuccessAt = this.#now();
     this.#expiresAt = event.result.token.expiresAt;
     this.#failing = false;
     this.#lastError = undefined;
     this.#attemptFrom = event.nextAt;
-    if (this.#expiresAt === undefined) this.#expiry.remove();
-    else this.#expiry.set(seconds(this.#expiresAt));
-    this.#lastSuccess.set(seconds(now));
-    this.#next.set(seconds(event.nextAt));
-    this.#failures.set(0);
-    this.#attempts.inc({ result: "success" });
-    this.#duration.observe(seconds(event.durationMs), { result: "success" });
+    this.#nextAt = event.nextAt;
+    this.#failures = 0;
+    this.#attempts.success++;
+    observe(this.#durations.success, event.durationMs / 1000);
   }
 
   /**
@@ -217,10 +184,31 @@ export class RefreshStatus implements RefreshObserver, HealthSource {
     this.#failing = true;
     this.#lastError = event.error;
     this.#attemptFrom = event.nextAt;
-    this.#next.set(seconds(event.nextAt));
-    this.#failures.set(event.failures);
-    this.#attempts.inc({ result: "failure" });
-    this.#duration.observe(seconds(event.durationMs), { result: "failure" });
+    this.#nextAt = event.nextAt;
+    this.#failures = event.failures;
+    this.#attempts.failure++;
+    observe(this.#durations.failure, event.durationMs / 1000);
+  }
+
+  /**
+   * What the metrics show, now: a plain copy, so a renderer cannot change the status.
+   *
+   * @returns The snapshot.
+   */
+  snapshot(): StatusSnapshot {
+    const copy = (h: MutableHistogram): DurationHistogram => ({ ...h, counts: [...h.counts] });
+    return {
+      version: this.#version,
+      denoVersion: Deno.version.deno,
+      tokenExpiresAt: this.#expiresAt,
+      lastSuccessAt: this.#lastSuccessAt,
+      nextAt: this.#nextAt,
+      consecutiveFailures: this.#failures,
+      attempts: { ...this.#attempts },
+      durations: { success: copy(this.#durations.success), failure: copy(this.#durations.failure) },
+      processStartSeconds: Math.round(performance.timeOrigin) / 1000,
+      residentMemoryBytes: this.#rss(),
+    };
   }
 
   /**
@@ -269,6 +257,6 @@ export class RefreshStatus implements RefreshObserver, HealthSource {
    * @returns The exposition text.
    */
   metrics(): string {
-    return this.registry.render();
+    return renderMetrics(this.snapshot());
   }
 }

@@ -3,8 +3,8 @@ import {
   parsePrometheusText,
   prometheusParserIgnore,
 } from "../tests/fixtures/prometheus_parser.ts";
-import type { Token } from "./oidc.ts";
-import { TokenError } from "./oidc.ts";
+import type { Token } from "./token.ts";
+import { TokenError } from "./oidc/mod.ts";
 import type { RefreshResult } from "./refresh.ts";
 import { RefreshStatus } from "./status.ts";
 
@@ -14,7 +14,7 @@ function setup(options: { stuckAfterMs?: number } = {}) {
   let now = START;
   const status = new RefreshStatus({
     version: "9.8.7",
-    now: () => now,
+    clock: { now: () => now },
     residentMemoryBytes: () => 42 * 1024 * 1024,
     ...options,
   });

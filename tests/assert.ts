@@ -1,6 +1,6 @@
 /**
- * The few assertions the tests use, on top of `node:assert` (Deno's standard library is on JSR,
- * which the project cannot reach).
+ * The assertions every test uses, and the only ones: one style across the project, on top of
+ * `node:assert` (Deno's standard library is on JSR, which the project cannot reach).
  *
  * @module
  */
@@ -65,9 +65,41 @@ export function assertNotIncludes(actual: string, forbidden: string, message?: s
  *
  * @param actual The string.
  * @param pattern The pattern.
+ * @param message What went wrong.
  */
-export function assertMatch(actual: string, pattern: RegExp): void {
-  nodeAssert.match(actual, pattern);
+export function assertMatch(actual: string, pattern: RegExp, message?: string): void {
+  nodeAssert.match(actual, pattern, message as string);
+}
+
+/**
+ * Asserts that a string does not match a pattern.
+ *
+ * @param actual The string.
+ * @param pattern The pattern.
+ * @param message What went wrong.
+ */
+export function assertNotMatch(actual: string, pattern: RegExp, message?: string): void {
+  nodeAssert.doesNotMatch(actual, pattern, message as string);
+}
+
+/**
+ * Asserts that two values differ (strictly, by identity for objects).
+ *
+ * @param actual What the code produced.
+ * @param unexpected What it must not be.
+ * @param message What went wrong.
+ */
+export function assertNotEquals(actual: unknown, unexpected: unknown, message?: string): void {
+  nodeAssert.notStrictEqual(actual, unexpected, message as string);
+}
+
+/**
+ * Fails the test.
+ *
+ * @param message What went wrong.
+ */
+export function fail(message: string): never {
+  nodeAssert.fail(message);
 }
 
 /**

@@ -9,7 +9,7 @@
 import { providerEnv, startOidcProvider } from "./fixtures/oidc_provider.ts";
 import { spawnRefresher } from "./fixtures/refresher_process.ts";
 import { inClusterEnv, refresherNamespace } from "./fixtures/real_cluster.ts";
-import { jwtExpiry } from "../src/oidc.ts";
+import { jwtExpiry } from "../src/oidc/mod.ts";
 import { stackAvailable, startKubeStack } from "./stack/stack.ts";
 
 const WATCH_SECONDS = 20;

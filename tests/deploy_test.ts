@@ -21,7 +21,7 @@ import {
   startKubeStack,
   writeServiceAccountDir,
 } from "./stack/stack.ts";
-import { envName, type KeyDefinition, KEYS } from "../src/config.ts";
+import { envName, type KeyDefinition, KEYS } from "../src/config/mod.ts";
 import { SERVICE_ACCOUNT_DIR } from "../src/kube/connect.ts";
 import { parseListenAddress } from "../src/server.ts";
 

@@ -17,15 +17,16 @@
 import { reset } from "@logtape/logtape";
 import { captureLogs } from "./fixtures/logs.ts";
 import { assert, assertEquals, assertMatch, assertNotIncludes } from "./assert.ts";
-import { createFakeKube, type FakeKube } from "./fixtures/fake_kube.ts";
+import { createFakeKube, type FakeKube, storedValue } from "./fixtures/fake_kube.ts";
 import { type ApiFault, type FakeCluster, startFakeCluster } from "./fixtures/fake_cluster.ts";
 import { makeTestTls, type TestTls } from "./fixtures/tls.ts";
 import { type ProviderFault, startTokenFront, type TokenFront } from "./fixtures/token_front.ts";
 import { textFormatter } from "../src/log.ts";
 import { KubeApiError, KubeClient } from "../src/kube/client.ts";
 import { type SecretTarget, SecretWriter } from "../src/kube/secret.ts";
-import { createClientCredentialsSource, TokenError } from "../src/oidc.ts";
-import { type Clock, type RefreshResult, runRefreshLoop } from "../src/refresh.ts";
+import { createClientCredentialsSource, TokenError } from "../src/oidc/mod.ts";
+import { type RefreshResult, runRefreshLoop } from "../src/refresh.ts";
+import type { Clock } from "../src/token.ts";
 import type { ScheduleOptions } from "../src/schedule.ts";
 
 const TARGET: SecretTarget = { namespace: "team-a", name: "api-token", key: "token" };
@@ -55,8 +56,7 @@ interface Attempt {
 }
 
 function storedToken(fake: FakeKube): string | undefined {
-  const b64 = fake.secrets.get(`${TARGET.namespace}/${TARGET.name}`)?.data?.[TARGET.key];
-  return b64 === undefined ? undefined : atob(b64);
+  return storedValue(fake, TARGET);
 }
 
 /**

@@ -1,15 +1,18 @@
 /**
- * The operator-facing modes of main.ts as users run them (the compiled binary's permission set):
- * `--once`, `--dry-run`, and the health and metrics server of a long run, against a real OpenID
- * provider and the Kubernetes API fake over TLS in in-cluster mode.
+ * The operator-facing modes of main.ts: `--once`, `--dry-run`, and the health and metrics server
+ * of a long run, against a real OpenID provider and the Kubernetes API fake over TLS in in-cluster
+ * mode. They run `main()` in-process; the healthy long run is a real process under the compiled
+ * binary's permission set, since its memory figure is the process's own.
  */
 import { assert, assertEquals, assertMatch, assertNotIncludes } from "./assert.ts";
 import { createFakeKube, type FakeKube } from "./fixtures/fake_kube.ts";
 import { providerEnv, startOidcProvider } from "./fixtures/oidc_provider.ts";
 import { parsePrometheusText, prometheusParserIgnore } from "./fixtures/prometheus_parser.ts";
+import { runInProcess } from "./fixtures/in_process.ts";
 import { spawnRefresher } from "./fixtures/refresher_process.ts";
 import { hang, startScriptedServer } from "./fixtures/fault_server.ts";
 import { makeTestTls } from "./fixtures/tls.ts";
+import { systemClock } from "../src/token.ts";
 import { startFakeCluster } from "./fixtures/fake_cluster.ts";
 import { processRssKiB } from "./stack/stack.ts";
 
@@ -27,6 +30,26 @@ async function fakeCluster(fake: FakeKube) {
   };
 }
 
+/**
+ * What every mode test starts from: the API fake behind TLS, a real provider, and the
+ * environment that points the refresher at both.
+ */
+async function world(provider: Parameters<typeof startOidcProvider>[0] = {}) {
+  const fake = createFakeKube();
+  const cluster = await fakeCluster(fake);
+  const oidc = await startOidcProvider(provider);
+  return {
+    fake,
+    cluster,
+    provider: oidc,
+    env: { ...cluster.env, ...providerEnv(oidc) },
+    async [Symbol.asyncDispose]() {
+      await oidc[Symbol.asyncDispose]();
+      await cluster[Symbol.asyncDispose]();
+    },
+  };
+}
+
 const TARGET = ["--secret.name=api-token", "--secret.namespace=team-a"];
 
 /** Writes to Secrets, as opposed to reads and access reviews. */
@@ -37,13 +60,11 @@ function secretWrites(fake: FakeKube): string[] {
 }
 
 Deno.test("--once writes one token, exits 0 and starts no server", async () => {
-  const fake = createFakeKube();
-  await using cluster = await fakeCluster(fake);
-  await using provider = await startOidcProvider({ tokenTtlSeconds: 600 });
-  await using refresher = spawnRefresher({
+  await using w = await world({ tokenTtlSeconds: 600 });
+  const { fake, provider } = w;
+  await using refresher = runInProcess({
     env: {
-      ...cluster.env,
-      ...providerEnv(provider),
+      ...w.env,
     },
     args: [...TARGET, "--once", "--http.address=127.0.0.1:0"],
   });
@@ -58,14 +79,11 @@ Deno.test("--once writes one token, exits 0 and starts no server", async () => {
 });
 
 Deno.test("--once exits 1 after one failed attempt, without retrying or writing", async () => {
-  const fake = createFakeKube();
-  await using cluster = await fakeCluster(fake);
-  await using provider = await startOidcProvider();
-  await using refresher = spawnRefresher({
+  await using w = await world();
+  const { fake, provider } = w;
+  await using refresher = runInProcess({
     env: {
-      ...cluster.env,
-      KTR_OIDC_TOKENURL: provider.tokenUrl,
-      KTR_OIDC_CLIENTID: provider.clientId,
+      ...w.env,
       KTR_OIDC_CLIENTSECRET: "wrong-secret-not-to-print",
       KTR_ONCE: "true",
     },
@@ -80,13 +98,11 @@ Deno.test("--once exits 1 after one failed attempt, without retrying or writing"
 });
 
 Deno.test("--dry-run obtains a token, reviews permissions, prints the plan, writes nothing, exits 0", async () => {
-  const fake = createFakeKube();
-  await using cluster = await fakeCluster(fake);
-  await using provider = await startOidcProvider({ tokenTtlSeconds: 600 });
-  await using refresher = spawnRefresher({
+  await using w = await world({ tokenTtlSeconds: 600 });
+  const { fake, cluster, provider } = w;
+  await using refresher = runInProcess({
     env: {
-      ...cluster.env,
-      ...providerEnv(provider),
+      ...w.env,
     },
     args: [...TARGET, "--dry-run", "--http.address=127.0.0.1:0"],
   });
@@ -113,14 +129,12 @@ Deno.test("--dry-run obtains a token, reviews permissions, prints the plan, writ
 });
 
 Deno.test("--dry-run exits 1 and names the missing permission when update is not allowed", async () => {
-  const fake = createFakeKube();
-  fake.forbidden.add("update");
-  await using cluster = await fakeCluster(fake);
-  await using provider = await startOidcProvider({ tokenTtlSeconds: 600 });
-  await using refresher = spawnRefresher({
+  await using w = await world({ tokenTtlSeconds: 600 });
+  w.fake.forbidden.add("update");
+  const { fake } = w;
+  await using refresher = runInProcess({
     env: {
-      ...cluster.env,
-      ...providerEnv(provider),
+      ...w.env,
       KTR_DRY_RUN: "1",
     },
     args: [...TARGET, "--http.address=off"],
@@ -135,13 +149,11 @@ Deno.test("--dry-run exits 1 and names the missing permission when update is not
 
 Deno.test("a port already in use for http.address exits 2 before any request is sent", async () => {
   using taken = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const fake = createFakeKube();
-  await using cluster = await fakeCluster(fake);
-  await using provider = await startOidcProvider();
-  await using refresher = spawnRefresher({
+  await using w = await world();
+  const { fake, provider } = w;
+  await using refresher = runInProcess({
     env: {
-      ...cluster.env,
-      ...providerEnv(provider),
+      ...w.env,
       KTR_HTTP_ADDRESS: `127.0.0.1:${taken.addr.port}`,
     },
     args: TARGET,
@@ -159,14 +171,10 @@ Deno.test("a port already in use for http.address exits 2 before any request is 
 });
 
 Deno.test("a failing refresher serves /healthz 200 and /readyz 503 with the reason", async () => {
-  const fake = createFakeKube();
-  await using cluster = await fakeCluster(fake);
-  await using provider = await startOidcProvider();
-  await using refresher = spawnRefresher({
+  await using w = await world();
+  await using refresher = runInProcess({
     env: {
-      ...cluster.env,
-      KTR_OIDC_TOKENURL: provider.tokenUrl,
-      KTR_OIDC_CLIENTID: provider.clientId,
+      ...w.env,
       KTR_OIDC_CLIENTSECRET: "wrong-secret-not-to-print",
     },
     args: [...TARGET, "--http.address=127.0.0.1:0"],
@@ -259,12 +267,12 @@ Deno.test({
   },
 });
 
-Deno.test("main.ts --dry-run exits 0 on SIGTERM, as every mode does, and reports no failure", async () => {
+Deno.test("--dry-run exits 0 on SIGTERM, as every mode does, and reports no failure", async () => {
   await using tls = await makeTestTls();
   const fake = createFakeKube();
   await using cluster = await startFakeCluster(fake, tls, { namespace: "team-a" });
   await using provider = await startScriptedServer((_req, _n, signal) => hang(signal));
-  await using refresher = spawnRefresher({
+  await using refresher = runInProcess({
     env: {
       ...cluster.env,
       KTR_OIDC_TOKENURL: `${provider.url}/token`,
@@ -280,4 +288,41 @@ Deno.test("main.ts --dry-run exits 0 on SIGTERM, as every mode does, and reports
   // A report of aborted requests would read as a failed check.
   assertNotIncludes(output, "Result: FAILED");
   assertNotIncludes(output, "secret-value-not-to-print");
+});
+
+Deno.test("--help names every variable and never a secret from the environment", async () => {
+  await using refresher = runInProcess({
+    env: { KTR_OIDC_CLIENTSECRET: "secret-value-not-to-print" },
+    args: ["--help"],
+  });
+  const { code, output } = await refresher.exited;
+  assertEquals(code, 0);
+  assertMatch(output, /KTR_OIDC_CLIENTSECRET/);
+  assertNotIncludes(output, "secret-value-not-to-print");
+});
+
+Deno.test("the loop, the status and the token source read the runtime's one clock", async () => {
+  // A clock ten days behind the system's: every timestamp the refresher reports must follow it.
+  const behindMs = 10 * 24 * 3600 * 1000;
+  const clock = { now: () => Date.now() - behindMs, sleep: systemClock.sleep };
+  const fake = createFakeKube();
+  await using cluster = await fakeCluster(fake);
+  await using provider = await startOidcProvider({ tokenTtlSeconds: 600 });
+  await using refresher = runInProcess({
+    env: { ...cluster.env, ...providerEnv(provider) },
+    args: [...TARGET, "--http.address=127.0.0.1:0"],
+    runtime: { clock },
+  });
+  const base = (await refresher.waitForOutput(/address=http:\/\/127\.0\.0\.1:\d+/)).slice(8);
+  await refresher.waitForOutput(/Token refreshed/);
+  const metrics = await (await fetch(`${base}/metrics`)).text();
+  const value = (name: string) => Number(metrics.match(new RegExp(`^${name} (\\S+)$`, "m"))?.[1]);
+  const expected = clock.now() / 1000;
+  const last = value("ktr_refresh_last_success_timestamp_seconds");
+  assert(Math.abs(last - expected) < 30, `last success ${last}, runtime clock ${expected}`);
+  // renew.percent 67 of 600 s, from the token source's obtainedAt on the same clock.
+  const next = value("ktr_refresh_next_timestamp_seconds");
+  assert(Math.abs(next - last - 402) < 5, `next refresh ${next - last} s after the last`);
+  refresher.kill("SIGTERM");
+  assertEquals((await refresher.exited).code, 0);
 });

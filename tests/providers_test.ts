@@ -12,8 +12,9 @@ import { assert, assertEquals, assertRejects, assertStringIncludes } from "./ass
 import { type OidcProviderFixture, startOidcProvider } from "./fixtures/oidc_provider.ts";
 import { refusedUrl, startScriptedServer } from "./fixtures/fault_server.ts";
 import { startHttpProxy } from "./fixtures/http_proxy.ts";
-import { resolveConfig } from "../src/config.ts";
-import { TokenError, type TokenSource, tokenSourceFromConfig } from "../src/oidc.ts";
+import { resolveConfig } from "../src/config/mod.ts";
+import { TokenError, tokenSourceFromConfig } from "../src/oidc/mod.ts";
+import type { TokenSource } from "../src/token.ts";
 import { makeTestTls } from "./fixtures/tls.ts";
 
 /** The keys every configuration needs besides the `oidc.*` ones under test. */
@@ -547,8 +548,8 @@ async function fetchTokenInChild(
   processEnv: Record<string, string>,
 ): Promise<ChildResult> {
   const script = await tempFile(
-    `import { resolveConfig } from ${JSON.stringify(import.meta.resolve("../src/config.ts"))};
-import { tokenSourceFromConfig } from ${JSON.stringify(import.meta.resolve("../src/oidc.ts"))};
+    `import { resolveConfig } from ${JSON.stringify(import.meta.resolve("../src/config/mod.ts"))};
+import { tokenSourceFromConfig } from ${JSON.stringify(import.meta.resolve("../src/oidc/mod.ts"))};
 const config = resolveConfig({ env: JSON.parse(Deno.args[0]) });
 try {
   const token = await tokenSourceFromConfig(config.oidc).fetchToken();

@@ -1,7 +1,8 @@
 /**
- * Shutdown in the middle of each fault of issue 4, with the process as users run it (main.ts
- * under the compiled binary's permission set): a real OpenID provider behind a fault-injecting
- * HTTPS front, and the TLS Kubernetes API fake.
+ * Shutdown in the middle of each fault of issue 4: `main()` run in-process, stopped through its
+ * runtime's shutdown signal, against a real OpenID provider behind a fault-injecting HTTPS front
+ * and the TLS Kubernetes API fake. That a real process turns SIGTERM and SIGINT into that signal
+ * is shown by tests/process_test.ts.
  *
  * Each step starts the refresher while the fault is in effect, against a Secret that already
  * holds a good token (a restart during an outage), waits until the fault has hit the refresher
@@ -16,7 +17,7 @@ import { assert, assertEquals, assertMatch, assertNotIncludes } from "./assert.t
 import { createFakeKube, type FakeKube } from "./fixtures/fake_kube.ts";
 import { type ApiFault, type FakeCluster, startFakeCluster } from "./fixtures/fake_cluster.ts";
 import { startOidcProvider } from "./fixtures/oidc_provider.ts";
-import { spawnRefresher } from "./fixtures/refresher_process.ts";
+import { runInProcess } from "./fixtures/in_process.ts";
 import { makeTestTls, type TestTls } from "./fixtures/tls.ts";
 import { type ProviderFault, startTokenFront, type TokenFront } from "./fixtures/token_front.ts";
 
@@ -71,7 +72,7 @@ async function stopDuring(
   if (fault.side === "provider") await front.setFault(fault.kind);
   else await cluster.setFault(fault.kind);
   try {
-    await using refresher = spawnRefresher({
+    await using refresher = runInProcess({
       env: {
         ...cluster.env,
         KTR_OIDC_CAFILE: `${w.tls.good.dir}/ca.crt`,

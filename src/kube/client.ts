@@ -6,6 +6,8 @@
  */
 
 import { startDeadline } from "../deadline.ts";
+import { CodedError, messageOf } from "../errors.ts";
+import { readBoundedBody } from "../http.ts";
 
 /** Where the API server is and how to authenticate to it. */
 export interface KubeConnection {
@@ -45,9 +47,8 @@ export interface KubeStatus {
 }
 
 /** A failed Kubernetes API call. */
-export class KubeApiError extends Error {
-  /** What kind of failure. */
-  readonly code: KubeErrorCode;
+export class KubeApiError extends CodedError<KubeErrorCode> {
+  override name = "KubeApiError";
   /** HTTP status, for `KUBE_HTTP`. */
   readonly status?: number;
   /** The Status object's `reason` (`NotFound`, `Conflict`, `Forbidden`, ...). */
@@ -69,9 +70,7 @@ export class KubeApiError extends Error {
       cause?: unknown;
     },
   ) {
-    super(message, { cause: options.cause });
-    this.name = "KubeApiError";
-    this.code = options.code;
+    super(message, options.code, { cause: options.cause });
     this.status = options.status;
     this.reason = options.reason;
     this.verb = options.verb;
@@ -130,29 +129,6 @@ export interface KubeClientOptions {
 }
 
 const MAX_RESPONSE_BYTES = 4 << 20;
-
-/** Reads at most `limit` bytes of a response body as text. */
-async function readText(response: Response, limit: number): Promise<string> {
-  const reader = response.body?.getReader();
-  if (!reader) return "";
-  const decoder = new TextDecoder();
-  let text = "";
-  let size = 0;
-  while (true) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    size += value.byteLength;
-    if (size > limit) {
-      await reader.cancel();
-      throw new KubeApiError(`Kubernetes API answered with more than the ${limit} bytes accepted`, {
-        code: "KUBE_HTTP",
-        status: response.status,
-      });
-    }
-    text += decoder.decode(value, { stream: true });
-  }
-  return text + decoder.decode();
-}
 
 /**
  * Calls the Kubernetes API for Secrets and access reviews.
@@ -311,7 +287,7 @@ export class KubeClient {
     } catch (err) {
       throw new KubeApiError(
         `Kubernetes credentials could not be read (${this.#connection.description}): ${
-          err instanceof Error ? err.message : String(err)
+          messageOf(err)
         }`,
         { code: "KUBE_CREDENTIALS", verb },
       );
@@ -332,7 +308,12 @@ export class KubeClient {
         signal: deadline.signal,
         client: this.#connection.httpClient,
       } as RequestInit);
-      text = await readText(response, MAX_RESPONSE_BYTES);
+      const answer = await readBoundedBody(response, MAX_RESPONSE_BYTES, () =>
+        new KubeApiError(
+          `Kubernetes API answered with more than the ${MAX_RESPONSE_BYTES} bytes accepted`,
+          { code: "KUBE_HTTP", status: response.status },
+        ));
+      text = new TextDecoder().decode(answer);
     } catch (err) {
       if (err instanceof KubeApiError) throw err;
       if (signal?.aborted) {
@@ -345,9 +326,7 @@ export class KubeClient {
         );
       }
       throw new KubeApiError(
-        `Kubernetes API at ${url.origin} could not be reached: ${
-          err instanceof Error ? err.message : String(err)
-        }`,
+        `Kubernetes API at ${url.origin} could not be reached: ${messageOf(err)}`,
         { code: "KUBE_UNREACHABLE", verb, cause: err },
       );
     }

@@ -3,22 +3,21 @@
  *
  * @module
  */
+import { CodedError, messageOf } from "../errors.ts";
 import type { KubeConnection } from "./client.ts";
 
 /** Default folder of a pod's mounted service account. */
 export const SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount";
 
 /** A failure to find or read Kubernetes credentials at start-up. */
-export class KubeCredentialsError extends Error {
-  /** Always `KUBE_CREDENTIALS`. */
-  readonly code = "KUBE_CREDENTIALS";
+export class KubeCredentialsError extends CodedError<"KUBE_CREDENTIALS"> {
+  override name = "KubeCredentialsError";
   /**
    * @param message Human-readable description, naming the file or variable concerned.
    * @param options Cause.
    */
   constructor(message: string, options?: { cause?: unknown }) {
-    super(message, options);
-    this.name = "KubeCredentialsError";
+    super(message, "KUBE_CREDENTIALS", options);
   }
 }
 
@@ -44,9 +43,7 @@ async function readRequired(
     text = await read(path);
   } catch (err) {
     throw new KubeCredentialsError(
-      `Service account ${what} "${path}" could not be read: ${
-        err instanceof Error ? err.message : String(err)
-      }`,
+      `Service account ${what} "${path}" could not be read: ${messageOf(err)}`,
       { cause: err },
     );
   }
@@ -109,9 +106,7 @@ function createTlsClient(
     return Deno.createHttpClient(options);
   } catch (err) {
     throw new KubeCredentialsError(
-      `TLS material from ${where} is not usable: ${
-        err instanceof Error ? err.message : String(err)
-      }`,
+      `TLS material from ${where} is not usable: ${messageOf(err)}`,
       { cause: err },
     );
   }
@@ -160,9 +155,7 @@ export async function kubeconfigConnection(options: KubeconfigOptions): Promise<
     }
   } catch (err) {
     throw new KubeCredentialsError(
-      `Kubeconfig ${where} could not be loaded: ${
-        err instanceof Error ? err.message : String(err)
-      }`,
+      `Kubeconfig ${where} could not be loaded: ${messageOf(err)}`,
       { cause: err },
     );
   }
@@ -193,7 +186,7 @@ export async function kubeconfigConnection(options: KubeconfigOptions): Promise<
   } catch (err) {
     throw new KubeCredentialsError(
       `Kubeconfig ${where}: credentials of user "${kc.getCurrentUser()?.name}" could not be loaded: ${
-        err instanceof Error ? err.message : String(err)
+        messageOf(err)
       }`,
       { cause: err },
     );

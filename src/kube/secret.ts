@@ -3,6 +3,7 @@
  *
  * @module
  */
+import { toBase64 } from "../base64.ts";
 import { KubeApiError, type KubeClient, type SecretObject } from "./client.ts";
 
 /** The label the tool puts on every Secret it writes. */
@@ -32,27 +33,6 @@ export interface WriteResult {
 export interface SecretWriterOptions {
   /** How many 409 Conflicts in a row one write absorbs before giving up. Default 5. */
   maxConflicts?: number;
-}
-
-/**
- * Encodes a string as base64 of its UTF-8 bytes, as Secret `data` wants.
- *
- * @param text The text.
- * @returns Its base64 form.
- *
- * @example
- * ```ts
- * import { toBase64 } from "./secret.ts";
- * console.assert(toBase64("token") === "dG9rZW4=");
- * ```
- */
-export function toBase64(text: string): string {
-  const bytes = new TextEncoder().encode(text);
-  let binary = "";
-  for (let i = 0; i < bytes.length; i += 0x8000) {
-    binary += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
-  }
-  return btoa(binary);
 }
 
 /**

@@ -1,22 +1,18 @@
 import { assert, assertEquals, assertRejects, assertStringIncludes } from "../../tests/assert.ts";
 import {
   createFakeKube,
-  fakeFetch,
   type FakeKube,
+  fakeKubeClient,
   statusResponse,
 } from "../../tests/fixtures/fake_kube.ts";
-import { KubeApiError, KubeClient } from "./client.ts";
-import { MANAGED_LABEL, SecretWriter, toBase64 } from "./secret.ts";
+import { KubeApiError } from "./client.ts";
+import { toBase64 } from "../base64.ts";
+import { MANAGED_LABEL, SecretWriter } from "./secret.ts";
 
 const target = { namespace: "team-a", name: "api-token", key: "token" };
 
 function setup(fake: FakeKube = createFakeKube()) {
-  const client = new KubeClient({
-    server: new URL("https://kube.test:6443"),
-    authorize: () => Promise.resolve({ authorization: "Bearer sa-token" }),
-    description: "test service account",
-    close() {},
-  }, { fetch: fakeFetch(fake) });
+  const client = fakeKubeClient(fake, { server: "https://kube.test:6443" });
   return { fake, writer: new SecretWriter(client, target) };
 }
 

@@ -1,6 +1,6 @@
-import { assertEquals, assertRejects, assertStringIncludes } from "../tests/assert.ts";
-import { TokenError } from "./oidc.ts";
-import { createTrustingClient, readCaCertificates } from "./oidc_trust.ts";
+import { assertEquals, assertRejects, assertStringIncludes } from "../../tests/assert.ts";
+import { TokenError } from "./error.ts";
+import { createTrustingClient, readCaCertificates } from "./trust.ts";
 
 const BLOCK = "-----BEGIN CERTIFICATE-----\nMIIBAAAA\n-----END CERTIFICATE-----";
 

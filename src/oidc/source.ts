@@ -11,40 +11,18 @@
  */
 import { getLogger } from "@logtape/logtape";
 import * as oauth from "oauth4webapi";
-import { startDeadline } from "./deadline.ts";
-import { type ClientAuthMethod, type Config, isLoopbackHost } from "./config.ts";
-import { LOG_CATEGORY } from "./log.ts";
-import { type ClientPrivateKey, readPrivateKeyFile, readSecretFile } from "./oidc_auth.ts";
-import { createTrustingClient } from "./oidc_trust.ts";
-import { TokenError } from "./token_error.ts";
+import { fromBase64 } from "../base64.ts";
+import type { ClientAuthMethod, Config } from "../config/mod.ts";
+import { startDeadline } from "../deadline.ts";
+import { messageOf } from "../errors.ts";
+import { isLoopbackHost, readBoundedBody } from "../http.ts";
+import { LOG_CATEGORY } from "../log.ts";
+import type { Token, TokenSource } from "../token.ts";
+import { type ClientPrivateKey, readPrivateKeyFile, readSecretFile } from "./auth.ts";
+import { createTrustingClient } from "./trust.ts";
+import { TokenError } from "./error.ts";
 
-export { TokenError, type TokenErrorCode, type TokenErrorOptions } from "./token_error.ts";
-
-/** An access token and what is known of its lifetime. */
-export interface Token {
-  /** The access token itself. Never log it. */
-  readonly value: string;
-  /** When the token was obtained (ms since the epoch). */
-  readonly obtainedAt: number;
-  /** `expires_in` of the response, or the JWT `exp` claim, in seconds from `obtainedAt`; undefined if unknown. */
-  readonly lifetimeSeconds?: number;
-  /** Absolute expiry (ms since the epoch), if known. */
-  readonly expiresAt?: number;
-  /** Where the lifetime came from. */
-  readonly lifetimeSource: "expires_in" | "jwt" | "unknown";
-}
-
-/** Anything that yields fresh access tokens. */
-export interface TokenSource {
-  /**
-   * Obtains a new access token.
-   *
-   * @param signal Aborts the request (shutdown).
-   * @returns The token.
-   * @throws {TokenError} On any failure.
-   */
-  fetchToken(signal?: AbortSignal): Promise<Token>;
-}
+export { TokenError, type TokenErrorCode, type TokenErrorOptions } from "./error.ts";
 
 /** Options of {@linkcode createClientCredentialsSource}. */
 export interface ClientCredentialsOptions {
@@ -108,7 +86,7 @@ const DEFAULT_MAX_RESPONSE_BYTES = 1 << 20;
  *
  * @example
  * ```ts
- * import { parseRetryAfter } from "./oidc.ts";
+ * import { parseRetryAfter } from "./source.ts";
  * console.assert(parseRetryAfter("7", 0) === 7000);
  * ```
  */
@@ -129,7 +107,7 @@ export function parseRetryAfter(value: string | null, now: number): number | und
  *
  * @example
  * ```ts
- * import { jwtExpiry } from "./oidc.ts";
+ * import { jwtExpiry } from "./source.ts";
  * const payload = btoa(JSON.stringify({ exp: 42 })).replace(/=+$/, "");
  * console.assert(jwtExpiry(`e30.${payload}.sig`) === 42);
  * ```
@@ -138,9 +116,7 @@ export function jwtExpiry(token: string): number | undefined {
   const parts = token.split(".");
   if (parts.length !== 3) return undefined;
   try {
-    const b64 = parts[1].replace(/-/g, "+").replace(/_/g, "/");
-    const padded = b64 + "=".repeat((4 - (b64.length % 4)) % 4);
-    const claims: unknown = JSON.parse(atob(padded));
+    const claims: unknown = JSON.parse(new TextDecoder().decode(fromBase64(parts[1])));
     if (claims && typeof claims === "object" && "exp" in claims) {
       const exp = (claims as { exp: unknown }).exp;
       if (typeof exp === "number" && Number.isFinite(exp)) return exp;
@@ -149,43 +125,6 @@ export function jwtExpiry(token: string): number | undefined {
     // Not a JWT after all: the lifetime stays unknown.
   }
   return undefined;
-}
-
-/** Reads at most `limit` bytes of a body; more is an error, so a huge answer cannot exhaust memory. */
-async function readBounded(
-  response: Response,
-  limit: number,
-  what: string,
-): Promise<Uint8Array<ArrayBuffer>> {
-  const declared = Number(response.headers.get("content-length"));
-  if (Number.isFinite(declared) && declared > limit) {
-    await response.body?.cancel();
-    throw new TokenError(
-      `${what} answered with ${declared} bytes, more than the ${limit} accepted`,
-      { code: "TOKEN_RESPONSE_TOO_LARGE", status: response.status },
-    );
-  }
-  const chunks: Uint8Array[] = [];
-  let size = 0;
-  if (response.body) {
-    for await (const chunk of response.body) {
-      size += chunk.byteLength;
-      if (size > limit) {
-        throw new TokenError(
-          `${what} answered with more than the ${limit} bytes accepted`,
-          { code: "TOKEN_RESPONSE_TOO_LARGE", status: response.status },
-        );
-      }
-      chunks.push(chunk);
-    }
-  }
-  const body = new Uint8Array(size);
-  let offset = 0;
-  for (const chunk of chunks) {
-    body.set(chunk, offset);
-    offset += chunk.byteLength;
-  }
-  return body;
 }
 
 function describeProviderError(status: number, error: string, description?: string): string {
@@ -197,7 +136,7 @@ function describeProviderError(status: number, error: string, description?: stri
 function describeSendFailure(err: unknown): string {
   const cause = err instanceof Error ? err.cause : undefined;
   if (cause instanceof Error && cause.message !== "") return cause.message;
-  return err instanceof Error ? err.message : String(err);
+  return messageOf(err);
 }
 
 /** Maps whatever oauth4webapi or fetch threw onto a {@linkcode TokenError}, keeping secrets out. */
@@ -257,14 +196,25 @@ function toTokenError(err: unknown, status: number | undefined, retryAfterMs: nu
   });
 }
 
-/** What the requests of one token fetch record about the answer, for error mapping. */
-interface AnswerRecord {
-  status?: number;
-  retryAfterMs?: number;
-}
-
 /** The fetch of oauth4webapi's `customFetch` option, for GET (discovery) and POST (token). */
 type CustomFetch = (url: string, init: RequestInit) => Promise<Response>;
+
+/** What a request's answer said beyond its body, for error mapping. */
+interface Answer {
+  /** HTTP status of the last answer, if one came. */
+  readonly status?: number;
+  /** `Retry-After` of a 429 or 503 answer, in ms. */
+  readonly retryAfterMs?: number;
+}
+
+/** A fetch for oauth4webapi, and what its last answer said. */
+interface BoundedFetch extends Answer {
+  /** The fetch, reading the whole body under the size limit. */
+  readonly fetch: CustomFetch;
+}
+
+/** Makes a {@linkcode BoundedFetch} for one request to the endpoint named by `what`. */
+type BoundedFetchFactory = (what: string) => BoundedFetch;
 
 /**
  * Runs `work` under its own timeout and the caller's signal, and settles as soon as either
@@ -278,7 +228,7 @@ async function withDeadline<T>(
 ): Promise<T> {
   using deadline = startDeadline(timeoutMs, signal);
   try {
-    return await untilAborted(work(deadline.signal), deadline.signal);
+    return await deadline.settle(work(deadline.signal));
   } catch (err) {
     if (deadline.expired && !signal?.aborted) {
       throw new TokenError(`${what} did not answer within ${timeoutMs} ms`, {
@@ -307,18 +257,17 @@ function isSecureEnough(url: URL): boolean {
  */
 async function discover(
   issuer: URL,
-  fetchBounded: (what: string, record: AnswerRecord) => CustomFetch,
+  boundedFetch: BoundedFetchFactory,
   timeoutMs: number,
   signal: AbortSignal | undefined,
 ): Promise<oauth.AuthorizationServer> {
   const what = `Discovery endpoint of issuer ${JSON.stringify(issuer.href)}`;
   const problems: string[] = [];
   // A server error says nothing about the issuer being right; it is reported as what it is.
-  let serverError: AnswerRecord | undefined;
+  let serverError: Answer | undefined;
   for (const algorithm of ["oidc", "oauth2"] as const) {
-    const record: AnswerRecord = {};
     let url = "";
-    const base = fetchBounded(what, record);
+    const record = boundedFetch(what);
     let metadata: oauth.AuthorizationServer;
     try {
       metadata = await withDeadline(
@@ -332,7 +281,7 @@ async function discover(
             [oauth.allowInsecureRequests]: issuer.protocol === "http:",
             [oauth.customFetch]: (input, init) => {
               url = input;
-              return base(input, init);
+              return record.fetch(input, init);
             },
           });
           return await oauth.processDiscoveryResponse(issuer, response);
@@ -356,7 +305,7 @@ async function discover(
             : `${url} gave no usable metadata (${err.message.replaceAll('"', "")})`,
         );
         if (record.status !== undefined && (record.status >= 500 || record.status === 429)) {
-          serverError ??= record;
+          serverError ??= { status: record.status, retryAfterMs: record.retryAfterMs };
         }
         continue;
       }
@@ -418,7 +367,7 @@ async function resolveValue<T>(value: T | (() => T | Promise<T>)): Promise<T> {
  *
  * @example
  * ```ts ignore
- * import { createClientCredentialsSource } from "./oidc.ts";
+ * import { createClientCredentialsSource } from "./source.ts";
  * const source = createClientCredentialsSource({
  *   issuer: "https://auth.example.com", clientId: "my-client", clientSecret: "s3cr3t",
  *   authMethod: "client_secret_basic", scope: "api.read",
@@ -493,30 +442,46 @@ export function createClientCredentialsSource(options: ClientCredentialsOptions)
   };
 
   /** A fetch for oauth4webapi that uses `httpClient` and reads the whole body under the limit. */
-  const fetchBounded =
-    (httpClient: Deno.HttpClient | undefined) =>
-    (what: string, record: AnswerRecord): CustomFetch =>
-    async (input, init) => {
-      // Reading the whole body under the request's signal and size bound means a provider that
-      // stalls mid-body or sends megabytes cannot hang or bloat the process.
-      const raw = await doFetch(
-        input,
-        httpClient === undefined ? init : { ...init, client: httpClient },
-      );
-      record.status = raw.status;
-      if (raw.status === 429 || raw.status === 503) {
-        record.retryAfterMs = parseRetryAfter(raw.headers.get("retry-after"), now());
-      }
-      const body = await readBounded(raw, maxBytes, what);
-      return new Response(raw.status === 204 || raw.status === 304 ? null : body, {
-        status: raw.status,
-        statusText: raw.statusText,
-        headers: raw.headers,
-      });
+  const boundedFetch = (httpClient: Deno.HttpClient | undefined): BoundedFetchFactory => (what) => {
+    let answer: Answer = {};
+    return {
+      get status() {
+        return answer.status;
+      },
+      get retryAfterMs() {
+        return answer.retryAfterMs;
+      },
+      fetch: async (input, init) => {
+        // Reading the whole body under the request's signal and size bound means a provider
+        // that stalls mid-body or sends megabytes cannot hang or bloat the process.
+        const raw = await doFetch(
+          input,
+          httpClient === undefined ? init : { ...init, client: httpClient },
+        );
+        answer = {
+          status: raw.status,
+          retryAfterMs: raw.status === 429 || raw.status === 503
+            ? parseRetryAfter(raw.headers.get("retry-after"), now())
+            : undefined,
+        };
+        const body = await readBoundedBody(raw, maxBytes, (declared) =>
+          new TokenError(
+            declared === undefined
+              ? `${what} answered with more than the ${maxBytes} bytes accepted`
+              : `${what} answered with ${declared} bytes, more than the ${maxBytes} accepted`,
+            { code: "TOKEN_RESPONSE_TOO_LARGE", status: raw.status },
+          ));
+        return new Response(raw.status === 204 || raw.status === 304 ? null : body, {
+          status: raw.status,
+          statusText: raw.statusText,
+          headers: raw.headers,
+        });
+      },
     };
+  };
 
   const metadata = async (
-    fetcher: ReturnType<typeof fetchBounded>,
+    fetcher: BoundedFetchFactory,
     signal: AbortSignal | undefined,
   ): Promise<oauth.AuthorizationServer> => {
     if (configured !== undefined) return configured;
@@ -536,9 +501,9 @@ export function createClientCredentialsSource(options: ClientCredentialsOptions)
       const authenticate = await authentication();
       const httpClient = await options.httpClient?.();
       try {
-        const fetcher = fetchBounded(httpClient);
+        const fetcher = boundedFetch(httpClient);
         const as = await metadata(fetcher, signal);
-        const record: AnswerRecord = {};
+        const record = fetcher("Token endpoint");
         try {
           // The lifetime counts from when the request was sent: the provider starts its clock no
           // earlier than that, so an expiry computed from the answer's arrival would be late.
@@ -552,7 +517,7 @@ export function createClientCredentialsSource(options: ClientCredentialsOptions)
               {
                 signal: bounded,
                 [oauth.allowInsecureRequests]: new URL(as.token_endpoint!).protocol === "http:",
-                [oauth.customFetch]: fetcher("Token endpoint", record),
+                [oauth.customFetch]: record.fetch,
               },
             );
             const result = await oauth.processClientCredentialsResponse(as, client, response);
@@ -574,20 +539,6 @@ export function createClientCredentialsSource(options: ClientCredentialsOptions)
       }
     },
   };
-}
-
-/**
- * Settles with `work`, or rejects as soon as `signal` aborts, whichever comes first. `work` is
- * always observed, even when the signal had aborted before: it has started and will reject, and
- * an unobserved rejection ends the process (shutdown during a file read did that).
- */
-function untilAborted<T>(work: Promise<T>, signal: AbortSignal): Promise<T> {
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = () => reject(signal.reason);
-    if (signal.aborted) onAbort();
-    else signal.addEventListener("abort", onAbort, { once: true });
-    work.then(resolve, reject).finally(() => signal.removeEventListener("abort", onAbort));
-  });
 }
 
 /**
@@ -650,7 +601,7 @@ export interface TokenSourceOptions {
  *
  * @example
  * ```ts ignore
- * import { tokenSourceFromConfig } from "./oidc.ts";
+ * import { tokenSourceFromConfig } from "./source.ts";
  * const source = tokenSourceFromConfig(config.oidc);
  * ```
  */

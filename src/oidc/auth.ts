@@ -10,8 +10,10 @@
  * @module
  */
 
-import { describeReadError, type SigningAlgorithm } from "./config.ts";
-import { TokenError } from "./token_error.ts";
+import { fromBase64 } from "../base64.ts";
+import type { SigningAlgorithm } from "../config/mod.ts";
+import { describeReadError } from "../errors.ts";
+import { TokenError } from "./error.ts";
 
 /** Options of the functions here that read a file. */
 export interface ReadFileOptions {
@@ -50,7 +52,7 @@ async function readFile(path: string, what: string, options: ReadFileOptions): P
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { readSecretFile } from "./oidc_auth.ts";
+ * import { readSecretFile } from "./auth.ts";
  *
  * const secret = await readSecretFile("/run/secrets/oidc/client-secret", {
  *   readTextFile: () => Promise.resolve("s3cr3t\n"),
@@ -189,11 +191,6 @@ function pkcs1ToPkcs8(pkcs1: Uint8Array): Uint8Array<ArrayBuffer> {
   return derElement(0x30, body) as Uint8Array<ArrayBuffer>;
 }
 
-function base64Decode(text: string): Uint8Array<ArrayBuffer> {
-  const binary = atob(text.replace(/\s+/g, ""));
-  return Uint8Array.from(binary, (c) => c.charCodeAt(0));
-}
-
 /** The PKCS#8 DER of the first private key block of a PEM text. */
 function pkcs8FromPem(text: string): Uint8Array<ArrayBuffer> {
   const blocks = [...text.matchAll(/-----BEGIN ([A-Z0-9 ]+)-----([\s\S]*?)-----END \1-----/g)];
@@ -221,7 +218,7 @@ function pkcs8FromPem(text: string): Uint8Array<ArrayBuffer> {
   }
   let der: Uint8Array<ArrayBuffer>;
   try {
-    der = base64Decode(body);
+    der = fromBase64(body);
   } catch {
     throw new KeyProblem(`holds a ${JSON.stringify(label)} block that is not valid base64`);
   }
@@ -384,7 +381,7 @@ async function importKeyText(text: string, options: PrivateKeyOptions): Promise<
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { importPrivateKey } from "./oidc_auth.ts";
+ * import { importPrivateKey } from "./auth.ts";
  *
  * const pair = await crypto.subtle.generateKey(
  *   { name: "ECDSA", namedCurve: "P-256" },
@@ -422,7 +419,7 @@ export async function importPrivateKey(
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { readPrivateKeyFile } from "./oidc_auth.ts";
+ * import { readPrivateKeyFile } from "./auth.ts";
  *
  * const pair = await crypto.subtle.generateKey({ name: "Ed25519" }, true, ["sign", "verify"]);
  * const jwk = await crypto.subtle.exportKey("jwk", (pair as CryptoKeyPair).privateKey);

@@ -1,4 +1,12 @@
-import assert from "node:assert/strict";
+import {
+  assert,
+  assertEquals,
+  assertMatch,
+  assertNotMatch,
+  assertThrows,
+  fail,
+} from "../../tests/assert.ts";
+import { REQUIRED_ENV, SECRET } from "../../tests/fixtures/config_input.ts";
 import {
   closestMatch,
   type Config,
@@ -14,37 +22,26 @@ import {
   parseKeyValue,
   resolveConfig,
   YAML_PARSER_ENV,
-} from "./config.ts";
-
-const SECRET = "S3CR3T-do-not-print-7f3a";
-
-/** The smallest valid environment: every required key, nothing else. */
-const REQUIRED_ENV: Readonly<Record<string, string>> = {
-  KTR_SECRET_NAME: "my-token",
-  KTR_SECRET_NAMESPACE: "my-namespace",
-  KTR_OIDC_TOKENURL: "https://auth.example.com/token",
-  KTR_OIDC_CLIENTID: "my-client",
-  KTR_OIDC_CLIENTSECRET: SECRET,
-};
+} from "./mod.ts";
 
 function configError(fn: () => unknown): ConfigError {
   try {
     fn();
   } catch (error) {
-    assert.ok(error instanceof ConfigError, `expected a ConfigError, got ${error}`);
+    assert(error instanceof ConfigError, `expected a ConfigError, got ${error}`);
     return error;
   }
-  assert.fail("expected a ConfigError");
+  fail("expected a ConfigError");
 }
 
 async function configErrorAsync(fn: () => Promise<unknown>): Promise<ConfigError> {
   try {
     await fn();
   } catch (error) {
-    assert.ok(error instanceof ConfigError, `expected a ConfigError, got ${error}`);
+    assert(error instanceof ConfigError, `expected a ConfigError, got ${error}`);
     return error;
   }
-  assert.fail("expected a ConfigError");
+  fail("expected a ConfigError");
 }
 
 /** Every message an error carries, its own and those of the other problems. */
@@ -54,9 +51,9 @@ function allMessages(error: ConfigError): string[] {
 
 /** The checks every message must pass: one line, capital first, no trailing period. */
 function assertMessageStyle(message: string) {
-  assert.match(message, /^[A-Z]/, `starts with a capital: ${message}`);
-  assert.doesNotMatch(message, /\.$/, `no trailing period: ${message}`);
-  assert.doesNotMatch(message, /\n/, `one line: ${message}`);
+  assertMatch(message, /^[A-Z]/, `starts with a capital: ${message}`);
+  assertNotMatch(message, /\.$/, `no trailing period: ${message}`);
+  assertNotMatch(message, /\n/, `one line: ${message}`);
 }
 
 function withEnv(overrides: Record<string, string>): Record<string, string> {
@@ -71,14 +68,14 @@ function without(name: string): Record<string, string> {
 
 function definitionOf(key: string): KeyDefinition {
   const definition = (KEYS as readonly KeyDefinition[]).find((d) => d.key === key);
-  assert.ok(definition, `no key ${key}`);
+  assert(definition, `no key ${key}`);
   return definition;
 }
 
 // --- the schema and its three mappings ---------------------------------------------------
 
 Deno.test("KEYS holds every key of the contract, with its defaults", () => {
-  assert.deepEqual(
+  assertEquals(
     KEYS.map((d) => [d.key, (d as KeyDefinition).default]),
     [
       ["secret.name", undefined],
@@ -111,7 +108,7 @@ Deno.test("KEYS holds every key of the contract, with its defaults", () => {
 });
 
 Deno.test("envName() gives the contract's variable names", () => {
-  assert.deepEqual(KEYS.map((d) => envName(d.key)), [
+  assertEquals(KEYS.map((d) => envName(d.key)), [
     "KTR_SECRET_NAME",
     "KTR_SECRET_NAMESPACE",
     "KTR_SECRET_KEY",
@@ -138,20 +135,20 @@ Deno.test("envName() gives the contract's variable names", () => {
     "KTR_DRY_RUN",
     "KTR_KUBE_SERVICEACCOUNTDIR",
   ]);
-  assert.equal(envName("dry-run"), "KTR_DRY_RUN");
+  assertEquals(envName("dry-run"), "KTR_DRY_RUN");
 });
 
 Deno.test("flagName() is -- plus the key", () => {
-  assert.equal(flagName("oidc.tokenurl"), "--oidc.tokenurl");
-  assert.equal(flagName("interval"), "--interval");
+  assertEquals(flagName("oidc.tokenurl"), "--oidc.tokenurl");
+  assertEquals(flagName("interval"), "--interval");
 });
 
 Deno.test("KEYS names are lowercase and dotted, and only oidc.clientsecret is secret", () => {
   for (const definition of KEYS as readonly KeyDefinition[]) {
-    assert.match(definition.key, /^[a-z][a-z0-9-]*(\.[a-z][a-z0-9-]*)*$/);
-    assert.equal(definition.field.toLowerCase(), definition.key.replaceAll("-", ""));
+    assertMatch(definition.key, /^[a-z][a-z0-9-]*(\.[a-z][a-z0-9-]*)*$/);
+    assertEquals(definition.field.toLowerCase(), definition.key.replaceAll("-", ""));
   }
-  assert.deepEqual(
+  assertEquals(
     (KEYS as readonly KeyDefinition[]).filter((d) => d.secret).map((d) => d.key),
     ["oidc.clientsecret"],
   );
@@ -160,7 +157,7 @@ Deno.test("KEYS names are lowercase and dotted, and only oidc.clientsecret is se
 Deno.test("every default passes its own validation", () => {
   for (const definition of KEYS as readonly KeyDefinition[]) {
     if (definition.default === undefined) continue;
-    assert.equal(parseKeyValue(definition, definition.default).ok, true, definition.key);
+    assertEquals(parseKeyValue(definition, definition.default).ok, true, definition.key);
   }
 });
 
@@ -184,31 +181,31 @@ Deno.test("resolveConfig() fills defaults and maps keys to camelCase fields", ()
     dryRun: false,
     kube: { serviceAccountDir: "/var/run/secrets/kubernetes.io/serviceaccount" },
   };
-  assert.deepEqual(config, expected);
-  assert.equal("configFile" in config, false);
+  assertEquals(config, expected);
+  assertEquals("configFile" in config, false);
 });
 
 Deno.test("resolveConfig() records the config file path", () => {
   const config = resolveConfig({ env: REQUIRED_ENV, file: {}, filePath: "/etc/ktr.yaml" });
-  assert.equal(config.configFile, "/etc/ktr.yaml");
+  assertEquals(config.configFile, "/etc/ktr.yaml");
 });
 
 Deno.test("resolveConfig() returns a deeply frozen config", () => {
   const config = resolveConfig({ env: REQUIRED_ENV });
   for (const node of [config, config.secret, config.log, config.oidc, config.kube]) {
-    assert.ok(Object.isFrozen(node));
+    assert(Object.isFrozen(node));
   }
-  assert.throws(() => {
+  assertThrows(() => {
     (config as { interval: number }).interval = 1;
   }, TypeError);
-  assert.throws(() => {
+  assertThrows(() => {
     (config.secret as { name: string }).name = "other";
   }, TypeError);
 });
 
 Deno.test("resolveConfig() keeps the client secret out of JSON and inspection", () => {
   const config = resolveConfig({ env: REQUIRED_ENV });
-  assert.equal(config.oidc.clientSecret, SECRET);
+  assertEquals(config.oidc.clientSecret, SECRET);
   for (
     const text of [
       JSON.stringify(config),
@@ -219,10 +216,10 @@ Deno.test("resolveConfig() keeps the client secret out of JSON and inspection", 
       Deno.inspect({ wrapped: config }, { depth: 10 }),
     ]
   ) {
-    assert.ok(!text.includes(SECRET), text);
-    assert.ok(text.includes("[redacted]"), text);
+    assert(!text.includes(SECRET), text);
+    assert(text.includes("[redacted]"), text);
   }
-  assert.equal(JSON.parse(JSON.stringify(config)).oidc.clientId, "my-client");
+  assertEquals(JSON.parse(JSON.stringify(config)).oidc.clientId, "my-client");
 });
 
 // --- precedence ---------------------------------------------------------------------------
@@ -248,13 +245,13 @@ const PRECEDENCE: readonly [lower: ConfigSource, higher: ConfigSource, winner: s
 for (const [lower, higher, winner] of PRECEDENCE) {
   Deno.test(`resolveConfig() lets ${higher} win over ${lower}`, () => {
     const config = resolveConfig(secretKeyFrom([lower, higher]));
-    assert.equal(config.secret.key, winner);
+    assertEquals(config.secret.key, winner);
   });
 }
 
 Deno.test("resolveConfig() takes flags over env over file when all three are set", () => {
-  assert.equal(resolveConfig(secretKeyFrom(["file", "env", "flag"])).secret.key, "from-flag");
-  assert.equal(resolveConfig(secretKeyFrom(["file", "env"])).secret.key, "from-env");
+  assertEquals(resolveConfig(secretKeyFrom(["file", "env", "flag"])).secret.key, "from-flag");
+  assertEquals(resolveConfig(secretKeyFrom(["file", "env"])).secret.key, "from-env");
 });
 
 Deno.test("resolveConfig() applies precedence to required keys too", () => {
@@ -263,39 +260,39 @@ Deno.test("resolveConfig() applies precedence to required keys too", () => {
     env: withEnv({ KTR_SECRET_NAME: "env-name" }),
     flags: { "secret.name": "flag-name" },
   });
-  assert.equal(config.secret.name, "flag-name");
+  assertEquals(config.secret.name, "flag-name");
 });
 
 Deno.test("resolveConfig() lets a higher source win with a value equal to the default", () => {
   const config = resolveConfig({ file: { interval: "30" }, env: withEnv({ KTR_INTERVAL: "500" }) });
-  assert.equal(config.interval, 500);
+  assertEquals(config.interval, 500);
 });
 
 Deno.test("resolveConfig() lets an empty env value win over the file, then rejects it naming the variable", () => {
   const error = configError(() =>
     resolveConfig({ file: { secret: { key: "x" } }, env: withEnv({ KTR_SECRET_KEY: "" }) })
   );
-  assert.equal(error.code, "CONFIG_INVALID");
-  assert.equal(error.key, "secret.key");
-  assert.equal(error.source, "env");
-  assert.match(error.message, /KTR_SECRET_KEY/);
-  assert.match(error.message, /""/);
+  assertEquals(error.code, "CONFIG_INVALID");
+  assertEquals(error.key, "secret.key");
+  assertEquals(error.source, "env");
+  assertMatch(error.message, /KTR_SECRET_KEY/);
+  assertMatch(error.message, /""/);
 });
 
 Deno.test("resolveConfig() lets an empty flag win over the environment, then rejects it", () => {
   const error = configError(() =>
     resolveConfig({ env: withEnv({ KTR_SECRET_KEY: "x" }), flags: { "secret.key": "" } })
   );
-  assert.deepEqual([error.code, error.key, error.source], ["CONFIG_INVALID", "secret.key", "flag"]);
-  assert.match(error.message, /--secret\.key/);
+  assertEquals([error.code, error.key, error.source], ["CONFIG_INVALID", "secret.key", "flag"]);
+  assertMatch(error.message, /--secret\.key/);
 });
 
 Deno.test('resolveConfig() takes a file value of "" as set, and rejects it', () => {
   const error = configError(() =>
     resolveConfig({ env: REQUIRED_ENV, file: { secret: { key: "" } }, filePath: "ktr.yaml" })
   );
-  assert.deepEqual([error.code, error.key, error.source], ["CONFIG_INVALID", "secret.key", "file"]);
-  assert.match(error.message, /ktr\.yaml/);
+  assertEquals([error.code, error.key, error.source], ["CONFIG_INVALID", "secret.key", "file"]);
+  assertMatch(error.message, /ktr\.yaml/);
 });
 
 Deno.test("resolveConfig() rejects an empty value for every key", () => {
@@ -303,7 +300,7 @@ Deno.test("resolveConfig() rejects an empty value for every key", () => {
     const error = configError(() =>
       resolveConfig({ env: withEnv({ [envName(definition.key)]: "" }) })
     );
-    assert.deepEqual([error.code, error.key, error.source], [
+    assertEquals([error.code, error.key, error.source], [
       "CONFIG_INVALID",
       definition.key,
       "env",
@@ -316,14 +313,14 @@ Deno.test("resolveConfig() treats a YAML null (empty value, ~, null) as not set"
     env: REQUIRED_ENV,
     file: { secret: { key: null }, log: null, interval: null },
   });
-  assert.equal(config.secret.key, "token");
-  assert.equal(config.log.level, "info");
-  assert.equal(config.interval, 500);
+  assertEquals(config.secret.key, "token");
+  assertEquals(config.log.level, "info");
+  assertEquals(config.interval, 500);
 });
 
 Deno.test("resolveConfig() ignores environment variables without the KTR_ names", () => {
   const config = resolveConfig({ env: { ...REQUIRED_ENV, SECRET_KEY: "x", ktr_secret_key: "y" } });
-  assert.equal(config.secret.key, "token");
+  assertEquals(config.secret.key, "token");
 });
 
 // --- missing keys -------------------------------------------------------------------------
@@ -332,27 +329,27 @@ Deno.test("resolveConfig() names each missing required key, with its flag and va
   const required = (KEYS as readonly KeyDefinition[]).filter((d) =>
     d.default === undefined && !d.optional
   );
-  assert.deepEqual(required.map((d) => d.key), [
+  assertEquals(required.map((d) => d.key), [
     "secret.name",
     "secret.namespace",
     "oidc.clientid",
   ]);
   for (const definition of required) {
     const error = configError(() => resolveConfig({ env: without(envName(definition.key)) }));
-    assert.equal(error.code, "CONFIG_MISSING");
-    assert.equal(error.key, definition.key);
-    assert.equal(error.source, undefined);
-    assert.ok(error.message.includes(definition.key), error.message);
-    assert.ok(error.message.includes(flagName(definition.key)), error.message);
-    assert.ok(error.message.includes(envName(definition.key)), error.message);
+    assertEquals(error.code, "CONFIG_MISSING");
+    assertEquals(error.key, definition.key);
+    assertEquals(error.source, undefined);
+    assert(error.message.includes(definition.key), error.message);
+    assert(error.message.includes(flagName(definition.key)), error.message);
+    assert(error.message.includes(envName(definition.key)), error.message);
     assertMessageStyle(error.message);
   }
 });
 
 Deno.test("resolveConfig() reports every problem of one pass, first in schema order", () => {
   const error = configError(() => resolveConfig({ env: { KTR_INTERVAL: "0" } }));
-  assert.equal(error.key, "secret.name");
-  assert.deepEqual(error.others.map((e) => [e.code, e.key]), [
+  assertEquals(error.key, "secret.name");
+  assertEquals(error.others.map((e) => [e.code, e.key]), [
     ["CONFIG_MISSING", "secret.namespace"],
     ["CONFIG_INVALID", "interval"],
     ["CONFIG_MISSING", "oidc.tokenurl"],
@@ -366,54 +363,54 @@ Deno.test("resolveConfig() reports every problem of one pass, first in schema or
 /** Resolves with one env variable changed and returns the error, asserting code, key and source. */
 function invalidEnv(name: string, value: string): ConfigError {
   const error = configError(() => resolveConfig({ env: withEnv({ [name]: value }) }));
-  assert.equal(error.code, "CONFIG_INVALID", error.message);
-  assert.equal(error.source, "env");
-  assert.ok(error.message.includes(name), error.message);
+  assertEquals(error.code, "CONFIG_INVALID", error.message);
+  assertEquals(error.source, "env");
+  assert(error.message.includes(name), error.message);
   assertMessageStyle(error.message);
   return error;
 }
 
 Deno.test("secret.name must be a DNS-1123 subdomain", () => {
   for (const name of ["a", "my-token", "my.token-1", "0", "a".repeat(253)]) {
-    assert.equal(resolveConfig({ env: withEnv({ KTR_SECRET_NAME: name }) }).secret.name, name);
+    assertEquals(resolveConfig({ env: withEnv({ KTR_SECRET_NAME: name }) }).secret.name, name);
   }
   for (
     const name of ["My-Token", "-a", "a-", "a_b", "a..b", ".a", "a.", "a b", " a", "a".repeat(254)]
   ) {
     const error = invalidEnv("KTR_SECRET_NAME", name);
-    assert.equal(error.key, "secret.name");
-    assert.ok(error.message.includes(JSON.stringify(name).slice(0, 40)), error.message);
-    assert.match(error.message, /DNS-1123 subdomain/);
+    assertEquals(error.key, "secret.name");
+    assert(error.message.includes(JSON.stringify(name).slice(0, 40)), error.message);
+    assertMatch(error.message, /DNS-1123 subdomain/);
   }
 });
 
 Deno.test("secret.namespace must be a DNS-1123 label", () => {
   for (const namespace of ["a", "kube-system", "a".repeat(63)]) {
     const config = resolveConfig({ env: withEnv({ KTR_SECRET_NAMESPACE: namespace }) });
-    assert.equal(config.secret.namespace, namespace);
+    assertEquals(config.secret.namespace, namespace);
   }
   for (const namespace of ["a.b", "Default", "-a", "a-", "a_b", "a".repeat(64)]) {
     const error = invalidEnv("KTR_SECRET_NAMESPACE", namespace);
-    assert.equal(error.key, "secret.namespace");
-    assert.match(error.message, /DNS-1123 label/);
+    assertEquals(error.key, "secret.namespace");
+    assertMatch(error.message, /DNS-1123 label/);
   }
 });
 
 Deno.test("secret.key must match [-._a-zA-Z0-9]+ and not be . or start with ..", () => {
   for (const key of ["token", "TOKEN", ".dotfile", "a_b-c.d", "a".repeat(253)]) {
-    assert.equal(resolveConfig({ env: withEnv({ KTR_SECRET_KEY: key }) }).secret.key, key);
+    assertEquals(resolveConfig({ env: withEnv({ KTR_SECRET_KEY: key }) }).secret.key, key);
   }
   for (const key of ["a/b", "a b", ".", "..", "..a", "tök", "a".repeat(254)]) {
     const error = invalidEnv("KTR_SECRET_KEY", key);
-    assert.equal(error.key, "secret.key");
-    assert.ok(error.message.includes(JSON.stringify(key).slice(0, 40)), error.message);
+    assertEquals(error.key, "secret.key");
+    assert(error.message.includes(JSON.stringify(key).slice(0, 40)), error.message);
   }
 });
 
 Deno.test("interval accepts positive whole seconds written as plain digits", () => {
   for (const [raw, seconds] of [["30", 30], ["1", 1], ["86400", 86400]] as const) {
-    assert.equal(resolveConfig({ env: withEnv({ KTR_INTERVAL: raw }) }).interval, seconds);
-    assert.equal(resolveConfig({ env: REQUIRED_ENV, flags: { interval: raw } }).interval, seconds);
+    assertEquals(resolveConfig({ env: withEnv({ KTR_INTERVAL: raw }) }).interval, seconds);
+    assertEquals(resolveConfig({ env: REQUIRED_ENV, flags: { interval: raw } }).interval, seconds);
   }
 });
 
@@ -436,13 +433,13 @@ Deno.test("interval strings are parsed strictly", () => {
     ]
   ) {
     const error = invalidEnv("KTR_INTERVAL", raw);
-    assert.equal(error.key, "interval");
-    assert.ok(error.message.includes(JSON.stringify(raw)), error.message);
-    assert.match(error.message, /whole number of seconds/);
+    assertEquals(error.key, "interval");
+    assert(error.message.includes(JSON.stringify(raw)), error.message);
+    assertMatch(error.message, /whole number of seconds/);
     const fromFlag = configError(() =>
       resolveConfig({ env: REQUIRED_ENV, flags: { interval: raw } })
     );
-    assert.deepEqual([fromFlag.code, fromFlag.key, fromFlag.source], [
+    assertEquals([fromFlag.code, fromFlag.key, fromFlag.source], [
       "CONFIG_INVALID",
       "interval",
       "flag",
@@ -451,11 +448,11 @@ Deno.test("interval strings are parsed strictly", () => {
 });
 
 Deno.test("interval from a file may be a YAML string or a number, and is checked the same way", () => {
-  assert.equal(resolveConfig({ env: REQUIRED_ENV, file: { interval: "30" } }).interval, 30);
-  assert.equal(resolveConfig({ env: REQUIRED_ENV, file: { interval: 30 } }).interval, 30);
+  assertEquals(resolveConfig({ env: REQUIRED_ENV, file: { interval: "30" } }).interval, 30);
+  assertEquals(resolveConfig({ env: REQUIRED_ENV, file: { interval: 30 } }).interval, 30);
   for (const raw of [0, -1, 1.5, 86401, "1e3", "10s", true, { seconds: 30 }, ["30"]]) {
     const error = configError(() => resolveConfig({ env: REQUIRED_ENV, file: { interval: raw } }));
-    assert.deepEqual([error.code, error.key, error.source], ["CONFIG_INVALID", "interval", "file"]);
+    assertEquals([error.code, error.key, error.source], ["CONFIG_INVALID", "interval", "file"]);
     assertMessageStyle(error.message);
   }
 });
@@ -471,24 +468,24 @@ Deno.test("log.level accepts debug, info, warn (or warning) and error, ignoring 
     ["Warn", "warning"],
   ] as const;
   for (const [raw, level] of levels) {
-    assert.equal(resolveConfig({ env: withEnv({ KTR_LOG_LEVEL: raw }) }).log.level, level);
+    assertEquals(resolveConfig({ env: withEnv({ KTR_LOG_LEVEL: raw }) }).log.level, level);
   }
 });
 
 Deno.test("log.level refuses unknown levels instead of falling back", () => {
   for (const raw of ["trace", "verbose", "fatal", "", "info "]) {
     const error = invalidEnv("KTR_LOG_LEVEL", raw);
-    assert.equal(error.key, "log.level");
-    assert.match(error.message, /"debug", "info", "warn" or "error"/);
+    assertEquals(error.key, "log.level");
+    assertMatch(error.message, /"debug", "info", "warn" or "error"/);
   }
 });
 
 Deno.test("log.format is text or json", () => {
-  assert.equal(resolveConfig({ env: withEnv({ KTR_LOG_FORMAT: "json" }) }).log.format, "json");
-  assert.equal(resolveConfig({ env: withEnv({ KTR_LOG_FORMAT: "text" }) }).log.format, "text");
+  assertEquals(resolveConfig({ env: withEnv({ KTR_LOG_FORMAT: "json" }) }).log.format, "json");
+  assertEquals(resolveConfig({ env: withEnv({ KTR_LOG_FORMAT: "text" }) }).log.format, "text");
   const error = invalidEnv("KTR_LOG_FORMAT", "yaml");
-  assert.equal(error.key, "log.format");
-  assert.match(error.message, /"text" or "json"/);
+  assertEquals(error.key, "log.format");
+  assertMatch(error.message, /"text" or "json"/);
 });
 
 Deno.test("oidc.tokenurl must be an absolute https: URL", () => {
@@ -498,7 +495,7 @@ Deno.test("oidc.tokenurl must be an absolute https: URL", () => {
       "https://auth.example.com:8443/realms/x/protocol/openid-connect/token",
     ]
   ) {
-    assert.equal(resolveConfig({ env: withEnv({ KTR_OIDC_TOKENURL: url }) }).oidc.tokenUrl, url);
+    assertEquals(resolveConfig({ env: withEnv({ KTR_OIDC_TOKENURL: url }) }).oidc.tokenUrl, url);
   }
   for (
     const url of [
@@ -510,8 +507,8 @@ Deno.test("oidc.tokenurl must be an absolute https: URL", () => {
     ]
   ) {
     const error = invalidEnv("KTR_OIDC_TOKENURL", url);
-    assert.equal(error.key, "oidc.tokenurl");
-    assert.match(error.message, /absolute https: URL/);
+    assertEquals(error.key, "oidc.tokenurl");
+    assertMatch(error.message, /absolute https: URL/);
   }
 });
 
@@ -525,7 +522,7 @@ Deno.test("oidc.tokenurl allows http: only to a loopback host", () => {
       "http://[::1]:8080/token",
     ]
   ) {
-    assert.equal(resolveConfig({ env: withEnv({ KTR_OIDC_TOKENURL: url }) }).oidc.tokenUrl, url);
+    assertEquals(resolveConfig({ env: withEnv({ KTR_OIDC_TOKENURL: url }) }).oidc.tokenUrl, url);
   }
   for (
     const url of [
@@ -537,16 +534,16 @@ Deno.test("oidc.tokenurl allows http: only to a loopback host", () => {
     ]
   ) {
     const error = invalidEnv("KTR_OIDC_TOKENURL", url);
-    assert.equal(error.key, "oidc.tokenurl");
-    assert.match(error.message, /http: is only allowed to localhost, 127\.0\.0\.0\/8 or \[::1\]/);
+    assertEquals(error.key, "oidc.tokenurl");
+    assertMatch(error.message, /http: is only allowed to localhost, 127\.0\.0\.0\/8 or \[::1\]/);
   }
 });
 
 Deno.test("oidc.tokenurl refuses credentials in the URL without printing the password", () => {
   const error = invalidEnv("KTR_OIDC_TOKENURL", `https://client:${SECRET}@auth.example.com/token`);
-  assert.equal(error.key, "oidc.tokenurl");
-  assert.ok(!error.message.includes(SECRET), error.message);
-  assert.match(error.message, /user name or password/);
+  assertEquals(error.key, "oidc.tokenurl");
+  assert(!error.message.includes(SECRET), error.message);
+  assertMatch(error.message, /user name or password/);
 });
 
 Deno.test("client id, client secret and the service account folder refuse surrounding whitespace", () => {
@@ -554,7 +551,7 @@ Deno.test("client id, client secret and the service account folder refuse surrou
     for (const value of ["x\n", " x", "\tx"]) invalidEnv(name, value);
   }
   const config = resolveConfig({ env: withEnv({ KTR_KUBE_SERVICEACCOUNTDIR: "/tmp/sa" }) });
-  assert.equal(config.kube.serviceAccountDir, "/tmp/sa");
+  assertEquals(config.kube.serviceAccountDir, "/tmp/sa");
 });
 
 // --- where tokens come from, client authentication, request parameters -------------------
@@ -578,9 +575,9 @@ Deno.test("oidc.issuer replaces oidc.tokenurl", () => {
   const config = resolveConfig({
     env: envWith({ KTR_OIDC_TOKENURL: undefined, KTR_OIDC_ISSUER: "https://auth.example.com/t/x" }),
   });
-  assert.equal(config.oidc.issuer, "https://auth.example.com/t/x");
-  assert.equal(config.oidc.tokenUrl, undefined);
-  assert.equal("tokenUrl" in config.oidc, false);
+  assertEquals(config.oidc.issuer, "https://auth.example.com/t/x");
+  assertEquals(config.oidc.tokenUrl, undefined);
+  assertEquals("tokenUrl" in config.oidc, false);
 });
 
 Deno.test("resolveConfig() refuses oidc.tokenurl and oidc.issuer together, naming both sources", () => {
@@ -591,32 +588,32 @@ Deno.test("resolveConfig() refuses oidc.tokenurl and oidc.issuer together, namin
       filePath: "ktr.yaml",
     })
   );
-  assert.deepEqual([error.code, error.key, error.source], [
+  assertEquals([error.code, error.key, error.source], [
     "CONFIG_CONFLICT",
     "oidc.issuer",
     "file",
   ]);
-  assert.equal(error.others.length, 0);
-  assert.match(
+  assertEquals(error.others.length, 0);
+  assertMatch(
     error.message,
     /^Conflicting keys oidc\.tokenurl "https:\/\/auth\.example\.com\/token"/,
   );
-  assert.ok(error.message.includes("environment variable KTR_OIDC_TOKENURL"), error.message);
-  assert.ok(error.message.includes('oidc.issuer "https://auth.example.com"'), error.message);
-  assert.ok(error.message.includes('config file "ktr.yaml"'), error.message);
-  assert.match(error.message, /set only one/);
+  assert(error.message.includes("environment variable KTR_OIDC_TOKENURL"), error.message);
+  assert(error.message.includes('oidc.issuer "https://auth.example.com"'), error.message);
+  assert(error.message.includes('config file "ktr.yaml"'), error.message);
+  assertMatch(error.message, /set only one/);
   assertMessageStyle(error.message);
 });
 
 Deno.test("resolveConfig() asks for oidc.tokenurl or oidc.issuer when neither is set", () => {
   const error = configError(() => resolveConfig({ env: without("KTR_OIDC_TOKENURL") }));
-  assert.deepEqual([error.code, error.key, error.source], [
+  assertEquals([error.code, error.key, error.source], [
     "CONFIG_MISSING",
     "oidc.tokenurl",
     undefined,
   ]);
   for (const name of ["--oidc.tokenurl", "KTR_OIDC_TOKENURL", "--oidc.issuer", "KTR_OIDC_ISSUER"]) {
-    assert.ok(error.message.includes(name), error.message);
+    assert(error.message.includes(name), error.message);
   }
   assertMessageStyle(error.message);
 });
@@ -625,7 +622,7 @@ Deno.test("oidc.issuer follows the token URL's rules and has no query or fragmen
   const issuer = (value: string) =>
     resolveConfig({ env: envWith({ KTR_OIDC_TOKENURL: undefined, KTR_OIDC_ISSUER: value }) });
   for (const url of ["https://a.example/", "https://a.example/realms/x", "http://127.0.0.1:8080"]) {
-    assert.equal(issuer(url).oidc.issuer, url);
+    assertEquals(issuer(url).oidc.issuer, url);
   }
   for (
     const [url, expected] of [
@@ -638,36 +635,36 @@ Deno.test("oidc.issuer follows the token URL's rules and has no query or fragmen
     ] as const
   ) {
     const error = configError(() => issuer(url));
-    assert.deepEqual([error.code, error.key], ["CONFIG_INVALID", "oidc.issuer"]);
-    assert.match(error.message, expected);
-    assert.ok(!error.message.includes(SECRET), error.message);
+    assertEquals([error.code, error.key], ["CONFIG_INVALID", "oidc.issuer"]);
+    assertMatch(error.message, expected);
+    assert(!error.message.includes(SECRET), error.message);
   }
 });
 
 Deno.test("oidc.authmethod takes the three supported methods, ignoring case", () => {
   for (const method of ["client_secret_post", "client_secret_basic", "CLIENT_SECRET_BASIC"]) {
     const config = resolveConfig({ env: withEnv({ KTR_OIDC_AUTHMETHOD: method }) });
-    assert.equal(config.oidc.authMethod, method.toLowerCase());
+    assertEquals(config.oidc.authMethod, method.toLowerCase());
   }
   const jwt = resolveConfig({ env: PRIVATE_KEY_ENV });
-  assert.equal(jwt.oidc.authMethod, "private_key_jwt");
-  assert.equal(jwt.oidc.privateKeyFile, "/run/key.pem");
-  assert.equal(jwt.oidc.clientSecret, undefined);
+  assertEquals(jwt.oidc.authMethod, "private_key_jwt");
+  assertEquals(jwt.oidc.privateKeyFile, "/run/key.pem");
+  assertEquals(jwt.oidc.clientSecret, undefined);
 });
 
 Deno.test("oidc.authmethod refuses none with the reason, and other methods it does not support", () => {
   const none = invalidEnv("KTR_OIDC_AUTHMETHOD", "none");
-  assert.equal(none.key, "oidc.authmethod");
-  assert.match(none.message, /"none" is for public clients/);
-  assert.match(
+  assertEquals(none.key, "oidc.authmethod");
+  assertMatch(none.message, /"none" is for public clients/);
+  assertMatch(
     none.message,
     /expected "client_secret_post", "client_secret_basic" or "private_key_jwt"/,
   );
-  assert.match(invalidEnv("KTR_OIDC_AUTHMETHOD", "None").message, /public clients/);
+  assertMatch(invalidEnv("KTR_OIDC_AUTHMETHOD", "None").message, /public clients/);
   for (const method of ["client_secret_jwt", "tls_client_auth"]) {
-    assert.match(invalidEnv("KTR_OIDC_AUTHMETHOD", method).message, /not supported/);
+    assertMatch(invalidEnv("KTR_OIDC_AUTHMETHOD", method).message, /not supported/);
   }
-  assert.doesNotMatch(invalidEnv("KTR_OIDC_AUTHMETHOD", "basic").message, /;/);
+  assertNotMatch(invalidEnv("KTR_OIDC_AUTHMETHOD", "basic").message, /;/);
 });
 
 Deno.test("oidc.clientsecretfile replaces oidc.clientsecret", () => {
@@ -675,25 +672,25 @@ Deno.test("oidc.clientsecretfile replaces oidc.clientsecret", () => {
     env: envWith({ KTR_OIDC_CLIENTSECRET: undefined }),
     flags: { "oidc.clientsecretfile": "/run/secrets/oidc/secret" },
   });
-  assert.equal(config.oidc.clientSecretFile, "/run/secrets/oidc/secret");
-  assert.equal(config.oidc.clientSecret, undefined);
+  assertEquals(config.oidc.clientSecretFile, "/run/secrets/oidc/secret");
+  assertEquals(config.oidc.clientSecret, undefined);
 });
 
 Deno.test("resolveConfig() refuses oidc.clientsecret with oidc.clientsecretfile, without the secret", () => {
   const error = configError(() =>
     resolveConfig({ env: REQUIRED_ENV, flags: { "oidc.clientsecretfile": "/run/secret" } })
   );
-  assert.deepEqual([error.code, error.key, error.source], [
+  assertEquals([error.code, error.key, error.source], [
     "CONFIG_CONFLICT",
     "oidc.clientsecretfile",
     "flag",
   ]);
-  assert.ok(!error.message.includes(SECRET), error.message);
-  assert.ok(
+  assert(!error.message.includes(SECRET), error.message);
+  assert(
     error.message.includes("oidc.clientsecret from environment variable KTR_OIDC_CLIENTSECRET"),
     error.message,
   );
-  assert.ok(
+  assert(
     error.message.includes('oidc.clientsecretfile "/run/secret" from flag --oidc.clientsecretfile'),
     error.message,
   );
@@ -707,11 +704,11 @@ Deno.test("resolveConfig() asks for a secret or secret file for the secret metho
         env: envWith({ KTR_OIDC_CLIENTSECRET: undefined, KTR_OIDC_AUTHMETHOD: method }),
       })
     );
-    assert.deepEqual([error.code, error.key], ["CONFIG_MISSING", "oidc.clientsecret"]);
+    assertEquals([error.code, error.key], ["CONFIG_MISSING", "oidc.clientsecret"]);
     for (const name of ["KTR_OIDC_CLIENTSECRET", "--oidc.clientsecretfile", "private_key_jwt"]) {
-      assert.ok(error.message.includes(name), error.message);
+      assert(error.message.includes(name), error.message);
     }
-    assert.ok(error.message.includes(`"${method ?? "client_secret_post"}"`), error.message);
+    assert(error.message.includes(`"${method ?? "client_secret_post"}"`), error.message);
     assertMessageStyle(error.message);
   }
 });
@@ -722,8 +719,8 @@ Deno.test("private_key_jwt needs oidc.privatekeyfile", () => {
       env: envWith({ KTR_OIDC_CLIENTSECRET: undefined, KTR_OIDC_AUTHMETHOD: "private_key_jwt" }),
     })
   );
-  assert.deepEqual([error.code, error.key], ["CONFIG_MISSING", "oidc.privatekeyfile"]);
-  assert.match(
+  assertEquals([error.code, error.key], ["CONFIG_MISSING", "oidc.privatekeyfile"]);
+  assertMatch(
     error.message,
     /^Missing required key oidc\.privatekeyfile for oidc\.authmethod "private_key_jwt" from environment variable KTR_OIDC_AUTHMETHOD: set it with --oidc\.privatekeyfile, KTR_OIDC_PRIVATEKEYFILE/,
   );
@@ -738,10 +735,10 @@ Deno.test("private_key_jwt refuses a client secret or secret file, which it woul
     ] as const
   ) {
     const error = configError(() => resolveConfig({ env: { ...PRIVATE_KEY_ENV, [name]: SECRET } }));
-    assert.deepEqual([error.code, error.key, error.source], ["CONFIG_CONFLICT", key, "env"]);
-    assert.match(error.message, /is not used with oidc\.authmethod "private_key_jwt"/);
-    assert.ok(error.message.includes(`remove ${key}`), error.message);
-    if (key === "oidc.clientsecret") assert.ok(!error.message.includes(SECRET), error.message);
+    assertEquals([error.code, error.key, error.source], ["CONFIG_CONFLICT", key, "env"]);
+    assertMatch(error.message, /is not used with oidc\.authmethod "private_key_jwt"/);
+    assert(error.message.includes(`remove ${key}`), error.message);
+    if (key === "oidc.clientsecret") assert(!error.message.includes(SECRET), error.message);
     assertMessageStyle(error.message);
   }
 });
@@ -755,17 +752,17 @@ Deno.test("the private_key_jwt keys are refused with a secret method", () => {
   };
   for (const [key, value] of Object.entries(values)) {
     const error = configError(() => resolveConfig({ env: REQUIRED_ENV, flags: { [key]: value } }));
-    assert.deepEqual([error.code, error.key, error.source], ["CONFIG_CONFLICT", key, "flag"]);
-    assert.ok(
+    assertEquals([error.code, error.key, error.source], ["CONFIG_CONFLICT", key, "flag"]);
+    assert(
       error.message.includes(`${key} "${value}" from flag ${flagName(key)}`),
       error.message,
     );
-    assert.match(error.message, /only used with oidc\.authmethod "private_key_jwt"/);
-    assert.match(error.message, /"client_secret_post" from the built-in default/);
+    assertMatch(error.message, /only used with oidc\.authmethod "private_key_jwt"/);
+    assertMatch(error.message, /"client_secret_post" from the built-in default/);
     assertMessageStyle(error.message);
   }
   const config = resolveConfig({ env: { ...PRIVATE_KEY_ENV }, flags: values });
-  assert.deepEqual(
+  assertEquals(
     [config.oidc.keyId, config.oidc.keyAlg, config.oidc.assertionAudience],
     ["key-1", "ES256", "https://auth.example.com/"],
   );
@@ -783,7 +780,7 @@ Deno.test("resolveConfig() reports every combination problem of one pass, in sch
       },
     })
   );
-  assert.deepEqual([error, ...error.others].map((e) => [e.code, e.key]), [
+  assertEquals([error, ...error.others].map((e) => [e.code, e.key]), [
     ["CONFIG_INVALID", "interval"],
     ["CONFIG_CONFLICT", "oidc.issuer"],
     ["CONFIG_CONFLICT", "oidc.clientsecretfile"],
@@ -795,7 +792,7 @@ Deno.test("resolveConfig() skips a combination rule when one of its keys is inva
   const error = configError(() =>
     resolveConfig({ env: withEnv({ KTR_OIDC_ISSUER: "ftp://x", KTR_OIDC_AUTHMETHOD: "none" }) })
   );
-  assert.deepEqual([error, ...error.others].map((e) => [e.code, e.key]), [
+  assertEquals([error, ...error.others].map((e) => [e.code, e.key]), [
     ["CONFIG_INVALID", "oidc.issuer"],
     ["CONFIG_INVALID", "oidc.authmethod"],
   ]);
@@ -808,7 +805,7 @@ Deno.test("oidc.keyalg takes the JWS names, ignoring case, and refuses HMAC", ()
       "EdDSA",
     ], ["Ed25519", "Ed25519"]] as const
   ) {
-    assert.equal(
+    assertEquals(
       resolveConfig({ env: { ...PRIVATE_KEY_ENV, KTR_OIDC_KEYALG: raw } }).oidc.keyAlg,
       alg,
     );
@@ -816,18 +813,18 @@ Deno.test("oidc.keyalg takes the JWS names, ignoring case, and refuses HMAC", ()
   const hmac = configError(() =>
     resolveConfig({ env: { ...PRIVATE_KEY_ENV, KTR_OIDC_KEYALG: "HS256" } })
   );
-  assert.deepEqual([hmac.code, hmac.key], ["CONFIG_INVALID", "oidc.keyalg"]);
-  assert.match(hmac.message, /client_secret_jwt, which is not supported/);
+  assertEquals([hmac.code, hmac.key], ["CONFIG_INVALID", "oidc.keyalg"]);
+  assertMatch(hmac.message, /client_secret_jwt, which is not supported/);
 });
 
 Deno.test("oidc.scope is space-separated scope names as OAuth writes them", () => {
   for (const scope of ["api.read", "api.read api.write", "api://x/.default", "openid"]) {
-    assert.equal(resolveConfig({ env: withEnv({ KTR_OIDC_SCOPE: scope }) }).oidc.scope, scope);
+    assertEquals(resolveConfig({ env: withEnv({ KTR_OIDC_SCOPE: scope }) }).oidc.scope, scope);
   }
   for (const scope of ["a  b", 'a "b"', "a\\b", "a\tb", " a", "a,b c\u00e9"]) {
     const error = invalidEnv("KTR_OIDC_SCOPE", scope);
-    assert.equal(error.key, "oidc.scope");
-    assert.match(error.message, /scope names separated by single spaces/);
+    assertEquals(error.key, "oidc.scope");
+    assertMatch(error.message, /scope names separated by single spaces/);
   }
 });
 
@@ -836,29 +833,29 @@ Deno.test("oidc.audience is any value without surrounding whitespace", () => {
     file: { oidc: { audience: "https://api.example.com" } },
     env: REQUIRED_ENV,
   });
-  assert.equal(config.oidc.audience, "https://api.example.com");
-  assert.equal(invalidEnv("KTR_OIDC_AUDIENCE", " x").key, "oidc.audience");
+  assertEquals(config.oidc.audience, "https://api.example.com");
+  assertEquals(invalidEnv("KTR_OIDC_AUDIENCE", " x").key, "oidc.audience");
 });
 
 Deno.test("oidc.resource is a space-separated list in env and flags, and a string or list in the file", () => {
   const fromEnv = resolveConfig({
     env: withEnv({ KTR_OIDC_RESOURCE: "https://a.example/api urn:example:b" }),
   });
-  assert.deepEqual(fromEnv.oidc.resource, ["https://a.example/api", "urn:example:b"]);
-  assert.ok(Object.isFrozen(fromEnv.oidc.resource));
+  assertEquals(fromEnv.oidc.resource, ["https://a.example/api", "urn:example:b"]);
+  assert(Object.isFrozen(fromEnv.oidc.resource));
   const fromFlag = resolveConfig({ env: REQUIRED_ENV, flags: { "oidc.resource": "urn:x" } });
-  assert.deepEqual(fromFlag.oidc.resource, ["urn:x"]);
+  assertEquals(fromFlag.oidc.resource, ["urn:x"]);
   const fromList = resolveConfig({
     env: REQUIRED_ENV,
     file: { oidc: { resource: ["https://a.example/", "https://b.example/"] } },
   });
-  assert.deepEqual(fromList.oidc.resource, ["https://a.example/", "https://b.example/"]);
+  assertEquals(fromList.oidc.resource, ["https://a.example/", "https://b.example/"]);
   const fromString = resolveConfig({
     env: REQUIRED_ENV,
     file: { oidc: { resource: "https://a.example/" } },
   });
-  assert.deepEqual(fromString.oidc.resource, ["https://a.example/"]);
-  assert.deepEqual(JSON.parse(JSON.stringify(fromList)).oidc.resource, [
+  assertEquals(fromString.oidc.resource, ["https://a.example/"]);
+  assertEquals(JSON.parse(JSON.stringify(fromList)).oidc.resource, [
     "https://a.example/",
     "https://b.example/",
   ]);
@@ -867,10 +864,10 @@ Deno.test("oidc.resource is a space-separated list in env and flags, and a strin
 Deno.test("oidc.resource refuses relative URIs, fragments and odd list items, naming the item", () => {
   for (const value of ["api", "https://a.example/ api", "https://a.example/#x", " urn:x"]) {
     const error = invalidEnv("KTR_OIDC_RESOURCE", value);
-    assert.equal(error.key, "oidc.resource");
-    assert.match(error.message, /absolute URIs without a fragment/);
+    assertEquals(error.key, "oidc.resource");
+    assertMatch(error.message, /absolute URIs without a fragment/);
   }
-  assert.match(invalidEnv("KTR_OIDC_RESOURCE", "urn:x relative").message, /got "relative"$/);
+  assertMatch(invalidEnv("KTR_OIDC_RESOURCE", "urn:x relative").message, /got "relative"$/);
   for (
     const [resource, expected] of [
       [[], /got an empty list$/],
@@ -883,12 +880,12 @@ Deno.test("oidc.resource refuses relative URIs, fragments and odd list items, na
     const error = configError(() =>
       resolveConfig({ env: REQUIRED_ENV, file: { oidc: { resource } }, filePath: "k.yaml" })
     );
-    assert.deepEqual([error.code, error.key, error.source], [
+    assertEquals([error.code, error.key, error.source], [
       "CONFIG_INVALID",
       "oidc.resource",
       "file",
     ]);
-    assert.match(error.message, expected);
+    assertMatch(error.message, expected);
     assertMessageStyle(error.message);
   }
 });
@@ -898,43 +895,43 @@ Deno.test("oidc.cafile, oidc.clientsecretfile and oidc.audience refuse surroundi
     for (const value of ["x\n", " x"]) invalidEnv(name, value);
   }
   const config = resolveConfig({ env: withEnv({ KTR_OIDC_CAFILE: "/etc/ssl/private-ca.pem" }) });
-  assert.equal(config.oidc.caFile, "/etc/ssl/private-ca.pem");
+  assertEquals(config.oidc.caFile, "/etc/ssl/private-ca.pem");
 });
 
 Deno.test("resolveConfig() refuses a string key given another YAML type, naming the type", () => {
   const error = configError(() =>
     resolveConfig({ env: without("KTR_OIDC_CLIENTID"), file: { oidc: { clientid: 12345 } } })
   );
-  assert.deepEqual([error.code, error.key, error.source], [
+  assertEquals([error.code, error.key, error.source], [
     "CONFIG_INVALID",
     "oidc.clientid",
     "file",
   ]);
-  assert.match(error.message, /got a number/);
+  assertMatch(error.message, /got a number/);
 });
 
 Deno.test("resolveConfig() refuses a flag for a value key given without a value", () => {
   const error = configError(() =>
     resolveConfig({ env: REQUIRED_ENV, flags: { "secret.name": true } })
   );
-  assert.deepEqual([error.code, error.key, error.source], [
+  assertEquals([error.code, error.key, error.source], [
     "CONFIG_INVALID",
     "secret.name",
     "flag",
   ]);
-  assert.match(error.message, /without one/);
+  assertMatch(error.message, /without one/);
 });
 
 Deno.test("resolveConfig() refuses unknown flag keys with a hint", () => {
   const error = configError(() =>
     resolveConfig({ env: REQUIRED_ENV, flags: { "secret.nmae": "x" } })
   );
-  assert.deepEqual([error.code, error.key, error.source], [
+  assertEquals([error.code, error.key, error.source], [
     "CONFIG_UNKNOWN_KEY",
     "secret.nmae",
     "flag",
   ]);
-  assert.match(error.message, /did you mean "--secret\.name"\?/);
+  assertMatch(error.message, /did you mean "--secret\.name"\?/);
 });
 
 // --- the shape of the file ----------------------------------------------------------------
@@ -951,68 +948,68 @@ Deno.test("resolveConfig() names an unknown nested key by its full dotted path, 
     const error = configError(() =>
       resolveConfig({ env: REQUIRED_ENV, file, filePath: "ktr.yaml" })
     );
-    assert.deepEqual([error.code, error.key, error.source], ["CONFIG_UNKNOWN_KEY", key, "file"]);
-    assert.ok(error.message.includes(`"${key}"`), error.message);
-    assert.ok(error.message.includes(`did you mean "${suggestion}"?`), error.message);
-    assert.ok(error.message.includes("ktr.yaml"), error.message);
+    assertEquals([error.code, error.key, error.source], ["CONFIG_UNKNOWN_KEY", key, "file"]);
+    assert(error.message.includes(`"${key}"`), error.message);
+    assert(error.message.includes(`did you mean "${suggestion}"?`), error.message);
+    assert(error.message.includes("ktr.yaml"), error.message);
     assertMessageStyle(error.message);
   }
 });
 
 Deno.test("resolveConfig() lists the known keys when an unknown one is not close to any", () => {
   const top = configError(() => resolveConfig({ env: REQUIRED_ENV, file: { colour: "red" } }));
-  assert.match(
+  assertMatch(
     top.message,
     /known keys are secret, interval, log, oidc, renew, http, once, dry-run, kube/,
   );
   const nested = configError(() =>
     resolveConfig({ env: REQUIRED_ENV, file: { log: { colour: "x" } } })
   );
-  assert.equal(nested.key, "log.colour");
-  assert.match(nested.message, /known keys under log are level, format/);
+  assertEquals(nested.key, "log.colour");
+  assertMatch(nested.message, /known keys under log are level, format/);
 });
 
 Deno.test("resolveConfig() refuses flat dotted keys in the file and says how to nest them", () => {
   const error = configError(() =>
     resolveConfig({ env: REQUIRED_ENV, file: { "secret.name": "x" } })
   );
-  assert.deepEqual([error.code, error.key, error.source], [
+  assertEquals([error.code, error.key, error.source], [
     "CONFIG_UNKNOWN_KEY",
     "secret.name",
     "file",
   ]);
-  assert.match(error.message, /nest it instead, as "name:" under "secret:"/);
+  assertMatch(error.message, /nest it instead, as "name:" under "secret:"/);
 });
 
 Deno.test("resolveConfig() refuses a file that is not a mapping", () => {
   for (const file of [["secret"], "secret", 42, true]) {
     const error = configError(() => resolveConfig({ env: REQUIRED_ENV, file, filePath: "k.yaml" }));
-    assert.deepEqual([error.code, error.key, error.source], ["CONFIG_INVALID", undefined, "file"]);
-    assert.match(error.message, /expected a mapping/);
+    assertEquals([error.code, error.key, error.source], ["CONFIG_INVALID", undefined, "file"]);
+    assertMatch(error.message, /expected a mapping/);
     assertMessageStyle(error.message);
   }
 });
 
 Deno.test("resolveConfig() takes an empty file as one without keys", () => {
-  assert.equal(resolveConfig({ env: REQUIRED_ENV, file: null }).secret.key, "token");
+  assertEquals(resolveConfig({ env: REQUIRED_ENV, file: null }).secret.key, "token");
 });
 
 Deno.test("resolveConfig() refuses a section that is not a mapping", () => {
   const error = configError(() => resolveConfig({ env: REQUIRED_ENV, file: { secret: "x" } }));
-  assert.deepEqual([error.code, error.key, error.source], ["CONFIG_INVALID", "secret", "file"]);
-  assert.match(error.message, /expected a mapping with the keys name, namespace, key/);
+  assertEquals([error.code, error.key, error.source], ["CONFIG_INVALID", "secret", "file"]);
+  assertMatch(error.message, /expected a mapping with the keys name, namespace, key/);
 });
 
 Deno.test("resolveConfig() refuses a mapping where a value belongs", () => {
   const error = configError(() =>
     resolveConfig({ env: without("KTR_SECRET_NAME"), file: { secret: { name: { first: "a" } } } })
   );
-  assert.deepEqual([error.code, error.key, error.source], [
+  assertEquals([error.code, error.key, error.source], [
     "CONFIG_INVALID",
     "secret.name",
     "file",
   ]);
-  assert.match(error.message, /got a mapping/);
+  assertMatch(error.message, /got a mapping/);
 });
 
 // --- secrets never printed ----------------------------------------------------------------
@@ -1047,7 +1044,7 @@ const SAMPLES: Readonly<Record<string, readonly [valid: string, invalid: string]
 };
 
 Deno.test("SAMPLES cover every key", () => {
-  assert.deepEqual(Object.keys(SAMPLES), KEYS.map((d) => d.key));
+  assertEquals(Object.keys(SAMPLES), KEYS.map((d) => d.key));
 });
 
 Deno.test("no error message ever contains the client secret, whichever key is invalid", () => {
@@ -1077,7 +1074,7 @@ Deno.test("no error message ever contains the client secret, whichever key is in
       const error = configError(() => resolveConfig(input));
       for (const message of allMessages(error)) {
         for (const secret of secrets) {
-          assert.ok(!message.includes(secret.trim()), `${definition.key}: ${message}`);
+          assert(!message.includes(secret.trim()), `${definition.key}: ${message}`);
         }
       }
     }
@@ -1086,9 +1083,9 @@ Deno.test("no error message ever contains the client secret, whichever key is in
 
 Deno.test("an invalid client secret is described, not quoted", () => {
   const error = invalidEnv("KTR_OIDC_CLIENTSECRET", `${SECRET}\n`);
-  assert.equal(error.key, "oidc.clientsecret");
-  assert.ok(!error.message.includes(SECRET), error.message);
-  assert.match(error.message, /^Invalid value for oidc\.clientsecret from environment variable/);
+  assertEquals(error.key, "oidc.clientsecret");
+  assert(!error.message.includes(SECRET), error.message);
+  assertMatch(error.message, /^Invalid value for oidc\.clientsecret from environment variable/);
 });
 
 // --- message style ------------------------------------------------------------------------
@@ -1099,11 +1096,11 @@ Deno.test("every invalid value gives a one-line message that quotes it and says 
     const error = configError(() =>
       resolveConfig({ env: REQUIRED_ENV, flags: { [definition.key]: invalid } })
     );
-    assert.equal(error.key, definition.key);
-    assert.ok(error.message.includes(definition.key), error.message);
-    assert.match(error.message, /: expected /);
+    assertEquals(error.key, definition.key);
+    assert(error.message.includes(definition.key), error.message);
+    assertMatch(error.message, /: expected /);
     if (!definition.secret) {
-      assert.ok(error.message.includes(JSON.stringify(invalid)), error.message);
+      assert(error.message.includes(JSON.stringify(invalid)), error.message);
     }
     assertMessageStyle(error.message);
   }
@@ -1126,18 +1123,18 @@ Deno.test("parseKeyValue() reads booleans strictly, for future flags like --once
       false,
     ], [false, false]] as const
   ) {
-    assert.deepEqual(parseKeyValue(once, raw), { ok: true, value });
+    assertEquals(parseKeyValue(once, raw), { ok: true, value });
   }
   for (const raw of ["yes", "no", "TRUE", "", "2", " true", 1]) {
-    assert.deepEqual(parseKeyValue(once, raw), { ok: false, problem: once.allowed });
+    assertEquals(parseKeyValue(once, raw), { ok: false, problem: once.allowed });
   }
 });
 
 Deno.test("parseKeyValue() reports what is wrong in terms of what is allowed", () => {
   const interval = definitionOf("interval");
   const result = parseKeyValue(interval, "10s");
-  assert.equal(result.ok, false);
-  if (!result.ok) assert.equal(result.problem, interval.allowed);
+  assertEquals(result.ok, false);
+  if (!result.ok) assertEquals(result.problem, interval.allowed);
 });
 
 // --- warnings and hints -------------------------------------------------------------------
@@ -1152,7 +1149,7 @@ Deno.test("envWarnings() names unknown KTR_ variables and the closest valid name
     HOME: "/root",
     PATH: "/bin",
   });
-  assert.deepEqual(warnings, [
+  assertEquals(warnings, [
     "Ignoring unknown environment variable KTR_LOGLEVEL: did you mean KTR_LOG_LEVEL?",
     "Ignoring unknown environment variable KTR_OIDC_CLIENT_ID: did you mean KTR_OIDC_CLIENTID?",
     "Ignoring unknown environment variable KTR_SECRETNAME: did you mean KTR_SECRET_NAME?",
@@ -1162,19 +1159,19 @@ Deno.test("envWarnings() names unknown KTR_ variables and the closest valid name
 });
 
 Deno.test("envWarnings() is quiet when every KTR_ variable is known", () => {
-  assert.deepEqual(envWarnings({ ...REQUIRED_ENV, KTR_INTERVAL: "5", OTHER: "x" }), []);
+  assertEquals(envWarnings({ ...REQUIRED_ENV, KTR_INTERVAL: "5", OTHER: "x" }), []);
 });
 
 Deno.test("closestMatch() finds case, separator, typo and nesting mistakes", () => {
   const keys = KEYS.map((d) => d.key);
-  assert.equal(closestMatch("oidc.clientId", keys), "oidc.clientid");
-  assert.equal(closestMatch("oidc.tokenURL", keys), "oidc.tokenurl");
-  assert.equal(closestMatch("oidc.client_secret", keys), "oidc.clientsecret");
-  assert.equal(closestMatch("secret.nmae", keys), "secret.name");
-  assert.equal(closestMatch("lgo.level", keys), "log.level");
-  assert.equal(closestMatch("clientsecret", keys), "oidc.clientsecret");
-  assert.equal(closestMatch("colour", keys), undefined);
-  assert.equal(closestMatch("x", []), undefined);
+  assertEquals(closestMatch("oidc.clientId", keys), "oidc.clientid");
+  assertEquals(closestMatch("oidc.tokenURL", keys), "oidc.tokenurl");
+  assertEquals(closestMatch("oidc.client_secret", keys), "oidc.clientsecret");
+  assertEquals(closestMatch("secret.nmae", keys), "secret.name");
+  assertEquals(closestMatch("lgo.level", keys), "log.level");
+  assertEquals(closestMatch("clientsecret", keys), "oidc.clientsecret");
+  assertEquals(closestMatch("colour", keys), undefined);
+  assertEquals(closestMatch("x", []), undefined);
 });
 
 // --- loading the file ---------------------------------------------------------------------
@@ -1200,7 +1197,7 @@ oidc:
 Deno.test("loadConfigFile() reads the contract's example file into a full config", async () => {
   const file = await loadConfigFile("ktr.yaml", fakeRead(SPEC_EXAMPLE));
   const config = resolveConfig({ file, filePath: "ktr.yaml", env: {} });
-  assert.deepEqual(config, {
+  assertEquals(config, {
     secret: { name: "my-token", namespace: "my-namespace", key: "token" },
     interval: 500,
     log: { level: "info", format: "text" },
@@ -1226,7 +1223,7 @@ Deno.test("loadConfigFile() keeps scalars as written and turns YAML nulls into n
       "interval: 1e3\noidc:\n  clientid: 0123\n  clientsecret: \"true\"\nsecret:\n  key:\n  name: ~\n  namespace: null\nlog:\n  level: 'null'\n",
     ),
   );
-  assert.deepEqual(file, {
+  assertEquals(file, {
     interval: "1e3",
     oidc: { clientid: "0123", clientsecret: "true" },
     secret: { key: null, name: null, namespace: null },
@@ -1237,15 +1234,15 @@ Deno.test("loadConfigFile() keeps scalars as written and turns YAML nulls into n
 Deno.test("loadConfigFile() values are checked as strictly as environment values", async () => {
   const file = await loadConfigFile("ktr.yaml", fakeRead("interval: 1e3\n"));
   const error = configError(() => resolveConfig({ file, filePath: "ktr.yaml", env: REQUIRED_ENV }));
-  assert.deepEqual([error.code, error.key, error.source], ["CONFIG_INVALID", "interval", "file"]);
-  assert.match(error.message, /"1e3"/);
+  assertEquals([error.code, error.key, error.source], ["CONFIG_INVALID", "interval", "file"]);
+  assertMatch(error.message, /"1e3"/);
   const ok = await loadConfigFile("ktr.yaml", fakeRead('interval: "30"\n'));
-  assert.equal(resolveConfig({ file: ok, env: REQUIRED_ENV }).interval, 30);
+  assertEquals(resolveConfig({ file: ok, env: REQUIRED_ENV }).interval, 30);
 });
 
 Deno.test("loadConfigFile() returns null for an empty or comment-only file", async () => {
-  assert.equal(await loadConfigFile("ktr.yaml", fakeRead("")), null);
-  assert.equal(await loadConfigFile("ktr.yaml", fakeRead("# nothing yet\n")), null);
+  assertEquals(await loadConfigFile("ktr.yaml", fakeRead("")), null);
+  assertEquals(await loadConfigFile("ktr.yaml", fakeRead("# nothing yet\n")), null);
 });
 
 Deno.test("loadConfigFile() reports YAML syntax errors with line and column", async () => {
@@ -1258,14 +1255,14 @@ Deno.test("loadConfigFile() reports YAML syntax errors with line and column", as
   ] as const;
   for (const [text, line, column, pattern] of cases) {
     const error = await configErrorAsync(() => loadConfigFile("ktr.yaml", fakeRead(text)));
-    assert.equal(error.code, "CONFIG_FILE_SYNTAX");
-    assert.equal(error.source, "file");
-    assert.deepEqual([error.line, error.column], [line, column], error.message);
-    assert.ok(
+    assertEquals(error.code, "CONFIG_FILE_SYNTAX");
+    assertEquals(error.source, "file");
+    assertEquals([error.line, error.column], [line, column], error.message);
+    assert(
       error.message.includes(`"ktr.yaml" at line ${line}, column ${column}: `),
       error.message,
     );
-    assert.match(error.message, pattern);
+    assertMatch(error.message, pattern);
     assertMessageStyle(error.message);
   }
 });
@@ -1274,15 +1271,15 @@ Deno.test("loadConfigFile() reports an alias without anchor as a syntax error", 
   const error = await configErrorAsync(() =>
     loadConfigFile("ktr.yaml", fakeRead("oidc: *nothing\n"))
   );
-  assert.equal(error.code, "CONFIG_FILE_SYNTAX");
-  assert.match(error.message, /Unresolved alias/);
+  assertEquals(error.code, "CONFIG_FILE_SYNTAX");
+  assertMatch(error.message, /Unresolved alias/);
 });
 
 Deno.test("loadConfigFile() does not echo a secret from a syntax error", async () => {
   const text = `oidc:\n  clientsecret: "${SECRET}\\q"\n`;
   const error = await configErrorAsync(() => loadConfigFile("ktr.yaml", fakeRead(text)));
-  assert.equal(error.code, "CONFIG_FILE_SYNTAX");
-  assert.ok(!error.message.includes(SECRET), error.message);
+  assertEquals(error.code, "CONFIG_FILE_SYNTAX");
+  assert(!error.message.includes(SECRET), error.message);
 });
 
 Deno.test("loadConfigFile() says why a file cannot be read", async () => {
@@ -1297,11 +1294,11 @@ Deno.test("loadConfigFile() says why a file cannot be read", async () => {
     const error = await configErrorAsync(() =>
       loadConfigFile("/etc/ktr.yaml", { readTextFile: () => Promise.reject(cause) })
     );
-    assert.equal(error.code, "CONFIG_FILE_UNREADABLE");
-    assert.equal(error.source, "file");
-    assert.equal(error.cause, cause);
-    assert.match(error.message, /^Cannot read config file "\/etc\/ktr\.yaml": /);
-    assert.match(error.message, pattern);
+    assertEquals(error.code, "CONFIG_FILE_UNREADABLE");
+    assertEquals(error.source, "file");
+    assertEquals(error.cause, cause);
+    assertMatch(error.message, /^Cannot read config file "\/etc\/ktr\.yaml": /);
+    assertMatch(error.message, pattern);
     assertMessageStyle(error.message);
   }
 });
@@ -1310,16 +1307,16 @@ Deno.test("loadConfigFile() reads a real file by default", async () => {
   const path = await Deno.makeTempFile({ suffix: ".yaml" });
   try {
     await Deno.writeTextFile(path, "interval: 42\n");
-    assert.deepEqual(await loadConfigFile(path), { interval: "42" });
+    assertEquals(await loadConfigFile(path), { interval: "42" });
     const missing = await configErrorAsync(() => loadConfigFile(`${path}.missing`));
-    assert.equal(missing.code, "CONFIG_FILE_UNREADABLE");
+    assertEquals(missing.code, "CONFIG_FILE_UNREADABLE");
   } finally {
     await Deno.remove(path);
   }
 });
 
 Deno.test("YAML_PARSER_ENV names the variables the yaml package reads", () => {
-  assert.deepEqual(YAML_PARSER_ENV, ["LOG_TOKENS", "LOG_STREAM"]);
+  assertEquals(YAML_PARSER_ENV, ["LOG_TOKENS", "LOG_STREAM"]);
 });
 
 Deno.test("resolveConfig() reads the mode flags and the renewal point", () => {
@@ -1327,10 +1324,10 @@ Deno.test("resolveConfig() reads the mode flags and the renewal point", () => {
     env: { ...REQUIRED_ENV, KTR_RENEW_PERCENT: "50", KTR_DRY_RUN: "1" },
     flags: { once: true, "http.address": "127.0.0.1:9000" },
   });
-  assert.equal(config.renew.percent, 50);
-  assert.equal(config.once, true);
-  assert.equal(config.dryRun, true);
-  assert.equal(config.http.address, "127.0.0.1:9000");
+  assertEquals(config.renew.percent, 50);
+  assertEquals(config.once, true);
+  assertEquals(config.dryRun, true);
+  assertEquals(config.http.address, "127.0.0.1:9000");
 });
 
 Deno.test("resolveConfig() refuses a renewal point outside 1..99 and a bad listen address", () => {
@@ -1344,15 +1341,14 @@ Deno.test("resolveConfig() refuses a renewal point outside 1..99 and a bad liste
       [{ KTR_ONCE: "yes" }, "once"],
     ] as const
   ) {
-    assert.throws(
+    const err = assertThrows(
       () => resolveConfig({ env: { ...REQUIRED_ENV, ...env } }),
-      (err: unknown) =>
-        err instanceof ConfigError && err.code === "CONFIG_INVALID" && err.key === key,
-      key,
+      ConfigError,
     );
+    assertEquals([err.code, err.key], ["CONFIG_INVALID", key], key);
   }
   for (const address of ["off", ":0", "[::1]:8080", "localhost:80"]) {
     const config = resolveConfig({ env: { ...REQUIRED_ENV, KTR_HTTP_ADDRESS: address } });
-    assert.equal(config.http.address, address);
+    assertEquals(config.http.address, address);
   }
 });

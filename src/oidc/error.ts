@@ -1,10 +1,10 @@
 /**
  * The error of the token source, in a module of its own so that the modules
  * which read credentials, trust anchors and metadata for it can throw it too.
- * Import it from `oidc.ts`, which re-exports it.
  *
  * @module
  */
+import { CodedError } from "../errors.ts";
 
 /** Codes of {@linkcode TokenError}; callers branch on these. */
 export type TokenErrorCode =
@@ -59,7 +59,7 @@ export interface TokenErrorOptions {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { TokenError } from "./token_error.ts";
+ * import { TokenError } from "./error.ts";
  *
  * const error = new TokenError("Client secret file \"/run/secret\" is empty", {
  *   code: "TOKEN_CREDENTIALS",
@@ -67,9 +67,8 @@ export interface TokenErrorOptions {
  * assert.equal(error.code, "TOKEN_CREDENTIALS");
  * ```
  */
-export class TokenError extends Error {
-  /** What kind of failure this is. */
-  readonly code: TokenErrorCode;
+export class TokenError extends CodedError<TokenErrorCode> {
+  override name = "TokenError";
   /** HTTP status of the provider's answer, if there was one. */
   readonly status?: number;
   /** The provider's `error` code, if given. */
@@ -84,9 +83,7 @@ export class TokenError extends Error {
    * @param options Code and details.
    */
   constructor(message: string, options: TokenErrorOptions) {
-    super(message, { cause: options.cause });
-    this.name = "TokenError";
-    this.code = options.code;
+    super(message, options.code, { cause: options.cause });
     this.status = options.status;
     this.providerError = options.providerError;
     this.providerDescription = options.providerDescription;

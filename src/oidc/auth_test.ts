@@ -4,14 +4,14 @@ import {
   assertNotIncludes,
   assertRejects,
   assertStringIncludes,
-} from "../tests/assert.ts";
+} from "../../tests/assert.ts";
 import {
   type ClientPrivateKey,
   importPrivateKey,
   readPrivateKeyFile,
   readSecretFile,
-} from "./oidc_auth.ts";
-import { TokenError } from "./oidc.ts";
+} from "./auth.ts";
+import { TokenError } from "./error.ts";
 
 const SECRET = "client-secret-value-5c2e";
 

@@ -8,9 +8,9 @@
  * @module
  */
 
-import { describeReadError } from "./config.ts";
-import type { ReadFileOptions } from "./oidc_auth.ts";
-import { TokenError } from "./token_error.ts";
+import { describeReadError, messageOf } from "../errors.ts";
+import type { ReadFileOptions } from "./auth.ts";
+import { TokenError } from "./error.ts";
 
 const CERTIFICATE = /-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/g;
 
@@ -26,7 +26,7 @@ const CERTIFICATE = /-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE----
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { readCaCertificates } from "./oidc_trust.ts";
+ * import { readCaCertificates } from "./trust.ts";
  *
  * const pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
  * const certificates = await readCaCertificates("/etc/ktr/ca.crt", {
@@ -78,7 +78,7 @@ export async function readCaCertificates(
  *
  * @example
  * ```ts ignore
- * import { createTrustingClient } from "./oidc_trust.ts";
+ * import { createTrustingClient } from "./trust.ts";
  *
  * using client = await createTrustingClient("/etc/ktr/ca.crt");
  * await fetch("https://auth.internal.example/.well-known/openid-configuration", { client });
@@ -93,7 +93,7 @@ export async function createTrustingClient(
     return Deno.createHttpClient({ caCerts: certificates });
   } catch (error) {
     // The reason names the parse failure ("BadEncoding"), not certificate bytes.
-    const reason = error instanceof Error ? error.message : String(error);
+    const reason = messageOf(error);
     throw new TokenError(
       `CA file ${JSON.stringify(path)} holds a certificate that cannot be used: ${reason}`,
       { code: "TOKEN_TRUST", cause: error },

@@ -4,14 +4,14 @@ import {
   assertNotIncludes,
   assertRejects,
   assertStringIncludes,
-} from "../tests/assert.ts";
+} from "../../tests/assert.ts";
 import {
   createClientCredentialsSource,
   jwtExpiry,
   parseRetryAfter,
   TokenError,
   tokenSourceFromConfig,
-} from "./oidc.ts";
+} from "./source.ts";
 
 const CLIENT_SECRET = "client-secret-value-6f1d";
 const TOKEN = "access-token-value-93ab";
@@ -506,6 +506,16 @@ Deno.test("fetchToken() uses a fresh HTTP client for every token, and closes it"
 
 const ISSUER = "https://auth.example.test/tenant";
 
+/** A source that finds its token endpoint through the issuer's metadata, over `fetch`. */
+function issuerSource(fetch: typeof globalThis.fetch) {
+  return createClientCredentialsSource({
+    issuer: ISSUER,
+    clientId: "c",
+    clientSecret: CLIENT_SECRET,
+    fetch,
+  });
+}
+
 function metadata(overrides: Record<string, unknown> = {}) {
   return Response.json({
     issuer: ISSUER,
@@ -516,12 +526,7 @@ function metadata(overrides: Record<string, unknown> = {}) {
 
 Deno.test("fetchToken() finds the token endpoint by OpenID Connect discovery, once", async () => {
   const { fetch, seen } = fakeFetch((req) => req.method === "GET" ? metadata() : TOKEN_RESPONSE());
-  const source = createClientCredentialsSource({
-    issuer: ISSUER,
-    clientId: "c",
-    clientSecret: CLIENT_SECRET,
-    fetch,
-  });
+  const source = issuerSource(fetch);
   assertEquals(seen.length, 0, "nothing is fetched before the first token is wanted");
   await source.fetchToken();
   await source.fetchToken();
@@ -539,12 +544,7 @@ Deno.test("fetchToken() falls back to RFC 8414 metadata when there is no OpenID 
       ? metadata()
       : new Response("not found", { status: 404 });
   });
-  const source = createClientCredentialsSource({
-    issuer: ISSUER,
-    clientId: "c",
-    clientSecret: CLIENT_SECRET,
-    fetch,
-  });
+  const source = issuerSource(fetch);
   await source.fetchToken();
   assertEquals(seen.map((r) => r.url), [
     "https://auth.example.test/tenant/.well-known/openid-configuration",
@@ -587,12 +587,7 @@ Deno.test("fetchToken() reports unusable metadata as TOKEN_DISCOVERY and sends n
   ];
   for (const [answer, expected] of cases) {
     const { fetch, seen } = fakeFetch(answer);
-    const source = createClientCredentialsSource({
-      issuer: ISSUER,
-      clientId: "c",
-      clientSecret: CLIENT_SECRET,
-      fetch,
-    });
+    const source = issuerSource(fetch);
     const err = await assertRejects(() => source.fetchToken(), TokenError);
     assertEquals(err.code, "TOKEN_DISCOVERY");
     assert(expected.test(err.message), err.message);
@@ -607,12 +602,7 @@ Deno.test("fetchToken() reports an unreachable issuer as TOKEN_UNREACHABLE and t
     if (!up) throw new TypeError("fetch failed", { cause: new Error("connection refused") });
     return req.method === "GET" ? metadata() : TOKEN_RESPONSE();
   });
-  const source = createClientCredentialsSource({
-    issuer: ISSUER,
-    clientId: "c",
-    clientSecret: CLIENT_SECRET,
-    fetch,
-  });
+  const source = issuerSource(fetch);
   const err = await assertRejects(() => source.fetchToken(), TokenError);
   assertEquals(err.code, "TOKEN_UNREACHABLE");
   assertStringIncludes(
@@ -638,12 +628,7 @@ Deno.test("fetchToken() fetches the metadata again after the token endpoint fail
       if (req.method === "GET") return metadata();
       return ++posts === 1 ? failure() : TOKEN_RESPONSE();
     });
-    const source = createClientCredentialsSource({
-      issuer: ISSUER,
-      clientId: "c",
-      clientSecret: CLIENT_SECRET,
-      fetch,
-    });
+    const source = issuerSource(fetch);
     await assertRejects(() => source.fetchToken(), TokenError);
     await source.fetchToken();
     assertEquals(seen.map((r) => r.method), ["GET", "POST", "GET", "POST"]);
@@ -658,12 +643,7 @@ Deno.test("fetchToken() keeps the metadata after the provider refuses the client
       ? Response.json({ error: "invalid_client" }, { status: 401 })
       : TOKEN_RESPONSE();
   });
-  const source = createClientCredentialsSource({
-    issuer: ISSUER,
-    clientId: "c",
-    clientSecret: CLIENT_SECRET,
-    fetch,
-  });
+  const source = issuerSource(fetch);
   const err = await assertRejects(() => source.fetchToken(), TokenError);
   assertEquals(err.code, "TOKEN_PROVIDER_ERROR");
   await source.fetchToken();
@@ -747,12 +727,7 @@ Deno.test("fetchToken() reports a discovery endpoint that fails with 5xx as an H
       ? new Response("busy", { status: 503, headers: { "retry-after": "5" } })
       : new Response("not found", { status: 404 })
   );
-  const source = createClientCredentialsSource({
-    issuer: ISSUER,
-    clientId: "c",
-    clientSecret: CLIENT_SECRET,
-    fetch,
-  });
+  const source = issuerSource(fetch);
   const err = await assertRejects(() => source.fetchToken(), TokenError);
   assertEquals([err.code, err.status, err.retryAfterMs], ["TOKEN_HTTP_ERROR", 503, 5000]);
   assertStringIncludes(err.message, "openid-configuration answered HTTP 503");
