@@ -287,7 +287,9 @@ Deno.test({
       figures["memory after 100 refreshes (limit 128 MiB)"] =
         `working set ${
           (mem.workingSetBytes / MiB).toFixed(1)
-        } MiB (the limit's measure), cgroup usage ${(mem.usageBytes / MiB).toFixed(1)} MiB; ` +
+        } MiB (what the kubelet evicts on), cgroup usage (what the limit applies to) ${
+          (mem.usageBytes / MiB).toFixed(1)
+        } MiB; ` +
         `process RSS ${(mem.processRssBytes / MiB).toFixed(1)} MiB = anonymous ${
           (mem.processRssAnonBytes / MiB).toFixed(1)
         } + file-backed ${(mem.processRssFileBytes / MiB).toFixed(1)} MiB`;
