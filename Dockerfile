@@ -24,7 +24,8 @@ COPY deno.json deno.lock ./
 RUN deno install --frozen
 COPY main.ts ./
 COPY src/ ./src/
-# The permissions come from deno.json's "incluster" set, the same as `deno task compile`.
+# The permissions come from deno.json's least-privilege "incluster" set, the same as
+# `deno task compile:incluster` (the release binaries are the "kubeconfig" build instead).
 RUN case "$TARGETARCH" in \
       amd64) target=x86_64-unknown-linux-gnu ;; \
       arm64) target=aarch64-unknown-linux-gnu ;; \

@@ -127,7 +127,11 @@ function createProgram(
       `
 Every key can also be set by its environment variable or in the --config file.
 Precedence: flags > environment > config file > defaults. A value set in a higher
-source wins even when it is empty or equals the default.`,
+source wins even when it is empty or equals the default.
+
+Give the client secret as KTR_OIDC_CLIENTSECRET or in a file (--oidc.clientsecretfile),
+not as --oidc.clientsecret: a command line can be read by every user of the machine
+(ps, /proc) and \`deno task\` prints it.`,
     );
   return { program, keyOptions };
 }
@@ -176,6 +180,14 @@ function missingValueError(key: string, allowed: string, detail = ""): ConfigErr
     key,
     source: "flag",
   });
+}
+
+/** A secret on the command line is readable in the process list and echoed by `deno task`. */
+function secretFlagWarning(flags: Record<string, string | boolean>): string[] {
+  if (!("oidc.clientsecret" in flags)) return [];
+  return [
+    "The client secret was given as --oidc.clientsecret, which every user of this machine can read in the process list: set KTR_OIDC_CLIENTSECRET or --oidc.clientsecretfile instead",
+  ];
 }
 
 /**
@@ -285,5 +297,5 @@ export async function parseCommandLine(
   }
 
   const config = resolveConfig({ file, filePath, env, flags });
-  return { kind: "run", config, warnings: envWarnings(env) };
+  return { kind: "run", config, warnings: [...secretFlagWarning(flags), ...envWarnings(env)] };
 }

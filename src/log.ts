@@ -67,7 +67,8 @@ export const textFormatter: TextFormatter = (record: LogRecord): string => {
     .filter(([k, v]) => v !== undefined && !inMessage.has(k))
     .map(([k, v]) => ` ${k}=${renderValue(v)}`)
     .join("");
-  const level = record.level.toUpperCase().padEnd(7);
+  // "WARN", as in the JSON format and in log.level's own word for it.
+  const level = (record.level === "warning" ? "WARN" : record.level.toUpperCase()).padEnd(5);
   return `${new Date(record.timestamp).toISOString()} ${level} ${message}${fields}\n`;
 };
 

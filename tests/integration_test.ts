@@ -254,7 +254,7 @@ Deno.test({
         const home = await Deno.makeTempDir({ prefix: "ktr-home-" });
         try {
           await using refresher = spawnRefresher({
-            permissionSet: "local",
+            permissionSet: "kubeconfig",
             env: { KUBECONFIG: kubeconfig, HOME: home, ...providerEnv(provider) },
             args: [
               `--secret.namespace=${namespace}`,

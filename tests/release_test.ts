@@ -2,8 +2,9 @@
  * The shipping pieces against the project's single sources:
  *
  * - the version: deno.json's `version`, which `--version` prints and a release tag must equal;
- * - the permissions: deno.json's `incluster` set, which every `deno compile` names;
- * - the compile flags: the `compile` task, which the release workflow and the Dockerfile repeat;
+ * - the permissions: deno.json's `kubeconfig` set for the release binaries (the `compile` task)
+ *   and its least-privilege `incluster` set for the image's binary (the `compile:incluster` task);
+ * - the compile flags: those two tasks, which the release workflow and the Dockerfile repeat;
  * - the Deno version: `.deno-version`, which the workflows and the Dockerfile use.
  *
  * The Dockerfile and the workflows cannot be run here (no Docker engine, no forge runner), so
@@ -190,9 +191,9 @@ function compileCalls(script: string): CompileCall[] {
     });
 }
 
-function compileTask(): CompileCall {
-  const task = denoJson().tasks.compile;
-  assert(task, "deno.json has no `compile` task");
+function compileTask(name: string): CompileCall {
+  const task = denoJson().tasks[name];
+  assert(task, `deno.json has no \`${name}\` task`);
   const calls = compileCalls(task);
   assertEquals(calls.length, 1, "the compile task runs deno compile once");
   return calls[0];
@@ -370,7 +371,7 @@ Deno.test("release.yml builds nothing before the tag check and checks the binary
 
 // --- the binaries ------------------------------------------------------------------------------
 
-Deno.test("release.yml compiles all four targets with the incluster permission set", () => {
+Deno.test("release.yml compiles all four targets with the kubeconfig permission set", () => {
   const wf = workflow("release.yml");
   const compile = job(wf, "compile");
   assertEquals(
@@ -382,22 +383,20 @@ Deno.test("release.yml compiles all four targets with the incluster permission s
   const calls = compileCalls(step.run!);
   assertEquals(calls.length, 1);
   const [call] = calls;
-  assert(call.flags.includes("--permission-set=incluster"), `flags: ${call.flags.join(" ")}`);
+  assert(call.flags.includes("--permission-set=kubeconfig"), `flags: ${call.flags.join(" ")}`);
   assertEquals(envValue(wf, compile, step, call.target!), "${{ matrix.target }}", "--target");
   assertEquals(call.output, `dist/${BINARY}-$TARGET`);
-  assert("incluster" in denoJson().permissions, "deno.json has the incluster permission set");
 
   const install = stepRunning(compile, /deno install/);
   assertEquals(install.run!.trim(), "deno install --frozen");
   assert(compile.steps.indexOf(install) < compile.steps.indexOf(step), "install before compile");
 });
 
-Deno.test("deno compile in release.yml and the Dockerfile uses the compile task's flags", () => {
-  const task = compileTask();
-  assert(
-    task.flags.includes("--permission-set=incluster"),
-    `compile task: ${task.flags.join(" ")}`,
-  );
+Deno.test("release binaries are the compile task's build, the image's binary the compile:incluster task's", () => {
+  const laptop = compileTask("compile");
+  const image = compileTask("compile:incluster");
+  assert(laptop.flags.includes("--permission-set=kubeconfig"), `compile: ${laptop.flags}`);
+  assert(image.flags.includes("--permission-set=incluster"), `compile:incluster: ${image.flags}`);
   const release = compileCalls(
     stepRunning(job(workflow("release.yml"), "compile"), /deno compile/).run!,
   );
@@ -405,11 +404,36 @@ Deno.test("deno compile in release.yml and the Dockerfile uses the compile task'
     .filter((i) => i.keyword === "RUN")
     .flatMap((i) => compileCalls(i.args));
   assertEquals(docker.length, 1, "one deno compile in the Dockerfile's build stage");
-  for (const [where, call] of [["release.yml", release[0]], ["Dockerfile", docker[0]]] as const) {
+  for (
+    const [where, call, task] of [
+      ["release.yml", release[0], laptop],
+      ["Dockerfile", docker[0], image],
+    ] as const
+  ) {
     assertEquals(call.flags, task.flags, `${where}: flags`);
     assertEquals(call.entry, task.entry, `${where}: entrypoint`);
     assertEquals(call.args, task.args, `${where}: baked-in arguments`);
   }
+  // `deno task start` runs exactly what the release binary has baked in.
+  assertStringIncludes(denoJson().tasks.start, "--permission-set=kubeconfig");
+});
+
+Deno.test("the permission sets: incluster is least privilege, kubeconfig adds exactly env and run", () => {
+  const sets = denoJson().permissions as Record<string, Record<string, unknown>>;
+  assertEquals(Object.keys(sets).sort(), ["incluster", "kubeconfig"]);
+  // In a pod: the network, reading the service account and the CA files, and only the variables
+  // it needs by name. No subprocess, no writing, no system information.
+  assertEquals(Object.keys(sets.incluster).sort(), ["env", "net", "read"]);
+  assert(Array.isArray(sets.incluster.env), "incluster reads variables by name only");
+  assert(
+    (sets.incluster.env as string[]).every((name) =>
+      name === "KTR_*" || name.startsWith("KUBERNETES_SERVICE_") || /^LOG_/.test(name)
+    ),
+    `incluster env: ${sets.incluster.env}`,
+  );
+  // On a laptop: a kubeconfig exec plugin is a program the kubeconfig names (so `run` cannot be
+  // narrowed to a list) and it inherits the environment (cloud CLIs read their own variables).
+  assertEquals(sets.kubeconfig, { env: true, net: true, read: true, run: true });
 });
 
 Deno.test("no permission is spelt out as --allow-* or -A where the binary is built", () => {
@@ -659,4 +683,71 @@ Deno.test("LICENSE is the Apache License 2.0, as the image label says", () => {
   assertStringIncludes(text, "END OF TERMS AND CONDITIONS");
   assertStringIncludes(text, "Copyright 2026 The kube-token-refresher authors");
   assert(!text.includes("[yyyy]"), "the copyright line is filled in");
+});
+
+// --- README's install section against the workflow ----------------------------------------------
+
+Deno.test("README's install section names the releases page, the image as published, and which build is which", async () => {
+  const readme = read("README.md");
+  const install = readme.slice(readme.indexOf("## Install"), readme.indexOf("## Configuration"));
+  // The image name the version step computes, for a repository named like this one.
+  const script = stepRunning(job(workflow("release.yml"), "version"), /GITHUB_REF_NAME/).run!;
+  const dir = await Deno.makeTempDir();
+  let image: string;
+  try {
+    await Deno.writeTextFile(`${dir}/deno.json`, JSON.stringify({ version: "0.1.0" }));
+    await Deno.writeTextFile(`${dir}/out`, "");
+    const result = await runStep(script, dir, {
+      GITHUB_REF_NAME: "v0.1.0",
+      GITHUB_REPOSITORY: "OWNER/kube-token-refresher",
+      GITHUB_OUTPUT: `${dir}/out`,
+    });
+    assertEquals(result.code, 0, result.stderr);
+    image = outputs(`${dir}/out`).image;
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+  const documented = image.replace("owner", "<owner>");
+  assertEquals(documented, "ghcr.io/<owner>/kube-token-refresher");
+  assertStringIncludes(install, `\`${documented}\``);
+  assertStringIncludes(install, "`https://github.com/<owner>/kube-token-refresher/releases`");
+  // A pinned-digest example that kustomize takes.
+  assertMatch(
+    install,
+    new RegExp(`newName: ${documented.replaceAll(".", "\\.")}\\n\\s+digest: sha256:[0-9a-f]{64}`),
+  );
+  for (const target of TARGETS) assertStringIncludes(install, `\`${BINARY}-${target}\``);
+  // Which build goes where, as the workflow and the Dockerfile do it.
+  const rows = install.split("\n").filter((line) =>
+    line.startsWith("| kubeconfig") || line.startsWith("| in-cluster")
+  );
+  assertEquals(rows.length, 2, "the two builds' rows");
+  assertMatch(rows[0], /releases page.*`kubeconfig`/);
+  assertMatch(rows[1], /container image.*`incluster`/);
+});
+
+Deno.test("README's build commands are deno.json's tasks, writing where README says", () => {
+  const readme = read("README.md");
+  const building = readme.slice(readme.indexOf("## Building"), readme.indexOf("## Development"));
+  const lines = [...building.matchAll(/^deno task (\S+)\s+# (dist\/\S+?):? /gm)];
+  const tasks = denoJson().tasks;
+  assertEquals(lines.map((m) => m[1]).sort(), ["bundle", "compile", "compile:incluster"]);
+  for (const [, name, path] of lines) {
+    const words = tasks[name]?.split(/\s+/) ?? [];
+    const output = words[words.findIndex((w) => w === "--output" || w === "--outdir") + 1];
+    assertEquals(`${output}${path.endsWith("/") ? "/" : ""}`, path, `deno task ${name}`);
+  }
+  // What compile needs, said next to it.
+  assertMatch(building.replace(/\s+/g, " "), /downloads it from Deno's download site/);
+  assertMatch(building.replace(/\s+/g, " "), /releases page .*need nothing/);
+});
+
+Deno.test(".ci/run approves deno's install script before it installs Deno from npm", () => {
+  const script = read(".ci/run");
+  const approve = script.search(/"allowScripts": \{"deno": true\}.*>"\$prefix\/package\.json"/);
+  const install = script.search(/npm install [^\n]*"deno@\$deno_version"/);
+  assert(approve >= 0, "a package.json with allowScripts for deno is written into the prefix");
+  assert(install > approve, "before npm install");
+  // README's global install approves it the same way.
+  assertMatch(read("README.md"), /npm install -g --allow-scripts=deno deno@/);
 });

@@ -263,7 +263,7 @@ export function connect(
       new KubeCredentialsError(
         `Not in a pod (KUBERNETES_SERVICE_HOST and KUBERNETES_SERVICE_PORT are unset), and this build may not read ${
           hidden.join(" or ")
-        } to find a kubeconfig: the compiled binary is the in-cluster build; outside a cluster run "deno task start"`,
+        } to find a kubeconfig: this is the in-cluster build of the container image; outside a cluster use the release binary or "deno task start"`,
       ),
     );
   }
