@@ -11,8 +11,9 @@
  */
 import { getLogger } from "@logtape/logtape";
 import { parseCommandLine } from "./src/cli.ts";
-import { ConfigError, envName, envWarnings, KEYS } from "./src/config/mod.ts";
+import { ConfigError, envWarnings, probedEnvNames } from "./src/config/mod.ts";
 import { messageOf } from "./src/errors.ts";
+import { PROXY_VARIABLES } from "./src/http.ts";
 import { configureLogging, LOG_CATEGORY, streamSink, writeAllSync } from "./src/log.ts";
 import { tokenSourceFromConfig } from "./src/oidc/mod.ts";
 import { KubeClient } from "./src/kube/client.ts";
@@ -29,6 +30,14 @@ import {
 } from "./src/server.ts";
 import { RefreshStatus } from "./src/status.ts";
 import { processRuntime, type Runtime } from "./src/runtime.ts";
+import {
+  checkFederationAtStart,
+  type ClusterIdentity,
+  createServiceAccountTokenSource,
+  federationDryRun,
+  readClusterIdentity,
+} from "./src/oidc/federation.ts";
+import { TokenError } from "./src/oidc/error.ts";
 
 /** Exit codes of the process. */
 export const ExitCode = {
@@ -48,8 +57,18 @@ export const ExitCode = {
   CREDENTIALS: 3,
 } as const;
 
-/** Environment variables the tool reads besides its own `KTR_*` ones. */
-const KUBE_ENV = ["KUBERNETES_SERVICE_HOST", "KUBERNETES_SERVICE_PORT", "KUBECONFIG", "HOME"];
+/**
+ * Environment variables the tool reads besides its own `KTR_*` ones: where the cluster is, and
+ * the proxy variables (fetch obeys them on its own; they are read to blame a dead proxy, not the
+ * endpoint behind it).
+ */
+const KUBE_ENV = [
+  "KUBERNETES_SERVICE_HOST",
+  "KUBERNETES_SERVICE_PORT",
+  "KUBECONFIG",
+  "HOME",
+  ...PROXY_VARIABLES,
+];
 
 /** Whether the process may read the variable (or the whole environment), asked without a prompt. */
 function envGranted(variable?: string): boolean {
@@ -61,23 +80,15 @@ function envGranted(variable?: string): boolean {
 
 /**
  * Names of the `KTR_*` variables to read. With least privilege the process may read variables
- * only by name (`--allow-env=KTR_*` allows no listing), so besides the real names it looks for
- * the likely misspellings of each: joined words (`KTR_SECRETNAME`, as the original tool's sample
- * deployment had it) and the section left out (`KTR_TOKENURL`). Found ones are warned about.
+ * only by name (`--allow-env=KTR_*` allows no listing), so besides the real names it probes the
+ * likely misspellings of every key ({@linkcode probedEnvNames}); found ones are warned about.
  */
 function ktrVariableNames(): string[] {
   // Asked without prompting: a terminal run under a narrow permission set must not stop to ask.
   if (envGranted()) {
     return Object.keys(Deno.env.toObject()).filter((name) => name.startsWith("KTR_"));
   }
-  const names = new Set<string>();
-  for (const { key } of KEYS) {
-    const real = envName(key);
-    names.add(real);
-    names.add(`KTR_${real.slice(4).replaceAll("_", "")}`);
-    names.add(envName(key.slice(key.lastIndexOf(".") + 1)));
-  }
-  return [...names];
+  return probedEnvNames();
 }
 
 /**
@@ -127,6 +138,24 @@ export async function main(args: string[], runtime: Runtime): Promise<number> {
     return ExitCode.OK;
   }
   const { config } = parsed;
+  // The service-account token's audience is checked before anything is sent anywhere.
+  let identity: ClusterIdentity | undefined;
+  if (config.oidc.federation !== undefined) {
+    try {
+      identity = await readClusterIdentity(config.kube.serviceAccountDir, {
+        readTextFile: runtime.readTextFile,
+      });
+    } catch (err) {
+      if (!(err instanceof TokenError)) throw err;
+      writeAllSync(runtime.stderr, `Error: ${err.message}\n`);
+      return ExitCode.CREDENTIALS;
+    }
+    const problem = checkFederationAtStart(config.oidc.federation, identity);
+    if (problem !== undefined) {
+      writeAllSync(runtime.stderr, `Error: ${problem.message}\n`);
+      return ExitCode.CONFIG;
+    }
+  }
   await configureLogging({
     level: config.log.level,
     format: config.log.format,
@@ -164,6 +193,11 @@ export async function main(args: string[], runtime: Runtime): Promise<number> {
       }
       const { hostname, port } = server.addr;
       const host = hostname.includes(":") ? `[${hostname}]` : hostname;
+      if (server.ipv4Only !== undefined) {
+        log.info("IPv6 is not available here ({reason}): serving on IPv4 only", {
+          reason: server.ipv4Only,
+        });
+      }
       log.info("Serving /healthz, /readyz and /metrics", { address: `http://${host}:${port}` });
     }
     let connection;
@@ -182,12 +216,23 @@ export async function main(args: string[], runtime: Runtime): Promise<number> {
     }
     try {
       const target = config.secret;
+      const client = new KubeClient(connection, { fetch: runtime.fetch, proxyEnv: env });
+      const serviceAccountToken = config.oidc.federation === undefined
+        ? undefined
+        : createServiceAccountTokenSource({
+          federation: config.oidc.federation,
+          identity,
+          client,
+          readTextFile: runtime.readTextFile,
+          now: () => clock.now(),
+        });
       const source = tokenSourceFromConfig(config.oidc, {
         fetch: runtime.fetch,
         now: () => clock.now(),
         readTextFile: runtime.readTextFile,
+        serviceAccountToken,
+        proxyEnv: env,
       });
-      const client = new KubeClient(connection, { fetch: runtime.fetch });
       const schedule = {
         intervalMs: config.interval * 1000,
         renewFraction: config.renew.percent / 100,
@@ -195,10 +240,15 @@ export async function main(args: string[], runtime: Runtime): Promise<number> {
       log.info(config.dryRun ? "Starting dry run" : config.once ? "Refreshing once" : "Starting", {
         secret: target.name,
         namespace: target.namespace,
+        // In a pod without secret.namespace: the pod's own namespace, and the file it came from.
+        ...(parsed.namespaceFile === undefined ? {} : { namespaceFrom: parsed.namespaceFile }),
         key: target.key,
         tokenUrl: config.oidc.tokenUrl,
         issuer: config.oidc.issuer,
         kubernetes: connection.description,
+        grant: config.oidc.grant,
+        authMethod: config.oidc.authMethod,
+        serviceAccountToken: serviceAccountToken?.description,
       });
       if (config.dryRun) {
         const report = await dryRun({
@@ -209,6 +259,11 @@ export async function main(args: string[], runtime: Runtime): Promise<number> {
           schedule,
           signal: shutdown.signal,
           now: () => clock.now(),
+          federation: serviceAccountToken === undefined
+            ? undefined
+            : () =>
+              federationDryRun(serviceAccountToken, { client, identity, signal: shutdown.signal }),
+          namespaceFile: parsed.namespaceFile,
         });
         // Stopped by SIGTERM or SIGINT: a clean stop, as in the other modes; a report of the
         // aborted checks would only read as a failed one.

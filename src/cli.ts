@@ -15,9 +15,11 @@ import {
   closestMatch,
   type Config,
   ConfigError,
-  envName,
+  type ConfigInput,
   envWarnings,
   flagName,
+  givenValue,
+  helpLine,
   type KeyDefinition,
   KEYS,
   loadConfigFile,
@@ -39,6 +41,11 @@ export const VERSION: string = denoJson.version;
 
 const PROGRAM = "kube-token-refresher";
 
+/** Where a pod's service account is mounted, unless kube.serviceaccountdir says otherwise. */
+const SERVICE_ACCOUNT_DIR = String(
+  (KEYS as readonly KeyDefinition[]).find((d) => d.key === "kube.serviceaccountdir")?.default,
+);
+
 // A fixed width keeps --help the same in a terminal, a pipe and a test.
 const HELP_WIDTH = 100;
 
@@ -51,6 +58,11 @@ export type CommandLine =
     readonly config: Config;
     /** Problems worth a log line that do not stop the start, like an unknown `KTR_` variable. */
     readonly warnings: readonly string[];
+    /**
+     * In a pod without `secret.namespace` set: the service account's `namespace` file it was
+     * taken from, for the start log and the dry-run report.
+     */
+    readonly namespaceFile?: string;
   }
   | {
     /** Print `text` to standard output and exit 0. */
@@ -61,17 +73,11 @@ export type CommandLine =
 
 /** Options of {@linkcode parseCommandLine}. */
 export interface ParseCommandLineOptions {
-  /** Reads the `--config` file; defaults to `Deno.readTextFile`. */
+  /**
+   * Reads the `--config` file and, in a pod, the service account's `namespace` file; defaults to
+   * `Deno.readTextFile`.
+   */
   readTextFile?: (path: string) => Promise<string>;
-}
-
-function describeKey(definition: KeyDefinition): string {
-  const facts = [`env: ${envName(definition.key)}`];
-  if (definition.default === undefined) facts.push(definition.optional ? "no default" : "required");
-  else if (definition.secret) facts.push("default: hidden");
-  else facts.push(`default: ${JSON.stringify(definition.default)}`);
-  if (definition.secret) facts.push("secret, never shown");
-  return `${definition.description} (${facts.join(", ")})`;
 }
 
 /** The options of every key, so values can be read back by key after parsing. */
@@ -115,7 +121,7 @@ function createProgram(
     const value = definition.kind === "boolean"
       ? "[true|false]"
       : `<${definition.valueName ?? "value"}>`;
-    const option = new Option(`${flagName(definition.key)} ${value}`, describeKey(definition));
+    const option = new Option(`${flagName(definition.key)} ${value}`, helpLine(definition));
     keyOptions.set(definition, option);
     program.addOption(option);
   }
@@ -156,8 +162,15 @@ function usageError(program: Command, args: readonly string[]): ConfigError {
     arg.length > 1 && arg.startsWith("-") && !flags.includes(flagOf(arg))
   );
   if (position >= 0) {
-    const flag = flagOf(args[position]);
-    const suggestion = closestMatch(flag, flags.filter((f) => f.startsWith("--")));
+    const argument = args[position];
+    // "-once" is a long flag with one dash too few, not "-o" followed by "nce": short flags are
+    // single letters, and none of ours starts it.
+    const oneDashShort = /^-[^-]/.test(argument) && argument.length > 2;
+    const flag = oneDashShort ? argument.split("=", 1)[0] : flagOf(argument);
+    const suggestion = closestMatch(
+      oneDashShort ? `-${flag}` : flag,
+      flags.filter((f) => f.startsWith("--")),
+    );
     return new ConfigError(
       `Unknown flag "${flag}": ${
         suggestion === undefined
@@ -233,7 +246,13 @@ export async function parseCommandLine(
     // Nothing to parse (the deployment configures by environment): commander, a CommonJS
     // package that brings Node built-ins along, is not loaded at all, which saves memory and
     // start-up time in every pod. With no flags, parsing would give exactly this.
-    return { kind: "run", config: resolveConfig({ env, flags: {} }), warnings: envWarnings(env) };
+    const pod = await podDefaults({ env }, options.readTextFile);
+    return {
+      kind: "run",
+      config: resolveConfig({ env, flags: {}, defaults: pod.defaults }),
+      warnings: envWarnings(env),
+      ...pod.found,
+    };
   }
   const commander = await import("commander");
   const output = { text: "" };
@@ -296,6 +315,38 @@ export async function parseCommandLine(
     file = await loadConfigFile(filePath, { readTextFile: options.readTextFile });
   }
 
-  const config = resolveConfig({ file, filePath, env, flags });
-  return { kind: "run", config, warnings: [...secretFlagWarning(flags), ...envWarnings(env)] };
+  const pod = await podDefaults({ file, filePath, env, flags }, options.readTextFile);
+  const config = resolveConfig({ file, filePath, env, flags, defaults: pod.defaults });
+  return {
+    kind: "run",
+    config,
+    warnings: [...secretFlagWarning(flags), ...envWarnings(env)],
+    ...pod.found,
+  };
+}
+
+/**
+ * In a pod (`KUBERNETES_SERVICE_HOST` and `KUBERNETES_SERVICE_PORT` set, as for the in-cluster
+ * connection), `secret.namespace` defaults to the service account's `namespace` file: the
+ * namespace the pod runs in. Read only when no source sets the key; a file that cannot be read
+ * gives no default, so the usual "missing" error follows.
+ */
+async function podDefaults(
+  input: ConfigInput,
+  readTextFile: ((path: string) => Promise<string>) | undefined,
+): Promise<{ defaults?: Record<string, string>; found: { namespaceFile?: string } }> {
+  const env = input.env ?? {};
+  if (!env.KUBERNETES_SERVICE_HOST || !env.KUBERNETES_SERVICE_PORT) return { found: {} };
+  if (givenValue(input, "secret.namespace") !== undefined) return { found: {} };
+  const dir = givenValue(input, "kube.serviceaccountdir");
+  const folder = typeof dir === "string" && dir.trim() !== "" ? dir : SERVICE_ACCOUNT_DIR;
+  const namespaceFile = `${folder.replace(/\/+$/, "")}/namespace`;
+  let namespace: string;
+  try {
+    namespace = (await (readTextFile ?? Deno.readTextFile)(namespaceFile)).trim();
+  } catch {
+    return { found: {} };
+  }
+  if (namespace === "") return { found: {} };
+  return { defaults: { "secret.namespace": namespace }, found: { namespaceFile } };
 }

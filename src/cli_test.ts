@@ -1,4 +1,11 @@
-import { assert, assertEquals, assertMatch, assertNotMatch, fail } from "../tests/assert.ts";
+import {
+  assert,
+  assertEquals,
+  assertMatch,
+  assertNotMatch,
+  assertStringIncludes,
+  fail,
+} from "../tests/assert.ts";
 import { REQUIRED_ENV, SECRET } from "../tests/fixtures/config_input.ts";
 import denoJson from "../deno.json" with { type: "json" };
 import {
@@ -36,6 +43,13 @@ const PRIVATE_KEY_JWT: Readonly<Record<string, string | undefined>> = {
  * A valid value for each key, different from its default, and the changes to
  * REQUIRED_ENV that the value needs to be valid (undefined removes a variable).
  */
+/** The environment changes of a secretless client: the service-account token authenticates it. */
+const FEDERATED = {
+  KTR_OIDC_CLIENTSECRET: undefined,
+  KTR_OIDC_AUTHMETHOD: "workload_identity",
+  KTR_OIDC_FEDERATION_TOKENFILE: "/run/token",
+};
+
 const VALID: Readonly<
   Record<
     string,
@@ -68,6 +82,23 @@ const VALID: Readonly<
   "oidc.audience": ["https://api.example.com", "https://api.example.com"],
   "oidc.resource": ["https://a.example/ urn:example:b", ["https://a.example/", "urn:example:b"]],
   "oidc.cafile": ["/etc/ssl/ca.pem", "/etc/ssl/ca.pem"],
+  "oidc.grant": ["jwt_bearer", "jwt_bearer", { ...FEDERATED, KTR_OIDC_AUTHMETHOD: "none" }],
+  "oidc.federation.tokenfile": ["/run/token", "/run/token", FEDERATED],
+  "oidc.federation.audience": ["api://AzureADTokenExchange", "api://AzureADTokenExchange", {
+    ...FEDERATED,
+    KTR_OIDC_FEDERATION_TOKENFILE: undefined,
+  }],
+  "oidc.federation.expiration": ["900", 900, {
+    ...FEDERATED,
+    KTR_OIDC_FEDERATION_TOKENFILE: undefined,
+    KTR_OIDC_FEDERATION_AUDIENCE: "api://AzureADTokenExchange",
+  }],
+  "oidc.federation.tokentype": [
+    "urn:ietf:params:oauth:token-type:id_token",
+    "urn:ietf:params:oauth:token-type:id_token",
+    { ...FEDERATED, KTR_OIDC_AUTHMETHOD: "none", KTR_OIDC_GRANT: "token_exchange" },
+  ],
+  "oidc.federation.params": ["connector_id=k8s a=b", ["connector_id=k8s", "a=b"], FEDERATED],
   "renew.percent": ["50", 50],
   "http.address": ["127.0.0.1:9090", "127.0.0.1:9090"],
   "once": ["true", true],
@@ -155,12 +186,19 @@ Deno.test("--help shows each default, and required or no default for keys withou
   for (const definition of KEYS as readonly KeyDefinition[]) {
     const line = text.split("\n").find((l) => l.includes(`${flagName(definition.key)} `));
     assert(line, definition.key);
-    const fact = definition.default !== undefined
+    const fact = definition.podDefault !== undefined
+      ? "required outside a pod"
+      : definition.defaultText !== undefined
+      ? `default: ${definition.defaultText.replaceAll("`", "")}`
+      : definition.default !== undefined
       ? `default: ${JSON.stringify(definition.default)}`
       : definition.optional
       ? "no default"
       : "required";
     assert(line.includes(fact), `${fact} in ${line}`);
+    // One default per key: "default: X" and "no default" never share a line.
+    const defaults = line.match(/default: |no default|required/g) ?? [];
+    assertEquals(defaults.length, definition.podDefault === undefined ? 1 : 2, line);
   }
 });
 
@@ -282,6 +320,35 @@ Deno.test("parseCommandLine() refuses unknown flags with a hint", async () => {
   assertMatch(far.message, /^Unknown flag "--colour": run with --help to list the flags$/);
   const short = await failure(["-x"]);
   assertEquals([short.code, short.key], ["CONFIG_UNKNOWN_KEY", "x"]);
+  // A long flag with one dash: named whole, with the two-dash spelling suggested.
+  for (
+    const [argv, flag, suggestion] of [
+      [["-once"], "-once", "--once"],
+      [["-dry-run"], "-dry-run", "--dry-run"],
+      [["-secret.name=x"], "-secret.name", "--secret.name"],
+    ] as const
+  ) {
+    const error = await failure([...argv]);
+    assertEquals([error.code, error.key], ["CONFIG_UNKNOWN_KEY", flag.slice(1)]);
+    assertEquals(error.message, `Unknown flag "${flag}": did you mean "${suggestion}"?`);
+  }
+});
+
+Deno.test("parseCommandLine() refuses --once with --dry-run, from any source", async () => {
+  for (
+    const [argv, env] of [
+      [["--once", "--dry-run"], {}],
+      [["--dry-run"], { KTR_ONCE: "true" }],
+      [["--once=1"], { KTR_DRY_RUN: "true" }],
+    ] as const
+  ) {
+    const error = await failure([...argv], { ...REQUIRED_ENV, ...env });
+    assertEquals([error.code, error.key], ["CONFIG_CONFLICT", "dry-run"]);
+    assertMatch(error.message, /dry-run .* is not used with once/);
+  }
+  // Switched off explicitly, dry-run asks for nothing and does not conflict.
+  const result = await parseCommandLine(["--once", "--dry-run=false"], REQUIRED_ENV);
+  assertEquals(result.kind, "run");
 });
 
 Deno.test("parseCommandLine() never echoes the value of an unknown flag", async () => {
@@ -505,4 +572,86 @@ Deno.test("a config file loads with env access to KTR_* and the yaml package's s
   } finally {
     await Deno.remove(yaml);
   }
+});
+
+// --- secret.namespace in a pod ------------------------------------------------------------
+
+/** REQUIRED_ENV without secret.namespace, in a pod whose service account is under /sa. */
+const { KTR_SECRET_NAMESPACE: _namespace, ...WITHOUT_NAMESPACE } = REQUIRED_ENV;
+const IN_POD: Record<string, string> = {
+  ...WITHOUT_NAMESPACE,
+  KUBERNETES_SERVICE_HOST: "10.0.0.1",
+  KUBERNETES_SERVICE_PORT: "443",
+  KTR_KUBE_SERVICEACCOUNTDIR: "/sa",
+};
+
+/** A reader that knows the pod's namespace file and records what was read. */
+function podFiles(namespace = "team-a\n") {
+  const read: string[] = [];
+  return {
+    read,
+    options: {
+      readTextFile: (path: string) => {
+        read.push(path);
+        return path === "/sa/namespace"
+          ? Promise.resolve(namespace)
+          : Promise.reject(new Deno.errors.NotFound(`No such file: ${path}`));
+      },
+    },
+  };
+}
+
+Deno.test("in a pod, secret.namespace defaults to the service account's namespace file", async () => {
+  for (const argv of [[], ["--secret.name=my-token"]]) {
+    const { read, options } = podFiles();
+    const result = await parseCommandLine(argv, IN_POD, options);
+    assert(result.kind === "run");
+    assertEquals(result.config.secret.namespace, "team-a");
+    assertEquals(result.namespaceFile, "/sa/namespace");
+    assertEquals(read, ["/sa/namespace"]);
+  }
+  // The folder's default location when kube.serviceaccountdir is not set.
+  const seen: string[] = [];
+  await parseCommandLine([], { ...IN_POD, KTR_KUBE_SERVICEACCOUNTDIR: undefined }, {
+    readTextFile: (path) => (seen.push(path), Promise.resolve("team-b")),
+  });
+  assertEquals(seen, ["/var/run/secrets/kubernetes.io/serviceaccount/namespace"]);
+});
+
+Deno.test("in a pod, a set secret.namespace still wins and the namespace file is not read", async () => {
+  for (
+    const [argv, env] of [
+      [["--secret.namespace=other"], IN_POD],
+      [[], { ...IN_POD, KTR_SECRET_NAMESPACE: "other" }],
+    ] as const
+  ) {
+    const { read, options } = podFiles();
+    const result = await parseCommandLine([...argv], env, options);
+    assert(result.kind === "run");
+    assertEquals(result.config.secret.namespace, "other");
+    assertEquals(result.namespaceFile, undefined);
+    assertEquals(read, []);
+  }
+});
+
+Deno.test("secret.namespace stays required outside a pod, and in a pod without a namespace file", async () => {
+  const { KUBERNETES_SERVICE_HOST: _host, ...outside } = IN_POD;
+  const { read, options } = podFiles();
+  const error = await failure([], outside, options);
+  assertEquals([error.code, error.key], ["CONFIG_MISSING", "secret.namespace"]);
+  assertEquals(read, []);
+  for (const namespace of ["", "  \n"]) {
+    const empty = await failure([], IN_POD, podFiles(namespace).options);
+    assertEquals([empty.code, empty.key], ["CONFIG_MISSING", "secret.namespace"]);
+  }
+  const none = await failure([], { ...IN_POD, KTR_KUBE_SERVICEACCOUNTDIR: "/elsewhere" }, options);
+  assertEquals([none.code, none.key], ["CONFIG_MISSING", "secret.namespace"]);
+});
+
+Deno.test("--help says where secret.namespace comes from in a pod and that it is required outside", async () => {
+  const help = (await helpText()).replaceAll(/\s+/g, " ");
+  assertStringIncludes(
+    help,
+    "Namespace of that Secret (a DNS-1123 label) (env: KTR_SECRET_NAMESPACE, in a pod default: the pod's own namespace, from the namespace file in kube.serviceaccountdir; required outside a pod)",
+  );
 });

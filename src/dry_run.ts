@@ -1,13 +1,15 @@
 /**
  * `--dry-run`: everything a refresh would do short of writing. Obtains a token, reaches the API
- * server, reviews the permissions on the Secret, reads whether it exists, and says what a run
- * would do. Sends no write to the API server; the token is never shown, only its length.
+ * server, reviews the permissions on the Secret, reads whether it and its namespace exist, and
+ * says what a run would do. Stores nothing on the API server (its one create, asked only when the
+ * namespace cannot be read, is a `dryRun=All` the server discards); the token is never shown,
+ * only its length.
  *
  * @module
  */
 import { reviewSecretAccess, roleRuleFor, type SecretPermission } from "./kube/access.ts";
 import { messageOf } from "./errors.ts";
-import type { KubeClient } from "./kube/client.ts";
+import { KubeApiError, type KubeClient } from "./kube/client.ts";
 import { MANAGED_LABEL, type SecretTarget } from "./kube/secret.ts";
 import type { TokenSource } from "./token.ts";
 import { planAfterSuccess, type ScheduleOptions } from "./schedule.ts";
@@ -28,6 +30,13 @@ export interface DryRunOptions {
   signal?: AbortSignal;
   /** The clock, ms since the epoch. Default `Date.now`. */
   now?: () => number;
+  /**
+   * The service-account token's part, run after the token request (which read or minted the
+   * token it reports on); see federationDryRun.
+   */
+  federation?: () => Promise<{ lines: readonly string[]; problems: readonly string[] }>;
+  /** The service account's `namespace` file, when `secret.namespace` was taken from it. */
+  namespaceFile?: string;
 }
 
 /** What the token request gave. */
@@ -49,6 +58,8 @@ export type TokenCheck =
 export interface DryRunReport {
   /** The token request. */
   readonly token: TokenCheck;
+  /** What the service-account token part found, one line each; never a token. */
+  readonly federation?: readonly string[];
   /** The API server's URL. */
   readonly server: string;
   /** Where the Kubernetes credentials come from. */
@@ -57,6 +68,16 @@ export interface DryRunReport {
   readonly permissions: readonly SecretPermission[] | { readonly error: string };
   /** Whether the Secret exists; `unknown` when it could not be read. */
   readonly secret: "exists" | "missing" | { readonly unknown: string };
+  /** Whether the existing Secret already carries the managed label (then nothing is added). */
+  readonly labelled?: boolean;
+  /**
+   * Whether `secret.namespace` exists: known from the Secret itself, else by reading the
+   * namespace, else by a create the API server checks and discards; `unknown` says why neither
+   * could be asked.
+   */
+  readonly namespace: "exists" | "missing" | { readonly unknown: string };
+  /** The service account's `namespace` file, when `secret.namespace` was taken from it. */
+  readonly namespaceFile?: string;
   /** What a run would do, when that can be told. */
   readonly action?: "create" | "update";
   /** The target. */
@@ -102,6 +123,9 @@ export async function dryRun(options: DryRunOptions): Promise<DryRunReport> {
     problems.push(`No token: ${token.error}`);
   }
 
+  const federation = await options.federation?.();
+  if (federation !== undefined) problems.push(...federation.problems);
+
   let permissions: SecretPermission[] | { error: string };
   try {
     permissions = await reviewSecretAccess(client, target, signal);
@@ -113,14 +137,15 @@ export async function dryRun(options: DryRunOptions): Promise<DryRunReport> {
     Array.isArray(permissions) && permissions.some((p) => p.verb === verb && p.allowed);
 
   let secret: DryRunReport["secret"];
+  let labelled: boolean | undefined;
   if (Array.isArray(permissions) && !allowed("get")) {
     secret = { unknown: "no permission to get it" };
   } else {
     try {
       // A read, which a dry run may do; its data is never shown.
-      secret = (await client.getSecret(target.namespace, target.name, signal)) === null
-        ? "missing"
-        : "exists";
+      const existing = await client.getSecret(target.namespace, target.name, signal);
+      secret = existing === null ? "missing" : "exists";
+      if (existing !== null) labelled = existing.metadata.labels?.[MANAGED_LABEL] === "true";
     } catch (error) {
       secret = { unknown: message(error) };
       if (Array.isArray(permissions)) {
@@ -128,7 +153,23 @@ export async function dryRun(options: DryRunOptions): Promise<DryRunReport> {
       }
     }
   }
-  const action = secret === "exists" ? "update" : secret === "missing" ? "create" : undefined;
+  // A Secret that exists has its namespace; otherwise a missing namespace and a missing Secret
+  // read alike (404 on the Secret), and the first write would fail.
+  const namespace = secret === "exists"
+    ? "exists"
+    : await checkNamespace(client, target, Array.isArray(permissions) && allowed("create"), signal);
+  if (namespace === "missing") {
+    problems.push(
+      `Namespace "${target.namespace}" does not exist: create it (kubectl create namespace ${target.namespace}), or set secret.namespace to the namespace the Secret belongs in`,
+    );
+  }
+  const action = namespace === "missing"
+    ? undefined
+    : secret === "exists"
+    ? "update"
+    : secret === "missing"
+    ? "create"
+    : undefined;
 
   if (Array.isArray(permissions)) {
     for (const permission of permissions) {
@@ -144,14 +185,66 @@ export async function dryRun(options: DryRunOptions): Promise<DryRunReport> {
   }
   return {
     token,
+    ...(federation === undefined ? {} : { federation: federation.lines }),
     server: options.server,
     credentials: client.description,
     permissions,
     secret,
+    ...(labelled === undefined ? {} : { labelled }),
+    namespace,
+    ...(options.namespaceFile === undefined ? {} : { namespaceFile: options.namespaceFile }),
     ...(action === undefined ? {} : { action }),
     target,
     problems,
   };
+}
+
+/**
+ * Whether the Secret's namespace exists, asked as politely as the identity allows: reading the
+ * namespace (cluster-scoped, rarely granted), else a create with `dryRun=All`, which the API
+ * server authorizes and admits (NamespaceLifecycle refuses a missing namespace with 404) and then
+ * discards. Without either permission it says which ones it lacks.
+ */
+async function checkNamespace(
+  client: KubeClient,
+  target: SecretTarget,
+  mayCreate: boolean,
+  signal: AbortSignal | undefined,
+): Promise<DryRunReport["namespace"]> {
+  const { namespace } = target;
+  try {
+    return (await client.namespaceExists(namespace, signal)) ? "exists" : "missing";
+  } catch (error) {
+    if (!(error instanceof KubeApiError && error.status === 403)) {
+      return { unknown: message(error) };
+    }
+  }
+  if (!mayCreate) {
+    return {
+      unknown:
+        `cannot tell: the identity may neither get namespace "${namespace}" (a ClusterRole rule {apiGroups: [""], resources: ["namespaces"], resourceNames: ["${namespace}"], verbs: ["get"]}) nor create secrets in it (dry-run create)`,
+    };
+  }
+  try {
+    // Stored nowhere: the API server answers as for a create, then discards the object.
+    await client.createSecret(
+      namespace,
+      {
+        apiVersion: "v1",
+        kind: "Secret",
+        metadata: { name: target.name, labels: { [MANAGED_LABEL]: "true" } },
+        type: "Opaque",
+      },
+      signal,
+      { dryRun: true },
+    );
+    return "exists";
+  } catch (error) {
+    if (error instanceof KubeApiError && error.status === 404) return "missing";
+    // AlreadyExists: the Secret appeared since it was read, so its namespace is there.
+    if (error instanceof KubeApiError && error.status === 409) return "exists";
+    return { unknown: message(error) };
+  }
 }
 
 function describePermission(p: SecretPermission): string {
@@ -183,6 +276,7 @@ function describeIn(ms: number): string {
  *   credentials: "service account",
  *   permissions: { error: "unreachable" },
  *   secret: { unknown: "unreachable" },
+ *   namespace: { unknown: "unreachable" },
  *   target: { namespace: "ns", name: "tok", key: "token" },
  *   problems: ["No token: Token endpoint could not be reached"],
  * });
@@ -204,6 +298,7 @@ export function formatDryRunReport(report: DryRunReport, now: number = Date.now(
   } else {
     lines.push(`Token: FAILED: ${token.error}`);
   }
+  lines.push(...report.federation ?? []);
   lines.push(`Kubernetes: ${report.server} (${report.credentials})`);
   if (Array.isArray(report.permissions)) {
     for (const p of report.permissions as readonly SecretPermission[]) {
@@ -220,6 +315,18 @@ export function formatDryRunReport(report: DryRunReport, now: number = Date.now(
   } else {
     lines.push(`Permissions: FAILED: ${(report.permissions as { error: string }).error}`);
   }
+  const from = report.namespaceFile === undefined
+    ? ""
+    : ` (the pod's own, from ${report.namespaceFile}; set secret.namespace to write elsewhere)`;
+  if (report.namespace === "exists" || report.namespace === "missing") {
+    lines.push(
+      `Namespace "${target.namespace}"${from}: ${
+        report.namespace === "exists" ? "exists" : "DOES NOT EXIST"
+      }`,
+    );
+  } else {
+    lines.push(`Namespace "${target.namespace}"${from}: unknown, ${report.namespace.unknown}`);
+  }
   if (report.secret === "exists" || report.secret === "missing") {
     lines.push(`${where}: ${report.secret === "exists" ? "exists" : "does not exist"}`);
   } else {
@@ -230,8 +337,11 @@ export function formatDryRunReport(report: DryRunReport, now: number = Date.now(
       `Would: create ${where} (type Opaque, label ${MANAGED_LABEL}: "true") with the token under key "${target.key}"`,
     );
   } else if (report.action === "update") {
+    const label = report.labelled
+      ? `, which has label ${MANAGED_LABEL}: "true" already`
+      : ` and add label ${MANAGED_LABEL}: "true"`;
     lines.push(
-      `Would: update key "${target.key}" of ${where} and add label ${MANAGED_LABEL}: "true", keeping its other keys, labels and annotations`,
+      `Would: update key "${target.key}" of ${where}${label}, keeping its other keys, labels and annotations`,
     );
   }
   if (token.ok && report.action !== undefined) {

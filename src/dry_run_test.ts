@@ -73,7 +73,9 @@ Deno.test("dryRun() with every permission and no Secret: would create it, writes
   assertEquals(calls, [
     ...Array(3).fill("POST /apis/authorization.k8s.io/v1/selfsubjectaccessreviews"),
     "GET /api/v1/namespaces/ns/secrets/tok",
+    "GET /api/v1/namespaces/ns",
   ]);
+  assertEquals(report.namespace, "exists");
   assertEquals(fake.secrets.size, 0);
 });
 
@@ -123,7 +125,10 @@ Deno.test("dryRun() without get permission does not read the Secret and cannot t
   assertEquals(report.secret, { unknown: "no permission to get it" });
   assertEquals(report.action, undefined);
   assertEquals(report.problems.length, 1);
-  assert(!fake.requests.some((r) => r.method === "GET"), "read without permission");
+  assert(
+    !fake.requests.some((r) => r.method === "GET" && r.path.includes("/secrets")),
+    "read without permission",
+  );
 });
 
 Deno.test("dryRun() reports a failed token request and still checks Kubernetes", async () => {
@@ -169,6 +174,7 @@ Deno.test("formatDryRunReport() shows the token's length and expiry, never the t
       'Permission get secret "tok" in namespace "ns": allowed',
       'Permission update secret "tok" in namespace "ns": allowed',
       'Permission create secrets in namespace "ns": allowed',
+      'Namespace "ns": exists',
       'Secret "tok" in namespace "ns": exists',
       'Would: update key "token" of Secret "tok" in namespace "ns" and add label ktr.appuio.ch/managed: "true", keeping its other keys, labels and annotations',
       "Would: refresh again at 2023-11-14T22:16:41.000Z (in 201 s)",
@@ -179,4 +185,63 @@ Deno.test("formatDryRunReport() shows the token's length and expiry, never the t
   assertNotIncludes(text, TOKEN);
   assertNotIncludes(text, "dry-run-secret-token");
   assertNotIncludes(text, "old-token-in-secret");
+});
+
+Deno.test("dryRun() says 'add label' only when the Secret lacks the managed label", async () => {
+  const fake = withSecret(createFakeKube());
+  fake.mutate("ns", "tok", (secret) => {
+    secret.metadata.labels = { "ktr.appuio.ch/managed": "true", team: "a" };
+  });
+  const report = await run(fake);
+  assertEquals(report.labelled, true);
+  const text = formatDryRunReport(report, NOW);
+  assertMatch(
+    text,
+    /^Would: update key "token" of Secret "tok" in namespace "ns", which has label ktr\.appuio\.ch\/managed: "true" already, keeping/m,
+  );
+  assert(!text.includes("add label"), text);
+});
+
+Deno.test("dryRun() fails for a namespace that does not exist, read with get namespaces", async () => {
+  const fake = createFakeKube();
+  fake.namespaces = new Set(["other"]);
+  const report = await run(fake);
+  assertEquals(report.namespace, "missing");
+  assertEquals(report.action, undefined);
+  assertEquals(report.problems, [
+    'Namespace "ns" does not exist: create it (kubectl create namespace ns), or set secret.namespace to the namespace the Secret belongs in',
+  ]);
+  const text = formatDryRunReport(report, NOW);
+  assertMatch(text, /^Namespace "ns": DOES NOT EXIST$/m);
+  assert(!/^Would: create/m.test(text), text);
+  assertMatch(text, /^Result: FAILED, 1 problem above$/m);
+});
+
+Deno.test("dryRun() without get namespaces asks a dry-run create, which stores nothing", async () => {
+  for (const [namespaces, expected] of [[["ns"], "exists"], [["other"], "missing"]] as const) {
+    const fake = createFakeKube();
+    fake.namespaces = new Set(namespaces);
+    fake.forbidden.add("get namespaces");
+    const report = await run(fake);
+    assertEquals(report.namespace, expected);
+    assertEquals(report.problems.length, expected === "missing" ? 1 : 0, report.problems.join());
+    assertEquals(fake.requests.at(-1)?.method, "POST");
+    assertEquals(fake.requests.at(-1)?.path, "/api/v1/namespaces/ns/secrets");
+    assertEquals(fake.secrets.size, 0);
+  }
+});
+
+Deno.test("dryRun() says it cannot tell the namespace, and which permissions it lacks", async () => {
+  const fake = createFakeKube();
+  fake.namespaces = new Set(["other"]);
+  fake.forbidden.add("get namespaces");
+  fake.forbidden.add("create");
+  const report = await run(fake);
+  assert(typeof report.namespace === "object");
+  assertMatch(
+    formatDryRunReport(report, NOW),
+    /^Namespace "ns": unknown, cannot tell: the identity may neither get namespace "ns" \(a ClusterRole rule \{apiGroups: \[""\], resources: \["namespaces"\], resourceNames: \["ns"\], verbs: \["get"\]\}\) nor create secrets in it/m,
+  );
+  // Nothing was created to find out.
+  assert(!fake.requests.some((r) => r.method === "POST" && r.path.includes("/secrets")));
 });

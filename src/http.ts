@@ -79,3 +79,178 @@ export function isLoopbackHost(hostname: string): boolean {
   // URL has already normalised the host: IPv4 in dotted decimal, IPv6 in brackets and compressed.
   return hostname === "localhost" || hostname === "[::1]" || /^127\.\d+\.\d+\.\d+$/.test(hostname);
 }
+
+/** What kind of failure kept a request from getting an answer; callers branch on this. */
+export type SendFailureKind = "tls" | "refused" | "dns" | "timeout" | "reset" | "other";
+
+/** Why a request got no answer: its kind, and the transport's own words for it. */
+export interface SendFailure {
+  /** The kind of failure. */
+  readonly kind: SendFailureKind;
+  /**
+   * The transport's words (`invalid peer certificate: UnknownIssuer`, `tcp connect error:
+   * Connection refused (os error 111)`), without the URL it repeats. Never holds a body: no
+   * answer came.
+   */
+  readonly detail: string;
+}
+
+/** The kinds, each with the words that name it in the transport's text and how it is said. */
+const SEND_FAILURE_KINDS: ReadonlyArray<readonly [SendFailureKind, RegExp, string]> = [
+  ["tls", /certificate|tls|ssl|handshake|UnknownIssuer/i, "TLS failed"],
+  ["refused", /connection refused/i, "connection refused"],
+  ["dns", /dns error|failed to lookup|name or service not known|no address/i, "DNS lookup failed"],
+  ["timeout", /timed out|timeout/i, "timed out"],
+  ["reset", /connection reset|broken pipe|connection closed|unexpected eof/i, "connection lost"],
+];
+
+/**
+ * Classifies why `fetch` failed without an answer. Deno's own message is only "fetch failed";
+ * its cause says why, in the words of the TLS and socket layers, which is what an operator needs
+ * (a wrong CA and a dead port must not read alike).
+ *
+ * @param error What `fetch` threw.
+ * @returns The kind and the transport's words.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { classifySendFailure } from "./http.ts";
+ *
+ * const err = new TypeError("fetch failed", {
+ *   cause: new Error("error sending request for url (https://10.0.0.1/): client error (Connect): invalid peer certificate: UnknownIssuer"),
+ * });
+ * assert.deepEqual(classifySendFailure(err), {
+ *   kind: "tls",
+ *   detail: "invalid peer certificate: UnknownIssuer",
+ * });
+ * ```
+ */
+export function classifySendFailure(error: unknown): SendFailure {
+  const cause = error instanceof Error ? error.cause : undefined;
+  const raw = cause instanceof Error && cause.message !== ""
+    ? cause.message
+    : error instanceof Error
+    ? error.message
+    : String(error);
+  const detail = raw
+    // "error sending request for url (URL): " or "... from ADDR for URL (ADDR): ".
+    .replace(/^error sending request\b.*?\):\s*/, "")
+    .replace(/^client error \(\w+\):\s*/, "")
+    .replaceAll(/\s+/g, " ")
+    .trim();
+  const kind = SEND_FAILURE_KINDS.find(([, words]) => words.test(detail))?.[0] ?? "other";
+  return { kind, detail: detail === "" ? "no reason given" : detail };
+}
+
+/**
+ * Puts why a request got no answer into words that fit after "could not be reached: ": the kind
+ * first (unless the transport's words already say it), then the transport's words.
+ *
+ * @param error What `fetch` threw.
+ * @param proxy The proxy the request went through, if any ({@linkcode proxyFor}).
+ * @returns E.g. `TLS failed: invalid peer certificate: UnknownIssuer`.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { describeSendFailure } from "./http.ts";
+ *
+ * const err = new TypeError("fetch failed", { cause: new Error("connection refused") });
+ * assert.equal(describeSendFailure(err), "connection refused");
+ * ```
+ */
+export function describeSendFailure(error: unknown, proxy?: ProxyRoute): string {
+  const { kind, detail } = classifySendFailure(error);
+  const said = SEND_FAILURE_KINDS.find(([k]) => k === kind)?.[2];
+  const reason = said === undefined || detail.toLowerCase().includes(said.toLowerCase())
+    ? detail
+    : `${said}: ${detail}`;
+  if (proxy === undefined) return reason;
+  // Through a proxy the only connection made is to the proxy: a refused, unresolvable or
+  // silent connection is the proxy's, not the endpoint's, whatever URL fetch names.
+  const proxyFailed = kind === "refused" || kind === "dns" || kind === "timeout";
+  return proxyFailed
+    ? `the proxy ${proxy.proxy} (from ${proxy.variable}) is not reachable: ${reason}; check ${proxy.variable}, or list the host in NO_PROXY`
+    : `${reason} (through the proxy ${proxy.proxy} from ${proxy.variable})`;
+}
+
+/** The proxy a request goes through, as the environment picks it. */
+export interface ProxyRoute {
+  /** The proxy's origin, without any user name or password. */
+  readonly proxy: string;
+  /** The variable that named it: `HTTPS_PROXY`, `http_proxy`, ... */
+  readonly variable: string;
+}
+
+/** The names of the proxy variables, upper case first as Deno reads them. */
+export const PROXY_VARIABLES: readonly string[] = [
+  "HTTPS_PROXY",
+  "https_proxy",
+  "HTTP_PROXY",
+  "http_proxy",
+  "NO_PROXY",
+  "no_proxy",
+];
+
+/** Whether a `NO_PROXY` entry covers the host: `*`, the host itself, or a domain above it. */
+function bypasses(entry: string, host: string): boolean {
+  let rule = entry.trim().toLowerCase().replace(/^\*?\./, "");
+  // A port is cut off "host:port" and "[v6]:port", never off a bare IPv6 address like "::1".
+  rule = rule.startsWith("[")
+    ? rule.replace(/^\[(.*)\](:\d+)?$/, "$1")
+    : rule.split(":").length === 2
+    ? rule.replace(/:\d+$/, "")
+    : rule;
+  if (rule === "") return false;
+  if (rule === "*") return true;
+  const bare = host.replace(/^\[(.*)\]$/, "$1");
+  return bare === rule || bare.endsWith(`.${rule}`);
+}
+
+/**
+ * Which proxy `fetch` sends a request through, from the same variables it reads: `HTTPS_PROXY`
+ * for `https:` and `HTTP_PROXY` for `http:` (either case, upper case first), unless `NO_PROXY`
+ * covers the host. Used only to put a failure into the right words, never to route.
+ *
+ * @param url The request's URL.
+ * @param env The environment (only the proxy variables are read).
+ * @returns The proxy and its variable, or `undefined` for a direct connection.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { proxyFor } from "./http.ts";
+ *
+ * const env = { HTTPS_PROXY: "http://user:pw@proxy.example:3128", NO_PROXY: ".internal" };
+ * assert.deepEqual(proxyFor("https://auth.example.com/token", env), {
+ *   proxy: "http://proxy.example:3128",
+ *   variable: "HTTPS_PROXY",
+ * });
+ * assert.equal(proxyFor("https://kube.internal/api", env), undefined);
+ * ```
+ */
+export function proxyFor(
+  url: string | URL,
+  env: Readonly<Record<string, string | undefined>>,
+): ProxyRoute | undefined {
+  const target = new URL(url);
+  const names = target.protocol === "https:"
+    ? ["HTTPS_PROXY", "https_proxy"]
+    : target.protocol === "http:"
+    ? ["HTTP_PROXY", "http_proxy"]
+    : [];
+  const variable = names.find((name) => (env[name] ?? "") !== "");
+  if (variable === undefined) return undefined;
+  const noProxy = env.NO_PROXY ?? env.no_proxy ?? "";
+  if (noProxy.split(",").some((entry) => bypasses(entry, target.hostname))) return undefined;
+  const value = env[variable]!;
+  let proxy: string;
+  try {
+    // A proxy URL may carry credentials: only its origin is ever shown.
+    proxy = new URL(value.includes("://") ? value : `http://${value}`).origin;
+  } catch {
+    proxy = "(unparsable URL)";
+  }
+  return { proxy, variable };
+}

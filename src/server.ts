@@ -68,14 +68,20 @@ export function createHealthHandler(source: HealthSource): (req: Request) => Res
 
 /** Where to listen. */
 export interface ListenAddress {
-  /** Host name or IP address; `0.0.0.0` for every IPv4 interface. */
+  /** Host name or IP address; `::` for every interface. */
   hostname: string;
   /** TCP port; 0 picks a free one. */
   port: number;
+  /**
+   * `:port`: every interface of both families, IPv4 and IPv6, falling back to IPv4 alone where
+   * the system has no IPv6.
+   */
+  bothFamilies?: boolean;
 }
 
 /**
- * Reads an `http.address` value: `host:port`, `[v6]:port`, or `:port` for every IPv4 interface.
+ * Reads an `http.address` value: `host:port`, `[v6]:port`, or `:port` for every IPv4 and IPv6
+ * interface.
  *
  * @param address The configured value (already validated by the configuration).
  * @returns Host and port, or `undefined` for `off`.
@@ -85,7 +91,7 @@ export interface ListenAddress {
  * import assert from "node:assert/strict";
  * import { parseListenAddress } from "./server.ts";
  *
- * assert.deepEqual(parseListenAddress(":8080"), { hostname: "0.0.0.0", port: 8080 });
+ * assert.deepEqual(parseListenAddress(":8080"), { hostname: "::", port: 8080, bothFamilies: true });
  * assert.deepEqual(parseListenAddress("[::]:9090"), { hostname: "::", port: 9090 });
  * assert.equal(parseListenAddress("off"), undefined);
  * ```
@@ -95,9 +101,9 @@ export function parseListenAddress(address: string): ListenAddress | undefined {
   const colon = address.lastIndexOf(":");
   const host = address.slice(0, colon);
   const port = Number(address.slice(colon + 1));
-  // ":port" binds IPv4 only: a pod may have IPv6 switched off, where "::" would fail to bind.
-  const hostname = host === "" ? "0.0.0.0" : host.replace(/^\[(.*)\]$/, "$1");
-  return { hostname, port };
+  // ":port" serves probes on an IPv6-only or IPv6-first cluster as well as on IPv4.
+  if (host === "") return { hostname: "::", port, bothFamilies: true };
+  return { hostname: host.replace(/^\[(.*)\]$/, "$1"), port };
 }
 
 /** Codes of {@linkcode HealthServerError}. */
@@ -143,7 +149,15 @@ export interface HealthServerOptions {
   handler: (req: Request) => Response | Promise<Response>;
   /** Aborting it stops the server gracefully. */
   signal: AbortSignal;
+  /** Starts one listener; `Deno.serve` unless a test passes its own. */
+  serve?: ServeFunction;
 }
+
+/** How a listener is started: the TCP form of `Deno.serve`. */
+export type ServeFunction = (
+  options: Deno.ServeTcpOptions,
+  handler: (req: Request) => Response | Promise<Response>,
+) => Deno.HttpServer<Deno.NetAddr>;
 
 /** A listening server. */
 export interface HealthServer {
@@ -151,6 +165,18 @@ export interface HealthServer {
   readonly addr: Deno.NetAddr;
   /** Settles when the server has stopped after the signal aborted. */
   readonly finished: Promise<void>;
+  /**
+   * For `:port` where IPv6 could not be listened on: why, as the system said. The server then
+   * listens on IPv4 alone, which the caller logs once.
+   */
+  readonly ipv4Only?: string;
+}
+
+/** Failures that IPv4 would meet just the same, so falling back to it would only hide them. */
+function failsOnEveryFamily(error: unknown): boolean {
+  return error instanceof Deno.errors.AddrInUse ||
+    error instanceof Deno.errors.PermissionDenied ||
+    error instanceof Deno.errors.NotCapable;
 }
 
 function describeListenError(error: unknown): string {
@@ -195,24 +221,52 @@ export function startHealthServer(options: HealthServerOptions): HealthServer {
   if (listen === undefined) {
     throw new HealthServerError(`Cannot listen on "off"`, { address: options.address });
   }
-  let server: Deno.HttpServer<Deno.NetAddr>;
-  try {
-    server = Deno.serve({
-      hostname: listen.hostname,
-      port: listen.port,
+  const serve: ServeFunction = options.serve ?? ((o, handler) => Deno.serve(o, handler));
+  const bind = (hostname: string, port: number) =>
+    serve({
+      hostname,
+      port,
       signal: options.signal,
       // The caller logs the address in its own format.
       onListen: () => {},
       // A failing handler must not print the request or the error's details to stderr.
       onError: () => new Response("Internal error\n", { status: 500 }),
     }, options.handler);
-  } catch (error) {
-    throw new HealthServerError(
+  const listenError = (error: unknown) =>
+    new HealthServerError(
       `Cannot serve /healthz, /readyz and /metrics on "${options.address}" (http.address): ${
         describeListenError(error)
       }; choose another address or set http.address to "off"`,
       { address: options.address, cause: error },
     );
+
+  let server: Deno.HttpServer<Deno.NetAddr>;
+  let ipv4Only: string | undefined;
+  try {
+    server = bind(listen.hostname, listen.port);
+  } catch (error) {
+    if (!listen.bothFamilies || failsOnEveryFamily(error)) throw listenError(error);
+    // No IPv6 on this system (a kernel booted with ipv6.disable=1): IPv4 alone still serves.
+    ipv4Only = describeListenError(error);
+    try {
+      server = bind("0.0.0.0", listen.port);
+    } catch (ipv4Error) {
+      throw listenError(ipv4Error);
+    }
   }
-  return { addr: server.addr, finished: server.finished };
+  const finished = [server.finished];
+  if (listen.bothFamilies && ipv4Only === undefined) {
+    // Linux gives "::" IPv4 too (IPV6_V6ONLY off), so this bind finds the port taken; where the
+    // system keeps IPv6 sockets to IPv6 (net.ipv6.bindv6only=1), IPv4 needs its own listener.
+    try {
+      finished.push(bind("0.0.0.0", server.addr.port).finished);
+    } catch {
+      // Taken by the "::" listener itself: IPv4 is served already.
+    }
+  }
+  return {
+    addr: server.addr,
+    finished: Promise.all(finished).then(() => {}),
+    ...(ipv4Only === undefined ? {} : { ipv4Only }),
+  };
 }

@@ -156,8 +156,10 @@ Deno.test("no endpoint ever shows the token or the client secret, after successe
   assertNotIncludes(all, btoa(TOKEN));
 });
 
-Deno.test("parseListenAddress() reads :port as every IPv4 interface, brackets off IPv6", () => {
-  assertEquals(parseListenAddress(":8080"), { hostname: "0.0.0.0", port: 8080 });
+Deno.test("parseListenAddress() reads :port as every interface of both families, brackets off IPv6", () => {
+  assertEquals(parseListenAddress(":8080"), { hostname: "::", port: 8080, bothFamilies: true });
+  assertEquals(parseListenAddress("0.0.0.0:8080"), { hostname: "0.0.0.0", port: 8080 });
+  assertEquals(parseListenAddress("[::]:8080"), { hostname: "::", port: 8080 });
   assertEquals(parseListenAddress("127.0.0.1:0"), { hostname: "127.0.0.1", port: 0 });
   assertEquals(parseListenAddress("[::1]:9000"), { hostname: "::1", port: 9000 });
   assertEquals(parseListenAddress("localhost:1"), { hostname: "localhost", port: 1 });
@@ -197,4 +199,85 @@ Deno.test("startHealthServer() on a port in use throws HTTP_LISTEN naming the ad
   assertEquals(error.code, "HTTP_LISTEN");
   assertEquals(error.address, address);
   assertStringIncludes(error.message, `"${address}" (http.address): the address is already in use`);
+});
+
+/** GETs /readyz at a loopback address and returns the status. */
+async function readyzStatus(host: string, port: number): Promise<number> {
+  const res = await fetch(`http://${host}:${port}/readyz`);
+  await res.body?.cancel();
+  return res.status;
+}
+
+Deno.test("startHealthServer() on :port answers on IPv4 and IPv6 loopback alike", async () => {
+  const stop = new AbortController();
+  const server = startHealthServer({
+    address: ":0",
+    handler: source({ ready: { ok: true } }),
+    signal: stop.signal,
+  });
+  try {
+    assertEquals(server.ipv4Only, undefined);
+    assertEquals(await readyzStatus("127.0.0.1", server.addr.port), 200);
+    assertEquals(await readyzStatus("[::1]", server.addr.port), 200);
+  } finally {
+    stop.abort();
+    await server.finished;
+  }
+});
+
+Deno.test("startHealthServer() on :port falls back to IPv4 where IPv6 cannot be listened on, and says why", async () => {
+  const stop = new AbortController();
+  const asked: string[] = [];
+  const server = startHealthServer({
+    address: ":0",
+    handler: source({ ready: { ok: true } }),
+    signal: stop.signal,
+    serve: (options, handler) => {
+      asked.push(options.hostname!);
+      // What a kernel without IPv6 answers for an AF_INET6 socket.
+      if (options.hostname === "::") {
+        throw new Error("Address family not supported by protocol (os error 97)");
+      }
+      return Deno.serve(options, handler);
+    },
+  });
+  try {
+    assertEquals(asked, ["::", "0.0.0.0"]);
+    assertEquals(server.ipv4Only, "Address family not supported by protocol (os error 97)");
+    assertEquals(await readyzStatus("127.0.0.1", server.addr.port), 200);
+  } finally {
+    stop.abort();
+    await server.finished;
+  }
+});
+
+Deno.test("startHealthServer() on :port in use does not fall back: IPv4 would be taken too", () => {
+  const error = assertThrows(
+    () =>
+      startHealthServer({
+        address: ":8080",
+        handler: () => new Response(),
+        signal: AbortSignal.abort(),
+        serve: () => {
+          throw new Deno.errors.AddrInUse("Address already in use (os error 98)");
+        },
+      }),
+    HealthServerError,
+  );
+  assertStringIncludes(error.message, `":8080" (http.address): the address is already in use`);
+});
+
+Deno.test("startHealthServer() on [::1]:0 answers on IPv6 loopback", async () => {
+  const stop = new AbortController();
+  const server = startHealthServer({
+    address: "[::1]:0",
+    handler: source({ ready: { ok: true } }),
+    signal: stop.signal,
+  });
+  try {
+    assertEquals(await readyzStatus("[::1]", server.addr.port), 200);
+  } finally {
+    stop.abort();
+    await server.finished;
+  }
 });

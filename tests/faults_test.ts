@@ -20,7 +20,12 @@ import { assert, assertEquals, assertMatch, assertNotIncludes } from "./assert.t
 import { createFakeKube, type FakeKube, storedValue } from "./fixtures/fake_kube.ts";
 import { type ApiFault, type FakeCluster, startFakeCluster } from "./fixtures/fake_cluster.ts";
 import { makeTestTls, type TestTls } from "./fixtures/tls.ts";
-import { type ProviderFault, startTokenFront, type TokenFront } from "./fixtures/token_front.ts";
+import {
+  CRLF_TOKEN_PREFIX,
+  type ProviderFault,
+  startTokenFront,
+  type TokenFront,
+} from "./fixtures/token_front.ts";
 import { textFormatter } from "../src/log.ts";
 import { KubeApiError, KubeClient } from "../src/kube/client.ts";
 import { type SecretTarget, SecretWriter } from "../src/kube/secret.ts";
@@ -348,6 +353,17 @@ const CASES: Record<string, FaultCase> = {
     delays: BACKOFF,
     recoveryRequests: 1,
   },
+  "provider answers an access_token with CR/LF in it": {
+    side: "provider",
+    fault: "crlf",
+    check: (err) => {
+      tokenError("TOKEN_INVALID_RESPONSE", 200)(err);
+      assertMatch((err as Error).message, /1\*VSCHAR .*RFC 6749 Appendix A\.12/);
+      assertNotIncludes((err as Error).message, CRLF_TOKEN_PREFIX);
+    },
+    delays: BACKOFF,
+    recoveryRequests: 1,
+  },
   "API server refuses connections": {
     side: "api",
     fault: "refused",
@@ -461,6 +477,7 @@ for (const [name, c] of Object.entries(CASES)) {
           const text = records.map(textFormatter).join("");
           for (const token of w.issuer.issued) assertNotIncludes(text, token);
           assertNotIncludes(text, CLIENT_SECRET);
+          assertNotIncludes(text, CRLF_TOKEN_PREFIX);
           assertNotIncludes(text, "sa-token-");
         } finally {
           await w.close();

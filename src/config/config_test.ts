@@ -88,6 +88,7 @@ Deno.test("KEYS holds every key of the contract, with its defaults", () => {
       ["oidc.issuer", undefined],
       ["oidc.clientid", undefined],
       ["oidc.authmethod", "client_secret_post"],
+      ["oidc.grant", "client_credentials"],
       ["oidc.clientsecret", undefined],
       ["oidc.clientsecretfile", undefined],
       ["oidc.privatekeyfile", undefined],
@@ -98,6 +99,11 @@ Deno.test("KEYS holds every key of the contract, with its defaults", () => {
       ["oidc.audience", undefined],
       ["oidc.resource", undefined],
       ["oidc.cafile", undefined],
+      ["oidc.federation.tokenfile", undefined],
+      ["oidc.federation.audience", undefined],
+      ["oidc.federation.expiration", undefined],
+      ["oidc.federation.tokentype", undefined],
+      ["oidc.federation.params", undefined],
       ["renew.percent", 67],
       ["http.address", ":8080"],
       ["once", false],
@@ -119,6 +125,7 @@ Deno.test("envName() gives the contract's variable names", () => {
     "KTR_OIDC_ISSUER",
     "KTR_OIDC_CLIENTID",
     "KTR_OIDC_AUTHMETHOD",
+    "KTR_OIDC_GRANT",
     "KTR_OIDC_CLIENTSECRET",
     "KTR_OIDC_CLIENTSECRETFILE",
     "KTR_OIDC_PRIVATEKEYFILE",
@@ -129,6 +136,11 @@ Deno.test("envName() gives the contract's variable names", () => {
     "KTR_OIDC_AUDIENCE",
     "KTR_OIDC_RESOURCE",
     "KTR_OIDC_CAFILE",
+    "KTR_OIDC_FEDERATION_TOKENFILE",
+    "KTR_OIDC_FEDERATION_AUDIENCE",
+    "KTR_OIDC_FEDERATION_EXPIRATION",
+    "KTR_OIDC_FEDERATION_TOKENTYPE",
+    "KTR_OIDC_FEDERATION_PARAMS",
     "KTR_RENEW_PERCENT",
     "KTR_HTTP_ADDRESS",
     "KTR_ONCE",
@@ -173,6 +185,7 @@ Deno.test("resolveConfig() fills defaults and maps keys to camelCase fields", ()
       tokenUrl: "https://auth.example.com/token",
       clientId: "my-client",
       authMethod: "client_secret_post",
+      grant: "client_credentials",
       clientSecret: SECRET,
     },
     renew: { percent: 67 },
@@ -329,12 +342,10 @@ Deno.test("resolveConfig() names each missing required key, with its flag and va
   const required = (KEYS as readonly KeyDefinition[]).filter((d) =>
     d.default === undefined && !d.optional
   );
-  assertEquals(required.map((d) => d.key), [
-    "secret.name",
-    "secret.namespace",
-    "oidc.clientid",
-  ]);
-  for (const definition of required) {
+  assertEquals(required.map((d) => d.key), ["secret.name", "secret.namespace"]);
+  // oidc.clientid is required by a cross-key rule: only workload_identity may leave it out.
+  const clientId = (KEYS as readonly KeyDefinition[]).find((d) => d.key === "oidc.clientid")!;
+  for (const definition of [...required, clientId]) {
     const error = configError(() => resolveConfig({ env: without(envName(definition.key)) }));
     assertEquals(error.code, "CONFIG_MISSING");
     assertEquals(error.key, definition.key);
@@ -652,15 +663,15 @@ Deno.test("oidc.authmethod takes the three supported methods, ignoring case", ()
   assertEquals(jwt.oidc.clientSecret, undefined);
 });
 
-Deno.test("oidc.authmethod refuses none with the reason, and other methods it does not support", () => {
-  const none = invalidEnv("KTR_OIDC_AUTHMETHOD", "none");
-  assertEquals(none.key, "oidc.authmethod");
-  assertMatch(none.message, /"none" is for public clients/);
+Deno.test("oidc.authmethod refuses none with client_credentials, and methods it does not support", () => {
+  const none = configError(() => resolveConfig({ env: withEnv({ KTR_OIDC_AUTHMETHOD: "None" }) }));
+  assertEquals([none.code, none.key], ["CONFIG_CONFLICT", "oidc.authmethod"]);
+  assertMatch(none.message, /oidc\.grant "client_credentials" from the built-in default/);
+  assertMatch(none.message, /only for clients that authenticate/);
   assertMatch(
-    none.message,
-    /expected "client_secret_post", "client_secret_basic" or "private_key_jwt"/,
+    invalidEnv("KTR_OIDC_AUTHMETHOD", "basic").message,
+    /expected "client_secret_post", "client_secret_basic", "private_key_jwt", "workload_identity" or "none"/,
   );
-  assertMatch(invalidEnv("KTR_OIDC_AUTHMETHOD", "None").message, /public clients/);
   for (const method of ["client_secret_jwt", "tls_client_auth"]) {
     assertMatch(invalidEnv("KTR_OIDC_AUTHMETHOD", method).message, /not supported/);
   }
@@ -790,7 +801,9 @@ Deno.test("resolveConfig() reports every combination problem of one pass, in sch
 
 Deno.test("resolveConfig() skips a combination rule when one of its keys is invalid", () => {
   const error = configError(() =>
-    resolveConfig({ env: withEnv({ KTR_OIDC_ISSUER: "ftp://x", KTR_OIDC_AUTHMETHOD: "none" }) })
+    resolveConfig({
+      env: withEnv({ KTR_OIDC_ISSUER: "ftp://x", KTR_OIDC_AUTHMETHOD: "client_secret_jwt" }),
+    })
   );
   assertEquals([error, ...error.others].map((e) => [e.code, e.key]), [
     ["CONFIG_INVALID", "oidc.issuer"],
@@ -1025,7 +1038,8 @@ const SAMPLES: Readonly<Record<string, readonly [valid: string, invalid: string]
   "oidc.tokenurl": ["https://auth.example.com/token", "http://auth.example.com/token"],
   "oidc.issuer": ["https://auth.example.com/realms/x", "https://auth.example.com/?tenant=x"],
   "oidc.clientid": ["my-client", " my-client"],
-  "oidc.authmethod": ["client_secret_basic", "none"],
+  "oidc.authmethod": ["client_secret_basic", "client_secret_jwt"],
+  "oidc.grant": ["jwt_bearer", "password"],
   "oidc.clientsecret": [SECRET, ` ${SECRET}\n`],
   "oidc.clientsecretfile": ["/run/secret", "/run/secret\n"],
   "oidc.privatekeyfile": ["/run/key.pem", " /run/key.pem"],
@@ -1036,6 +1050,11 @@ const SAMPLES: Readonly<Record<string, readonly [valid: string, invalid: string]
   "oidc.audience": ["https://api.example.com", ""],
   "oidc.resource": ["https://api.example.com/ urn:example:api", "https://api.example.com/#part"],
   "oidc.cafile": ["/etc/ca.crt", ""],
+  "oidc.federation.tokenfile": ["/var/run/secrets/tokens/provider", " /token"],
+  "oidc.federation.audience": ["api://AzureADTokenExchange", "api://Azure AD"],
+  "oidc.federation.expiration": ["3600", "599"],
+  "oidc.federation.tokentype": ["urn:ietf:params:oauth:token-type:id_token", "id_token"],
+  "oidc.federation.params": ["connector_id=kubernetes", "grant_type=password"],
   "renew.percent": ["50", "0.5"],
   "http.address": [":9090", "9090"],
   "once": ["true", "yes"],
@@ -1205,6 +1224,7 @@ Deno.test("loadConfigFile() reads the contract's example file into a full config
       tokenUrl: "https://auth.example.com/token",
       clientId: "my-client",
       authMethod: "client_secret_post",
+      grant: "client_credentials",
       clientSecret: "s3cr3t",
     },
     renew: { percent: 67 },
@@ -1321,13 +1341,15 @@ Deno.test("YAML_PARSER_ENV names the variables the yaml package reads", () => {
 
 Deno.test("resolveConfig() reads the mode flags and the renewal point", () => {
   const config = resolveConfig({
-    env: { ...REQUIRED_ENV, KTR_RENEW_PERCENT: "50", KTR_DRY_RUN: "1" },
+    env: { ...REQUIRED_ENV, KTR_RENEW_PERCENT: "50", KTR_DRY_RUN: "0" },
     flags: { once: true, "http.address": "127.0.0.1:9000" },
   });
   assertEquals(config.renew.percent, 50);
   assertEquals(config.once, true);
-  assertEquals(config.dryRun, true);
+  assertEquals(config.dryRun, false);
   assertEquals(config.http.address, "127.0.0.1:9000");
+  const dry = resolveConfig({ env: { ...REQUIRED_ENV, KTR_DRY_RUN: "1" } });
+  assertEquals([dry.once, dry.dryRun], [false, true]);
 });
 
 Deno.test("resolveConfig() refuses a renewal point outside 1..99 and a bad listen address", () => {

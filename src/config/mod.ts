@@ -31,16 +31,24 @@ export type {
   Config,
   ConfigField,
   ConfigSource,
+  GrantType,
   KeyDefinition,
   LogFormat,
   LogLevel,
   SigningAlgorithm,
   ValueKind,
 } from "./types.ts";
-export { envName, flagName, KEYS } from "./schema.ts";
+export {
+  DEFAULT_FEDERATION_EXPIRATION,
+  DEFAULT_SUBJECT_TOKEN_TYPE,
+  envName,
+  flagName,
+  KEYS,
+} from "./schema.ts";
 export { ConfigError, type ConfigErrorCode, type ConfigErrorOptions } from "./errors.ts";
 export { type ParsedValue, parseKeyValue } from "./values.ts";
-export { type ConfigInput, resolveConfig } from "./sources.ts";
+export { type ConfigInput, givenValue, resolveConfig } from "./sources.ts";
 export { loadConfigFile, type LoadConfigFileOptions, YAML_PARSER_ENV } from "./file.ts";
-export { closestMatch, envWarnings } from "./suggest.ts";
+export { closestMatch, envWarnings, probedEnvNames } from "./suggest.ts";
+export { type DefaultFact, defaultFact, helpLine, type KeyTableRow, keyTableRows } from "./doc.ts";
 export { exactlyOne, notWith, onlyWith, requiredWith, type Rule, RULES } from "./rules.ts";

@@ -23,15 +23,33 @@ export interface Setting {
   readonly value: string | number | boolean | readonly string[];
 }
 
-/** When a rule applies: a key has (`is`) or has not (`isNot`) a value. */
+/**
+ * When a rule applies: a key has (`is`), has one of (`in`) or has not (`isNot`) a value; with
+ * none of the three, when the key is set at all.
+ */
 export interface Condition {
   /** The key whose value decides. */
   readonly key: string;
   /** The rule applies when the key has this value. */
   readonly is?: string;
+  /** The rule applies when the key has one of these values. */
+  readonly in?: readonly string[];
   /** The rule applies when the key has another value, or none. */
   readonly isNot?: string;
 }
+
+/** A rule applies when any of several conditions holds. */
+export interface AnyCondition {
+  /** The conditions. */
+  readonly anyOf: readonly Condition[];
+  /** What they mean together, to follow "when" in messages. */
+  readonly means: string;
+  /** How to make them hold, for messages. */
+  readonly fix: string;
+}
+
+/** The condition of a rule. */
+export type When = Condition | AnyCondition;
 
 /** One rule across keys. */
 export type Rule =
@@ -39,7 +57,7 @@ export type Rule =
     /** Exactly one of two keys is set. */
     readonly kind: "exactlyOne";
     readonly keys: readonly [string, string];
-    readonly when?: Condition;
+    readonly when?: When;
     /** Why not both, for the conflict message. */
     readonly why: string;
     /** What each key gives, for the message when neither is set ("the secret", ...). */
@@ -57,7 +75,15 @@ export type Rule =
     /** The keys are only used when the condition's key has its `is` value. */
     readonly kind: "onlyWith";
     readonly keys: readonly string[];
-    readonly when: Condition & { readonly is: string };
+    readonly when: (Condition & { readonly is: string }) | AnyCondition;
+  }
+  | {
+    /** Two settings that do not go together; reported on the first one's key. */
+    readonly kind: "notTogether";
+    readonly when: Condition;
+    readonly with: Condition;
+    /** Why, and what to do instead. */
+    readonly why: string;
   }
   | {
     /** The keys are not used when the condition holds. */
@@ -79,7 +105,7 @@ export type Rule =
  */
 export function exactlyOne(
   keys: readonly [string, string],
-  options: { why: string; gives: readonly [string, string]; orElse?: string; when?: Condition },
+  options: { why: string; gives: readonly [string, string]; orElse?: string; when?: When },
 ): Rule {
   return { kind: "exactlyOne", keys, ...options };
 }
@@ -91,8 +117,23 @@ export function exactlyOne(
  * @param when The key and the value they need.
  * @returns The rule.
  */
-export function onlyWith(keys: readonly string[], when: Condition & { is: string }): Rule {
+export function onlyWith(
+  keys: readonly string[],
+  when: (Condition & { is: string }) | AnyCondition,
+): Rule {
   return { kind: "onlyWith", keys, when };
+}
+
+/**
+ * Two settings that exclude each other, like a public client with the client credentials grant.
+ *
+ * @param when The first setting; the error is reported on its key.
+ * @param other The second setting.
+ * @param why Why they do not go together, and what to do instead.
+ * @returns The rule.
+ */
+export function notTogether(when: Condition, other: Condition, why: string): Rule {
+  return { kind: "notTogether", when, with: other, why };
 }
 
 /**
@@ -123,7 +164,19 @@ export function requiredWith(key: string, when: Condition): Rule {
 }
 
 const PRIVATE_KEY_JWT = { key: "oidc.authmethod", is: "private_key_jwt" } as const;
-const SECRET_METHOD = { key: "oidc.authmethod", isNot: "private_key_jwt" } as const;
+const SECRET_METHOD = {
+  key: "oidc.authmethod",
+  in: ["client_secret_post", "client_secret_basic"],
+} as const;
+const WORKLOAD_IDENTITY = { key: "oidc.authmethod", is: "workload_identity" } as const;
+const PUBLIC_CLIENT = { key: "oidc.authmethod", is: "none" } as const;
+const GRANT_WITH_TOKEN = { key: "oidc.grant", in: ["jwt_bearer", "token_exchange"] } as const;
+/** A service-account token is sent: as the client assertion, or in the grant. */
+const FEDERATED: AnyCondition = {
+  anyOf: [WORKLOAD_IDENTITY, GRANT_WITH_TOKEN],
+  means: "a service-account token is sent",
+  fix: "set oidc.authmethod to workload_identity, or oidc.grant to jwt_bearer or token_exchange",
+};
 
 /** Every rule across keys, in the order their errors are found. */
 export const RULES: readonly Rule[] = [
@@ -137,10 +190,56 @@ export const RULES: readonly Rule[] = [
     instead: "set oidc.authmethod to client_secret_post or client_secret_basic",
   }),
   requiredWith("oidc.privatekeyfile", PRIVATE_KEY_JWT),
+  notWith(["dry-run"], { key: "once", is: "true" }, {
+    why: "which writes the Secret, while a dry run writes nothing",
+    instead: "run with --dry-run first and with --once after it",
+  }),
   onlyWith(
     ["oidc.privatekeyfile", "oidc.keyid", "oidc.keyalg", "oidc.assertionaudience"],
     PRIVATE_KEY_JWT,
   ),
+  requiredWith("oidc.clientid", { key: "oidc.authmethod", isNot: "workload_identity" }),
+  notTogether(
+    PUBLIC_CLIENT,
+    { key: "oidc.grant", is: "client_credentials" },
+    "the client credentials grant is only for clients that authenticate; set oidc.authmethod to workload_identity to authenticate with the service-account token, or oidc.grant to jwt_bearer or token_exchange",
+  ),
+  notTogether(
+    WORKLOAD_IDENTITY,
+    GRANT_WITH_TOKEN,
+    "workload_identity is the client authentication of the client_credentials grant, and with the other grants the service-account token travels in the grant itself; set oidc.authmethod to none for a public client, or to the method the client is registered with",
+  ),
+  notWith(["oidc.clientsecret", "oidc.clientsecretfile"], WORKLOAD_IDENTITY, {
+    why: "which authenticates with the service-account token",
+    instead: "set oidc.authmethod to the secret method the client is registered with",
+  }),
+  notWith(["oidc.clientsecret", "oidc.clientsecretfile"], PUBLIC_CLIENT, {
+    why: "which sends only the client id (a public client)",
+    instead: "set oidc.authmethod to the secret method the client is registered with",
+  }),
+  onlyWith(
+    [
+      "oidc.federation.tokenfile",
+      "oidc.federation.audience",
+      "oidc.federation.expiration",
+      "oidc.federation.params",
+    ],
+    FEDERATED,
+  ),
+  exactlyOne(["oidc.federation.tokenfile", "oidc.federation.audience"], {
+    when: FEDERATED,
+    why:
+      "the first reads a projected service-account token, the second mints one with the TokenRequest API",
+    gives: [
+      "the path of a projected service-account token",
+      "the audience of tokens to mint with the TokenRequest API",
+    ],
+  }),
+  notWith(["oidc.federation.expiration"], { key: "oidc.federation.tokenfile" }, {
+    why: "whose lifetime is the expirationSeconds of the projected volume",
+    instead: "set oidc.federation.audience instead of oidc.federation.tokenfile",
+  }),
+  onlyWith(["oidc.federation.tokentype"], { key: "oidc.grant", is: "token_exchange" }),
   exactlyOne(["oidc.clientsecret", "oidc.clientsecretfile"], {
     when: SECRET_METHOD,
     why: "both give the client secret (the file is read again before every token request)",
@@ -148,6 +247,11 @@ export const RULES: readonly Rule[] = [
     orElse: "set oidc.authmethod to private_key_jwt to sign with a private key instead",
   }),
 ];
+
+/** Whether a key is set, and, for a switch, switched on. */
+function isOn(setting: Setting | undefined): boolean {
+  return setting !== undefined && setting.value !== false;
+}
 
 /**
  * Applies the rules to the valid settings.
@@ -175,14 +279,28 @@ export function checkRules(
   };
   const howToSet = (key: string) => `${flagName(key)}, ${envName(key)} or ${quote(key)}`;
   const sourceOf = (key: string) => settings.get(key)!.source;
-  const holds = (when: Condition | undefined) => {
+  const holds = (when: When | undefined): boolean => {
     if (when === undefined) return true;
+    if ("anyOf" in when) return when.anyOf.some(holds);
     const value = settings.get(when.key)?.value;
-    return when.is !== undefined ? value === when.is : value !== when.isNot;
+    // Switches are compared in their written form: `is: "true"`.
+    const written = typeof value === "boolean" ? String(value) : value;
+    if (when.is !== undefined) return written === when.is;
+    if (when.in !== undefined) return when.in.some((choice) => choice === written);
+    return written !== when.isNot;
   };
+  const keysOf = (when: When | undefined): string[] =>
+    when === undefined ? [] : "anyOf" in when ? when.anyOf.map((c) => c.key) : [when.key];
+  /** The condition as it stands, for messages: "for oidc.authmethod "x" from ...". */
+  const describeWhen = (when: When) =>
+    "anyOf" in when ? `when ${when.means}` : `for ${describe(when.key)}`;
 
   for (const rule of rules) {
-    if (rule.when !== undefined && invalid.has(rule.when.key)) continue;
+    if (
+      [...keysOf(rule.when), ...keysOf(rule.kind === "notTogether" ? rule.with : undefined)].some((
+        key,
+      ) => invalid.has(key))
+    ) continue;
     // onlyWith reports where its condition does not hold; every other rule where it does.
     if (holds(rule.when) === (rule.kind === "onlyWith")) continue;
     switch (rule.kind) {
@@ -199,7 +317,7 @@ export function checkRules(
             ),
           );
         } else if (!settings.has(first) && !settings.has(second)) {
-          const condition = rule.when === undefined ? "" : ` for ${describe(rule.when.key)}`;
+          const condition = rule.when === undefined ? "" : ` ${describeWhen(rule.when)}`;
           const orElse = rule.orElse === undefined ? "" : `; or ${rule.orElse}`;
           errors.push(
             new ConfigError(
@@ -224,7 +342,8 @@ export function checkRules(
         );
         break;
       case "notWith":
-        for (const key of rule.keys.filter((key) => settings.has(key))) {
+        // A switch set to false asks for nothing, so it conflicts with nothing.
+        for (const key of rule.keys.filter((key) => isOn(settings.get(key)))) {
           errors.push(
             new ConfigError(
               `Key ${describe(key)} is not used with ${
@@ -235,8 +354,31 @@ export function checkRules(
           );
         }
         break;
+      case "notTogether":
+        if (!holds(rule.with)) break;
+        errors.push(
+          new ConfigError(
+            `Key ${describe(rule.when.key)} does not go with ${
+              describe(rule.with.key)
+            }: ${rule.why}`,
+            { code: "CONFIG_CONFLICT", key: rule.when.key, source: sourceOf(rule.when.key) },
+          ),
+        );
+        break;
       case "onlyWith":
         for (const key of rule.keys.filter((key) => settings.has(key))) {
+          if ("anyOf" in rule.when) {
+            const { anyOf, means, fix } = rule.when;
+            errors.push(
+              new ConfigError(
+                `Key ${describe(key)} is only used when ${means}, not with ${
+                  anyOf.map((c) => describe(c.key)).join(" and ")
+                }: ${fix}; or remove ${key}`,
+                { code: "CONFIG_CONFLICT", key, source: sourceOf(key) },
+              ),
+            );
+            continue;
+          }
           errors.push(
             new ConfigError(
               `Key ${describe(key)} is only used with ${rule.when.key} ${

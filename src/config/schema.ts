@@ -74,6 +74,44 @@ function checkAbsoluteUri(value: string): string | undefined {
   return URL.canParse(value) ? undefined : "";
 }
 
+/** The `subject_token_type` of token exchange when `oidc.federation.tokentype` is unset. */
+export const DEFAULT_SUBJECT_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:jwt";
+
+/** The lifetime of minted service-account tokens when `oidc.federation.expiration` is unset. */
+export const DEFAULT_FEDERATION_EXPIRATION = 600;
+
+function checkFederationAudience(value: string): string | undefined {
+  return /\s/.test(value) ? "" : undefined;
+}
+
+/** Form parameters the token request sets itself, or that have keys of their own. */
+const RESERVED_PARAMETERS = new Set([
+  "grant_type",
+  "client_id",
+  "client_secret",
+  "client_assertion",
+  "client_assertion_type",
+  "assertion",
+  "subject_token",
+  "subject_token_type",
+  "actor_token",
+  "actor_token_type",
+  "scope",
+  "audience",
+  "resource",
+]);
+
+function checkFormParameter(value: string): string | undefined {
+  const match = /^([A-Za-z0-9_.-]+)=(.*)$/.exec(value);
+  if (match === null) return "";
+  if (RESERVED_PARAMETERS.has(match[1])) {
+    return `name=value with a name the tool does not set itself (${
+      JSON.stringify(match[1])
+    } comes from the other oidc keys)`;
+  }
+  return undefined;
+}
+
 /** `host:port`, `[v6]:port` or `:port`; `off` turns the server off. */
 function checkListenAddress(value: string): string | undefined {
   if (value === "off") return undefined;
@@ -103,7 +141,7 @@ export const KEYS = [
     field: "secret.name",
     kind: "string",
     valueName: "name",
-    description: "Name of the Secret that receives the token",
+    description: "Name of the Secret that receives the token (a DNS-1123 subdomain)",
     allowed:
       'a DNS-1123 subdomain: 1 to 253 lowercase letters, digits, "-" and ".", starting and ending with a letter or digit',
     check: checkSubdomain,
@@ -113,7 +151,8 @@ export const KEYS = [
     field: "secret.namespace",
     kind: "string",
     valueName: "namespace",
-    description: "Namespace of that Secret",
+    description: "Namespace of that Secret (a DNS-1123 label)",
+    podDefault: "the pod's own namespace, from the `namespace` file in `kube.serviceaccountdir`",
     allowed:
       'a DNS-1123 label: 1 to 63 lowercase letters, digits and "-", starting and ending with a letter or digit',
     check: checkLabel,
@@ -124,7 +163,7 @@ export const KEYS = [
     kind: "string",
     valueName: "key",
     default: "token",
-    description: "Key inside the Secret's data that receives the token",
+    description: "Key inside the Secret's data that receives the token (`[-._a-zA-Z0-9]+`)",
     allowed: '1 to 253 letters, digits, "-", "_" and ".", neither "." nor starting with ".."',
     check: checkDataKey,
   },
@@ -136,7 +175,8 @@ export const KEYS = [
     default: 500,
     min: 1,
     max: 86400,
-    description: "Seconds between two refreshes",
+    description:
+      "Longest time between two refreshes, in whole seconds (1 to 86400); a token is renewed sooner at `renew.percent` of its lifetime",
     allowed:
       'a whole number of seconds from 1 to 86400, in digits without sign, unit or leading zero, like "500"',
   },
@@ -146,7 +186,7 @@ export const KEYS = [
     kind: "string",
     valueName: "level",
     default: "info",
-    description: "Lowest level that is logged",
+    description: "Lowest level that is logged: `debug`, `info`, `warn` or `error`",
     allowed: 'one of "debug", "info", "warn" or "error"',
     choices: { debug: "debug", info: "info", warn: "warning", warning: "warning", error: "error" },
   },
@@ -156,7 +196,7 @@ export const KEYS = [
     kind: "string",
     valueName: "format",
     default: "text",
-    description: "Log format: text, or json for one JSON object per line",
+    description: "Log format: `text`, or `json` for one JSON object per line",
     allowed: '"text" or "json"',
     choices: { text: "text", json: "json" },
   },
@@ -167,7 +207,7 @@ export const KEYS = [
     valueName: "url",
     optional: true,
     description:
-      "Token endpoint of the identity provider, like https://auth.example.com/token; set this or oidc.issuer",
+      "Token endpoint of the identity provider, like `https://auth.example.com/token`: `https:`, plain `http:` only to a loopback host; set this or `oidc.issuer`",
     allowed: "an absolute https: URL (http: only to localhost, 127.0.0.0/8 or [::1])",
     check: checkEndpointUrl,
   },
@@ -178,7 +218,7 @@ export const KEYS = [
     valueName: "url",
     optional: true,
     description:
-      "Issuer whose metadata (OpenID Connect discovery, else RFC 8414) names the token endpoint; set this or oidc.tokenurl",
+      "Issuer whose metadata (OpenID Connect discovery, else RFC 8414) names the token endpoint, fetched at the first refresh and again after the token endpoint fails (unreachable, 404, 5xx); the URL rules of `oidc.tokenurl`, no `?` or `#`; set this or `oidc.tokenurl`",
     allowed: "an absolute https: URL (http: only to localhost, 127.0.0.0/8 or [::1])",
     check: checkIssuer,
   },
@@ -187,7 +227,9 @@ export const KEYS = [
     field: "oidc.clientId",
     kind: "string",
     valueName: "id",
-    description: "OAuth client id",
+    optional: true,
+    description:
+      "OAuth client id; with workload_identity it may be left unset when the provider finds the client from the service-account token",
     allowed: "a non-empty client id without leading or trailing whitespace",
   },
   {
@@ -197,20 +239,43 @@ export const KEYS = [
     valueName: "method",
     default: "client_secret_post",
     description:
-      "Client authentication: client_secret_post (secret in the form body), client_secret_basic (HTTP Basic) or private_key_jwt (signed JWT)",
-    allowed: '"client_secret_post", "client_secret_basic" or "private_key_jwt"',
+      "Client authentication: `client_secret_post` (secret in the form body), `client_secret_basic` (HTTP Basic), `private_key_jwt` (JWT signed with `oidc.privatekeyfile`), `workload_identity` (the pod's service-account token, no secret) or `none` (public client, only with `oidc.grant` `jwt_bearer` or `token_exchange`)",
+    allowed:
+      '"client_secret_post", "client_secret_basic", "private_key_jwt", "workload_identity" or "none"',
     choices: {
       client_secret_post: "client_secret_post",
       client_secret_basic: "client_secret_basic",
       private_key_jwt: "private_key_jwt",
+      workload_identity: "workload_identity",
+      none: "none",
     },
     refused: {
-      none:
-        '"none" is for public clients, and the client credentials grant is only for clients that can authenticate',
       client_secret_jwt:
         '"client_secret_jwt" is not supported; private_key_jwt keeps the secret off the wire too',
       tls_client_auth: '"tls_client_auth" (mutual TLS) is not supported',
       self_signed_tls_client_auth: '"self_signed_tls_client_auth" (mutual TLS) is not supported',
+    },
+  },
+  {
+    key: "oidc.grant",
+    field: "oidc.grant",
+    kind: "string",
+    valueName: "grant",
+    default: "client_credentials",
+    description:
+      "Grant of the token request: client_credentials, jwt_bearer (the service-account token as assertion, RFC 7523) or token_exchange (as subject_token, RFC 8693)",
+    allowed: '"client_credentials", "jwt_bearer" or "token_exchange"',
+    choices: {
+      client_credentials: "client_credentials",
+      jwt_bearer: "jwt_bearer",
+      token_exchange: "token_exchange",
+      "urn:ietf:params:oauth:grant-type:jwt-bearer": "jwt_bearer",
+      "urn:ietf:params:oauth:grant-type:token-exchange": "token_exchange",
+    },
+    refused: {
+      authorization_code: "the tool runs unattended, with no user to sign in",
+      password: "the tool runs unattended, with no user and no password",
+      refresh_token: "refresh tokens are obtained by a sign-in the tool cannot do",
     },
   },
   {
@@ -231,7 +296,7 @@ export const KEYS = [
     valueName: "path",
     optional: true,
     description:
-      "File holding the client secret, read before every token request so a rotated secret is used without a restart; a trailing newline is ignored",
+      "File holding the client secret, read before every token request so a rotated mounted Secret is used without a restart; line breaks at the end are ignored",
     allowed: "a non-empty path without leading or trailing whitespace",
   },
   {
@@ -241,7 +306,7 @@ export const KEYS = [
     valueName: "path",
     optional: true,
     description:
-      "For private_key_jwt: file holding the private key (PEM PKCS#8 or PKCS#1, or a JWK), read before every token request",
+      "For `private_key_jwt`, which requires it: file holding the private key, PEM PKCS#8 (`BEGIN PRIVATE KEY`) or PKCS#1 (`BEGIN RSA PRIVATE KEY`), a JWK or a JWK Set; RSA, EC P-256/384/521 or Ed25519, unencrypted; read before every token request",
     allowed: "a non-empty path without leading or trailing whitespace",
   },
   {
@@ -251,7 +316,8 @@ export const KEYS = [
     valueName: "kid",
     optional: true,
     description:
-      "For private_key_jwt: kid header of the client assertion (default: the JWK's kid, else none)",
+      "For `private_key_jwt`: `kid` header of the client assertion; also picks the key out of a JWK Set",
+    defaultText: "the JWK's `kid`, else none",
     allowed: "a non-empty key id without leading or trailing whitespace",
   },
   {
@@ -261,7 +327,8 @@ export const KEYS = [
     valueName: "alg",
     optional: true,
     description:
-      "For private_key_jwt: signing algorithm, RS256/384/512, PS256/384/512, ES256/384/512, EdDSA or Ed25519 (default: the JWK's alg, else RS256, ES256/384/512 or EdDSA by key type)",
+      "For `private_key_jwt`: signing algorithm, `RS256`…`RS512`, `PS256`…`PS512`, `ES256`…`ES512`, `EdDSA` or `Ed25519`",
+    defaultText: "the JWK's `alg`, else by key type: `RS256`, `ES256`, `ES384`, `ES512` or `EdDSA`",
     allowed:
       '"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA" or "Ed25519"',
     choices: {
@@ -291,7 +358,8 @@ export const KEYS = [
     valueName: "uri",
     optional: true,
     description:
-      "For private_key_jwt: aud claim of the client assertion (default: the token endpoint URL; some providers want the issuer)",
+      "For `private_key_jwt`: `aud` claim of the client assertion; set it to the issuer for providers that want that (Auth0, Zitadel)",
+    defaultText: "the token endpoint URL",
     allowed: "an absolute URI, like https://auth.example.com/",
     check: checkAbsoluteUri,
   },
@@ -301,7 +369,7 @@ export const KEYS = [
     kind: "string",
     valueName: "scopes",
     optional: true,
-    description: 'Scopes to request, separated by spaces, like "api.read api.write"',
+    description: 'Scopes to request, separated by single spaces, like "api.read api.write"',
     allowed:
       'scope names separated by single spaces, each of printable ASCII characters other than " and \\, like "api.read api.write"',
     check: checkScope,
@@ -312,7 +380,7 @@ export const KEYS = [
     kind: "string",
     valueName: "audience",
     optional: true,
-    description: "Audience parameter of the token request, as Auth0 asks for it",
+    description: "The `audience` parameter of the token request, as Auth0 wants it",
     allowed: "a non-empty audience without leading or trailing whitespace",
   },
   {
@@ -322,7 +390,7 @@ export const KEYS = [
     valueName: "uris",
     optional: true,
     description:
-      "RFC 8707 resource indicators, one resource parameter each: absolute URIs separated by spaces (a YAML list in the file)",
+      "RFC 8707 resource indicators, one `resource` parameter each: absolute URIs separated by spaces (in the YAML file a string or a list); a repeated flag keeps its last value",
     allowed:
       'absolute URIs without a fragment, separated by spaces (or a YAML list), like "https://api.example.com/"',
     check: checkResource,
@@ -334,8 +402,65 @@ export const KEYS = [
     valueName: "path",
     optional: true,
     description:
-      "PEM file of CA certificates to trust for the provider besides the built-in ones, read before every token request",
+      "PEM file of CA certificates to trust for the provider besides the built-in ones; read before every token request",
     allowed: "a non-empty path without leading or trailing whitespace",
+  },
+  {
+    key: "oidc.federation.tokenfile",
+    field: "oidc.federation.tokenFile",
+    kind: "string",
+    valueName: "path",
+    optional: true,
+    description:
+      "Service-account token file of a projected volume with the provider's audience, read before every request (the kubelet rotates it); set this or oidc.federation.audience",
+    allowed: "a non-empty path without leading or trailing whitespace",
+  },
+  {
+    key: "oidc.federation.audience",
+    field: "oidc.federation.audience",
+    kind: "string",
+    valueName: "audience",
+    optional: true,
+    description:
+      "Audience of a service-account token minted with the TokenRequest API for every token request; set this or oidc.federation.tokenfile",
+    allowed:
+      "a non-empty audience without whitespace, like api://AzureADTokenExchange; never the API server's own",
+    check: checkFederationAudience,
+  },
+  {
+    key: "oidc.federation.expiration",
+    field: "oidc.federation.expiration",
+    kind: "integer",
+    valueName: "seconds",
+    optional: true,
+    min: 600,
+    max: 3600,
+    description:
+      "Lifetime in seconds of the tokens minted for oidc.federation.audience; 600 when unset",
+    allowed: 'a whole number of seconds from 600 to 3600, like "600"',
+  },
+  {
+    key: "oidc.federation.tokentype",
+    field: "oidc.federation.tokenType",
+    kind: "string",
+    valueName: "uri",
+    optional: true,
+    description:
+      `For token_exchange: subject_token_type of the service-account token; ${DEFAULT_SUBJECT_TOKEN_TYPE} when unset`,
+    allowed: "an absolute URI, like urn:ietf:params:oauth:token-type:id_token",
+    check: checkAbsoluteUri,
+  },
+  {
+    key: "oidc.federation.params",
+    field: "oidc.federation.params",
+    kind: "list",
+    valueName: "name=value",
+    optional: true,
+    description:
+      "Further form parameters of a token request with the service-account token, like connector_id=kubernetes, separated by spaces (a YAML list in the file)",
+    allowed:
+      'name=value items separated by spaces (or a YAML list), the name of letters, digits, "_", "-" and ".", not one the tool sets itself',
+    check: checkFormParameter,
   },
   {
     key: "renew.percent",
@@ -346,7 +471,7 @@ export const KEYS = [
     min: 1,
     max: 99,
     description:
-      "Renew a token when this percentage of its lifetime has passed (expires_in, or the JWT exp claim); interval stays the upper bound",
+      "Renew a token when this percentage of its lifetime has passed (1 to 99), the lifetime from `expires_in` or else the JWT `exp` claim; `interval` stays the upper bound",
     allowed: 'a whole number from 1 to 99, like "67"',
   },
   {
@@ -356,7 +481,7 @@ export const KEYS = [
     valueName: "host:port",
     default: ":8080",
     description:
-      "Where to serve /healthz, /readyz and /metrics, as host:port or :port (all interfaces); off disables the server",
+      "Where to serve `/healthz`, `/readyz` and `/metrics`: `:port` is every IPv4 and IPv6 interface (IPv4 alone where the system has no IPv6), `host:port` or `[ipv6]:port` one address; `off` disables the server",
     allowed:
       '"off", or host:port or :port with a port from 0 to 65535, like ":8080" or "127.0.0.1:8080"',
     check: checkListenAddress,
@@ -367,7 +492,7 @@ export const KEYS = [
     kind: "boolean",
     default: false,
     description:
-      "Refresh once, then exit: 0 on success, 1 on failure (for CronJobs and init containers)",
+      "Refresh once, then exit: 0 on success, 1 on failure (for CronJobs and init containers); not together with `dry-run`",
     allowed: '"true", "false", "1" or "0"',
   },
   {
@@ -376,7 +501,7 @@ export const KEYS = [
     kind: "boolean",
     default: false,
     description:
-      "Validate the configuration, obtain a token, check the Kubernetes permissions, write nothing, then exit",
+      "Validate the configuration, obtain a token, check the Kubernetes permissions and the namespace, write nothing, then exit",
     allowed: '"true", "false", "1" or "0"',
   },
   {
@@ -385,7 +510,7 @@ export const KEYS = [
     kind: "string",
     valueName: "dir",
     default: "/var/run/secrets/kubernetes.io/serviceaccount",
-    description: "Folder with the in-cluster service account token, ca.crt and namespace",
+    description: "Folder with the in-cluster service account `token`, `ca.crt` and `namespace`",
     allowed: "a non-empty path without leading or trailing whitespace",
   },
 ] as const satisfies readonly KeyDefinition[];

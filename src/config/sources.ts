@@ -26,6 +26,36 @@ export interface ConfigInput {
   readonly env?: Readonly<Record<string, string | undefined>>;
   /** Flag values by key (`"secret.name"`), as given on the command line. */
   readonly flags?: Readonly<Record<string, string | boolean | undefined>>;
+  /**
+   * Defaults found at start-up for keys the table has none for: in a pod, `secret.namespace`
+   * from the service account's `namespace` file. They rank as defaults, below every source.
+   */
+  readonly defaults?: Readonly<Record<string, string>>;
+}
+
+/**
+ * The value a key was given by a flag, a `KTR_` variable or the `--config` file, highest first,
+ * unchecked; `undefined` when none gave it. For the few decisions made before the merge, such as
+ * whether a default must be looked for at all.
+ *
+ * @param input The same input {@linkcode resolveConfig} takes.
+ * @param key The key.
+ * @returns The raw value, or `undefined`.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { givenValue } from "./sources.ts";
+ *
+ * const input = { env: { KTR_SECRET_NAMESPACE: "team-a" } };
+ * assert.equal(givenValue(input, "secret.namespace"), "team-a");
+ * assert.equal(givenValue({}, "secret.namespace"), undefined);
+ * ```
+ */
+export function givenValue(input: ConfigInput, key: string): unknown {
+  const fileValues = readFileValues(input.file, input.filePath, []);
+  return [input.flags?.[key], input.env?.[envName(key)], fileValues.get(key)]
+    .find((raw) => raw !== undefined);
 }
 
 /**
@@ -91,7 +121,7 @@ export function resolveConfig(input: ConfigInput): Config {
       ["flag", flags[key]],
       ["env", env[envName(key)]],
       ["file", fileValues.get(key)],
-      ["default", definition.default],
+      ["default", definition.default ?? input.defaults?.[key]],
     ];
     const found = candidates.find(([, raw]) => raw !== undefined);
     if (found === undefined) {

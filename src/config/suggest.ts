@@ -4,6 +4,7 @@
  * @module
  */
 import { envName, KEYS } from "./schema.ts";
+import type { KeyDefinition } from "./types.ts";
 
 /**
  * Warnings for `KTR_` environment variables that no key reads, each naming
@@ -29,13 +30,133 @@ export function envWarnings(env: Readonly<Record<string, string | undefined>>): 
     .filter((name) => name.startsWith("KTR_") && !known.includes(name))
     .sort()
     .map((name) => {
-      const suggestion = closestMatch(name, known);
+      // A probed misspelling names its key; anything else gets the closest name.
+      const suggestion = MISSPELLINGS.get(name) ?? closestMatch(name, known);
       return `Ignoring unknown environment variable ${name}: ${
         suggestion === undefined
           ? "no configuration key reads it (run with --help to list them)"
           : `did you mean ${suggestion}?`
       }`;
     });
+}
+
+/**
+ * The words the keys' joined segments are made of (`clientsecretfile` is client, secret, file),
+ * so their split spellings can be probed. A segment that does not split into these stays whole.
+ */
+const KEY_WORDS = [
+  "access",
+  "account",
+  "address",
+  "alg",
+  "assertion",
+  "audience",
+  "auth",
+  "ca",
+  "client",
+  "dir",
+  "file",
+  "id",
+  "key",
+  "method",
+  "private",
+  "secret",
+  "service",
+  "token",
+  "url",
+];
+
+/** Splits a joined segment into {@linkcode KEY_WORDS}, fewest words first; else keeps it whole. */
+function splitWords(segment: string): string[] {
+  const best: (string[] | undefined)[] = [[]];
+  for (let end = 1; end <= segment.length; end++) {
+    for (let start = 0; start < end; start++) {
+      const before = best[start];
+      const word = segment.slice(start, end);
+      if (before === undefined || !KEY_WORDS.includes(word)) continue;
+      if (best[end] === undefined || before.length + 1 < best[end]!.length) {
+        best[end] = [...before, word];
+      }
+    }
+  }
+  return best[segment.length] ?? [segment];
+}
+
+/** Other forms of a key's last word that people write: plurals, and percent as a percentage. */
+function lastWordForms(word: string): string[] {
+  const forms = word.endsWith("s") ? [] : [`${word}s`];
+  if (word === "percent") forms.push("percentage", "percentages", "pct");
+  return forms;
+}
+
+/**
+ * The likely misspellings of a key's `KTR_` name, built the same way for every key: the words
+ * joined (`KTR_OIDCCLIENTID`) or split (`KTR_OIDC_CLIENT_ID`), the section left out
+ * (`KTR_CLIENTID`, `KTR_CLIENT_ID`), and other forms of the last word: plurals
+ * (`KTR_OIDC_RESOURCES`) and, for `renew.percent`, the percentage forms (`KTR_RENEW_PERCENTAGE`).
+ * Switches get no plural.
+ *
+ * @param definition The key.
+ * @returns The names, without the real one.
+ */
+function misspellingsOf(definition: KeyDefinition): string[] {
+  const sections = definition.key.split(".");
+  const words = (section: string) => section.split("-").flatMap(splitWords);
+  const spellings: string[][] = [
+    sections.flatMap((section) => section.split("-")),
+    sections.flatMap(words),
+    [sections.join("").replaceAll("-", "")],
+  ];
+  if (sections.length > 1) {
+    const last = sections.at(-1)!;
+    spellings.push([last.replaceAll("-", "")], words(last));
+  }
+  const name = (parts: readonly string[]) => `KTR_${parts.join("_").toUpperCase()}`;
+  const names = new Set<string>();
+  for (const parts of spellings) {
+    names.add(name(parts));
+    if (definition.kind === "boolean") continue;
+    for (const form of lastWordForms(parts.at(-1)!)) names.add(name([...parts.slice(0, -1), form]));
+  }
+  names.delete(envName(definition.key));
+  return [...names];
+}
+
+/** Each likely misspelling and the real name it stands for; the first key to claim one keeps it. */
+function buildMisspellings(): ReadonlyMap<string, string> {
+  const real = new Set<string>(KEYS.map((d) => envName(d.key)));
+  const map = new Map<string, string>();
+  for (const definition of KEYS as readonly KeyDefinition[]) {
+    for (const name of misspellingsOf(definition)) {
+      if (!real.has(name) && !map.has(name)) map.set(name, envName(definition.key));
+    }
+  }
+  return map;
+}
+
+/** Built once from the key table, which never changes. */
+const MISSPELLINGS = buildMisspellings();
+
+/**
+ * The `KTR_` names worth reading when the environment cannot be listed (a narrow `--allow-env`
+ * grants names, not a listing): every key's real name and its likely misspellings (the words
+ * joined or split, the section left out, plurals and percentage forms of the last word). A
+ * misspelling outside these is found only where the whole environment may be read.
+ *
+ * @returns The names, real ones first, without duplicates.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { probedEnvNames } from "./suggest.ts";
+ *
+ * const names = probedEnvNames();
+ * assert.ok(names.includes("KTR_OIDC_CLIENT_ID"));
+ * assert.ok(names.includes("KTR_RENEW_PERCENTAGE"));
+ * ```
+ */
+export function probedEnvNames(): string[] {
+  return [...KEYS.map((d) => envName(d.key)), ...MISSPELLINGS.keys()];
 }
 
 /** Optimal string alignment distance: edits, with a swap of neighbours counting as one. */

@@ -19,7 +19,19 @@ export type LogFormat = "text" | "json";
  * RFC 7591): the secret in the form body, the secret in an HTTP Basic header,
  * or a JWT signed with the client's private key (RFC 7523).
  */
-export type ClientAuthMethod = "client_secret_post" | "client_secret_basic" | "private_key_jwt";
+export type ClientAuthMethod =
+  | "client_secret_post"
+  | "client_secret_basic"
+  | "private_key_jwt"
+  | "workload_identity"
+  | "none";
+
+/**
+ * The grant of the token request: client credentials (RFC 6749 §4.4), the JWT-bearer grant
+ * (RFC 7523 §2.1: the service-account token is the assertion), or token exchange (RFC 8693: the
+ * service-account token is the subject token).
+ */
+export type GrantType = "client_credentials" | "jwt_bearer" | "token_exchange";
 
 /**
  * JWS algorithms a `private_key_jwt` client assertion can be signed with.
@@ -78,10 +90,15 @@ export interface Config {
     readonly tokenUrl?: string;
     /** Issuer whose metadata names the token endpoint (`oidc.issuer`). */
     readonly issuer?: string;
-    /** OAuth client id (`oidc.clientid`). */
-    readonly clientId: string;
+    /**
+     * OAuth client id (`oidc.clientid`); only `workload_identity` may leave it unset, when the
+     * provider finds the client from the service-account token's issuer and subject.
+     */
+    readonly clientId?: string;
     /** How the client authenticates (`oidc.authmethod`). */
     readonly authMethod: ClientAuthMethod;
+    /** The grant of the token request (`oidc.grant`). */
+    readonly grant: GrantType;
     /** OAuth client secret (`oidc.clientsecret`); never print it. */
     readonly clientSecret?: string;
     /** File holding the client secret, read before every request (`oidc.clientsecretfile`). */
@@ -102,6 +119,23 @@ export interface Config {
     readonly resource?: readonly string[];
     /** PEM file of further CA certificates to trust for the provider (`oidc.cafile`). */
     readonly caFile?: string;
+    /**
+     * The Kubernetes service-account token sent instead of a client secret (`oidc.federation.*`):
+     * set when `authMethod` is `workload_identity` or `grant` is not `client_credentials`, with
+     * exactly one of `tokenFile` and `audience`.
+     */
+    readonly federation?: {
+      /** Projected token file, read before every request (`oidc.federation.tokenfile`). */
+      readonly tokenFile?: string;
+      /** Audience of the tokens minted with TokenRequest (`oidc.federation.audience`). */
+      readonly audience?: string;
+      /** Lifetime of a minted token in seconds, 600 to 3600 (`oidc.federation.expiration`). */
+      readonly expiration?: number;
+      /** `subject_token_type` of token exchange (`oidc.federation.tokentype`). */
+      readonly tokenType?: string;
+      /** Further form parameters, `name=value` each (`oidc.federation.params`). */
+      readonly params?: readonly string[];
+    };
   };
   /** When to renew a token (`renew.percent`): this percentage of its lifetime after it was issued. */
   readonly renew: {
@@ -151,14 +185,27 @@ export interface KeyDefinition {
   readonly field: ConfigField;
   /** How raw strings are read. */
   readonly kind: ValueKind;
-  /** One line for `--help`. */
+  /**
+   * What the key does, for `--help` and README's key table alike (code in backticks, which
+   * `--help` leaves out).
+   */
   readonly description: string;
   /** Placeholder for the value in `--help`, e.g. `seconds`. */
   readonly valueName?: string;
   /** Built-in default, written as a user would write it; without one the key is required. */
   readonly default?: string | number | boolean;
+  /**
+   * For a key whose default is found at run time (from the key file, the token endpoint): what
+   * it is, for `--help` and README. The key is optional then.
+   */
+  readonly defaultText?: string;
   /** Without a default, the key may still be left unset: its field is then `undefined`. */
   readonly optional?: boolean;
+  /**
+   * Where the default comes from in a pod, for a key that is required elsewhere (`--help` and
+   * README say it); the caller finds the value and passes it in `ConfigInput.defaults`.
+   */
+  readonly podDefault?: string;
   /** The value must never appear in output: not in `--help`, not in error messages. */
   readonly secret?: boolean;
   /** What is allowed, phrased to follow "expected" in error messages. */

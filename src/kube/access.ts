@@ -75,7 +75,7 @@ export async function reviewSecretAccess(
  * The RBAC rule that grants a missing permission, for messages: `create` cannot be limited to one
  * name, `get` and `update` can and should be.
  *
- * @param permission The permission.
+ * @param permission The verb, and the Secret's name for the verbs RBAC can narrow to one.
  * @returns A Role rule in YAML flow style.
  *
  * @example
@@ -84,12 +84,12 @@ export async function reviewSecretAccess(
  * import { roleRuleFor } from "./access.ts";
  *
  * assert.equal(
- *   roleRuleFor({ verb: "update", name: "tok", namespace: "ns", allowed: false }),
+ *   roleRuleFor({ verb: "update", name: "tok" }),
  *   '{apiGroups: [""], resources: ["secrets"], resourceNames: ["tok"], verbs: ["update"]}',
  * );
  * ```
  */
-export function roleRuleFor(permission: SecretPermission): string {
+export function roleRuleFor(permission: { verb: string; name?: string }): string {
   const names = permission.name === undefined
     ? ""
     : ` resourceNames: [${JSON.stringify(permission.name)}],`;

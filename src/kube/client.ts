@@ -7,7 +7,13 @@
 
 import { startDeadline } from "../deadline.ts";
 import { CodedError, messageOf } from "../errors.ts";
-import { readBoundedBody } from "../http.ts";
+import {
+  classifySendFailure,
+  describeSendFailure,
+  proxyFor,
+  readBoundedBody,
+  type SendFailureKind,
+} from "../http.ts";
 
 /** Where the API server is and how to authenticate to it. */
 export interface KubeConnection {
@@ -55,6 +61,8 @@ export class KubeApiError extends CodedError<KubeErrorCode> {
   readonly reason?: string;
   /** The API verb that failed (`get`, `create`, `update`). */
   readonly verb?: string;
+  /** For `KUBE_UNREACHABLE`: why no answer came (TLS, refused, DNS, timeout, reset). */
+  readonly sendFailure?: SendFailureKind;
 
   /**
    * @param message Human-readable description.
@@ -67,6 +75,7 @@ export class KubeApiError extends CodedError<KubeErrorCode> {
       status?: number;
       reason?: string;
       verb?: string;
+      sendFailure?: SendFailureKind;
       cause?: unknown;
     },
   ) {
@@ -74,6 +83,7 @@ export class KubeApiError extends CodedError<KubeErrorCode> {
     this.status = options.status;
     this.reason = options.reason;
     this.verb = options.verb;
+    this.sendFailure = options.sendFailure;
   }
 }
 
@@ -106,6 +116,8 @@ export interface ResourceAttributes {
   group?: string;
   /** One object by name; without it the question is about every object of the resource. */
   name?: string;
+  /** A subresource, like `token` of `serviceaccounts`. */
+  subresource?: string;
 }
 
 /** The answer of an access review. */
@@ -126,6 +138,11 @@ export interface KubeClientOptions {
   timeoutMs?: number;
   /** The fetch to use; tests pass their own. */
   fetch?: typeof fetch;
+  /**
+   * The proxy variables fetch reads (`HTTPS_PROXY`, `NO_PROXY`, ...), so an unreachable proxy is
+   * reported as the proxy's failure rather than the API server's.
+   */
+  proxyEnv?: Readonly<Record<string, string | undefined>>;
 }
 
 const MAX_RESPONSE_BYTES = 4 << 20;
@@ -144,6 +161,7 @@ export class KubeClient {
   #connection: KubeConnection;
   #timeoutMs: number;
   #fetch: typeof fetch;
+  #proxyEnv: Readonly<Record<string, string | undefined>>;
 
   /**
    * @param connection Server, credentials and TLS client.
@@ -153,6 +171,7 @@ export class KubeClient {
     this.#connection = connection;
     this.#timeoutMs = options.timeoutMs ?? 10_000;
     this.#fetch = options.fetch ?? fetch;
+    this.#proxyEnv = options.proxyEnv ?? {};
   }
 
   /** Where the credentials came from (for logs). */
@@ -191,18 +210,49 @@ export class KubeClient {
    * @param namespace Namespace to create it in.
    * @param secret The Secret object.
    * @param signal Aborts the request.
+   * @param options `dryRun`: the API server checks the create (authorization, admission, the
+   *   namespace) and stores nothing (`?dryRun=All`).
    * @returns The created Secret as the API returned it.
-   * @throws {KubeApiError} On failure (409 when it already exists).
+   * @throws {KubeApiError} On failure (409 when it already exists, 404 when the namespace does
+   *   not).
    */
   createSecret(
     namespace: string,
     secret: SecretObject,
     signal?: AbortSignal,
+    options: { dryRun?: boolean } = {},
   ): Promise<SecretObject> {
-    return this.#request("create", "POST", secretPath(namespace), secret, signal, {
+    const query = options.dryRun ? "?dryRun=All" : "";
+    return this.#request("create", "POST", `${secretPath(namespace)}${query}`, secret, signal, {
       check: isSecret,
       what: "a Secret",
     });
+  }
+
+  /**
+   * Whether a namespace exists. Needs `get` on that namespace, a cluster-scoped permission which
+   * least-privilege identities lack.
+   *
+   * @param namespace The namespace.
+   * @param signal Aborts the request.
+   * @returns True when it exists, false on 404.
+   * @throws {KubeApiError} On any other failure (403 without the permission).
+   */
+  async namespaceExists(namespace: string, signal?: AbortSignal): Promise<boolean> {
+    try {
+      await this.#request(
+        "get",
+        "GET",
+        `/api/v1/namespaces/${encodeURIComponent(namespace)}`,
+        undefined,
+        signal,
+        { check: isNamed, what: "a Namespace" },
+      );
+      return true;
+    } catch (err) {
+      if (err instanceof KubeApiError && err.status === 404) return false;
+      throw err;
+    }
   }
 
   /**
@@ -273,6 +323,38 @@ export class KubeClient {
     };
   }
 
+  /**
+   * Mints a token for a service account with the TokenRequest API
+   * (`POST .../serviceaccounts/NAME/token`); needs `create` on `serviceaccounts/token`.
+   *
+   * @param namespace Namespace of the service account.
+   * @param name Name of the service account.
+   * @param spec The audiences the token is for and its lifetime in seconds.
+   * @param signal Aborts the request.
+   * @returns The token and its expiry as the API server stated it. Never log the token.
+   * @throws {KubeApiError} On failure (403 without the permission).
+   */
+  async requestServiceAccountToken(
+    namespace: string,
+    name: string,
+    spec: { audiences: readonly string[]; expirationSeconds: number },
+    signal?: AbortSignal,
+  ): Promise<{ token: string; expirationTimestamp?: string }> {
+    const path = `/api/v1/namespaces/${encodeURIComponent(namespace)}/serviceaccounts/${
+      encodeURIComponent(name)
+    }/token`;
+    const review = await this.#request(
+      "create",
+      "POST",
+      path,
+      { apiVersion: "authentication.k8s.io/v1", kind: "TokenRequest", spec },
+      signal,
+      { check: isTokenRequest, what: "a TokenRequest with a token" },
+    );
+    const { token, expirationTimestamp } = review.status;
+    return typeof expirationTimestamp === "string" ? { token, expirationTimestamp } : { token };
+  }
+
   async #request<T>(
     verb: string,
     method: string,
@@ -325,9 +407,13 @@ export class KubeClient {
           { code: "KUBE_TIMEOUT", verb },
         );
       }
+      // The cause names TLS, refused, DNS or reset; fetch's own message is only "fetch failed".
+      const failure = classifySendFailure(err);
       throw new KubeApiError(
-        `Kubernetes API at ${url.origin} could not be reached: ${messageOf(err)}`,
-        { code: "KUBE_UNREACHABLE", verb, cause: err },
+        `Kubernetes API at ${url.origin} could not be reached: ${
+          describeSendFailure(err, proxyFor(url, this.#proxyEnv))
+        }`,
+        { code: "KUBE_UNREACHABLE", verb, sendFailure: failure.kind, cause: err },
       );
     }
     let parsed: unknown;
@@ -374,6 +460,21 @@ function isAccessReview(value: unknown): value is { status: Record<string, unkno
   if (typeof value !== "object" || value === null) return false;
   const status = (value as { status?: unknown }).status;
   return typeof status === "object" && status !== null;
+}
+
+function isTokenRequest(
+  value: unknown,
+): value is { status: { token: string; expirationTimestamp?: unknown } } {
+  if (typeof value !== "object" || value === null) return false;
+  const status = (value as { status?: { token?: unknown } }).status;
+  return typeof status === "object" && status !== null && typeof status.token === "string" &&
+    status.token !== "";
+}
+
+function isNamed(value: unknown): value is { metadata: { name: string } } {
+  if (typeof value !== "object" || value === null) return false;
+  const meta = (value as { metadata?: { name?: unknown } }).metadata;
+  return typeof meta === "object" && meta !== null && typeof meta.name === "string";
 }
 
 function isSecret(value: unknown): value is SecretObject {

@@ -4,6 +4,7 @@
  * @module
  */
 import { toBase64 } from "../base64.ts";
+import { roleRuleFor } from "./access.ts";
 import { KubeApiError, type KubeClient, type SecretObject } from "./client.ts";
 
 /** The label the tool puts on every Secret it writes. */
@@ -149,7 +150,9 @@ export class SecretWriter {
       ? `secrets in namespace "${namespace}" (create cannot be limited by resourceNames)`
       : `secret "${name}" in namespace "${namespace}"`;
     return new KubeApiError(
-      `${err.message}. The identity in use (${this.#client.description}) lacks the "${verb}" verb on ${scope}: grant it in a Role bound to that identity (apiGroups [""], resources ["secrets"], verbs ["${verb}"])`,
+      `${err.message}. The identity in use (${this.#client.description}) lacks the "${verb}" verb on ${scope}: grant it in a Role bound to that identity with the rule ${
+        roleRuleFor({ verb, ...(verb === "create" ? {} : { name }) })
+      }`,
       { code: err.code, status: err.status, reason: err.reason, verb, cause: err },
     );
   }

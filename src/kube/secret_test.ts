@@ -120,6 +120,10 @@ Deno.test("SecretWriter.write() explains a forbidden create with the missing ver
   assertEquals(err.status, 403);
   assertEquals(err.verb, "create");
   assertStringIncludes(err.message, 'lacks the "create" verb on secrets in namespace "team-a"');
+  assertStringIncludes(
+    err.message,
+    'with the rule {apiGroups: [""], resources: ["secrets"], verbs: ["create"]}',
+  );
   assertStringIncludes(err.message, "test service account");
   assertEquals(fake.secrets.size, 0);
 });
@@ -138,6 +142,11 @@ Deno.test("SecretWriter.write() explains a forbidden update naming the Secret", 
   assertStringIncludes(
     err.message,
     'lacks the "update" verb on secret "api-token" in namespace "team-a"',
+  );
+  // The rule to paste narrows the grant to this Secret, as the deploy base does.
+  assertStringIncludes(
+    err.message,
+    'with the rule {apiGroups: [""], resources: ["secrets"], resourceNames: ["api-token"], verbs: ["update"]}',
   );
   assertEquals(decode(fake.secrets.get("team-a/api-token")!.data?.token), "old");
 });

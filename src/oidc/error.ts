@@ -24,8 +24,9 @@ export type TokenErrorCode =
   | "TOKEN_ABORTED"
   /**
    * The client secret file or the private key file cannot be read, is empty, or holds no
-   * usable key (wrong format, public key only, a key that cannot sign with the algorithm).
-   * Nothing was sent to the provider.
+   * usable key (wrong format, public key only, a key that cannot sign with the algorithm);
+   * or the service-account token cannot be had (file unreadable or expired, TokenRequest
+   * refused) or is for the API server's own audience. Nothing was sent to the provider.
    */
   | "TOKEN_CREDENTIALS"
   /** The CA file cannot be read or holds no usable certificate. Nothing was sent. */

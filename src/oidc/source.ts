@@ -12,15 +12,26 @@
 import { getLogger } from "@logtape/logtape";
 import * as oauth from "oauth4webapi";
 import { fromBase64 } from "../base64.ts";
-import type { ClientAuthMethod, Config } from "../config/mod.ts";
+import type { ClientAuthMethod, Config, GrantType } from "../config/mod.ts";
 import { startDeadline } from "../deadline.ts";
-import { messageOf } from "../errors.ts";
-import { isLoopbackHost, readBoundedBody } from "../http.ts";
+import {
+  describeSendFailure,
+  isLoopbackHost,
+  proxyFor,
+  type ProxyRoute,
+  readBoundedBody,
+} from "../http.ts";
 import { LOG_CATEGORY } from "../log.ts";
 import type { Token, TokenSource } from "../token.ts";
 import { type ClientPrivateKey, readPrivateKeyFile, readSecretFile } from "./auth.ts";
 import { createTrustingClient } from "./trust.ts";
 import { TokenError } from "./error.ts";
+import {
+  appendFormParameters,
+  federatedGrant,
+  type ServiceAccountTokenSource,
+  workloadIdentityAuth,
+} from "./federation.ts";
 
 export { TokenError, type TokenErrorCode, type TokenErrorOptions } from "./error.ts";
 
@@ -37,10 +48,21 @@ export interface ClientCredentialsOptions {
    * request, and again after the token endpoint fails (unreachable, 404 or 5xx).
    */
   issuer?: string;
-  /** OAuth client id. */
-  clientId: string;
+  /** OAuth client id; only `workload_identity` may leave it out. */
+  clientId?: string;
   /** How the client authenticates. Default `client_secret_post`, as the original tool did. */
   authMethod?: ClientAuthMethod;
+  /** The grant. Default `client_credentials`. */
+  grant?: GrantType;
+  /**
+   * The Kubernetes service-account token, read or minted before every request; needed by
+   * `workload_identity` and by the `jwt_bearer` and `token_exchange` grants.
+   */
+  serviceAccountToken?: ServiceAccountTokenSource;
+  /** `subject_token_type` of token exchange. Default `urn:ietf:params:oauth:token-type:jwt`. */
+  subjectTokenType?: string;
+  /** Further form parameters, `name=value` each (`oidc.federation.params`). */
+  extraParameters?: readonly string[];
   /**
    * OAuth client secret, or a function returning it (called before every request); needed
    * by `client_secret_post` and `client_secret_basic`.
@@ -72,6 +94,11 @@ export interface ClientCredentialsOptions {
   fetch?: typeof fetch;
   /** The clock, ms since the epoch. */
   now?: () => number;
+  /**
+   * The proxy variables fetch reads (`HTTPS_PROXY`, `NO_PROXY`, ...), so an unreachable proxy is
+   * reported as the proxy's failure rather than the endpoint's.
+   */
+  proxyEnv?: Readonly<Record<string, string | undefined>>;
 }
 
 const DEFAULT_TIMEOUT_MS = 10_000;
@@ -132,15 +159,13 @@ function describeProviderError(status: number, error: string, description?: stri
   return `Token endpoint refused the request with HTTP ${status}, error "${error}"${detail}`;
 }
 
-/** Why a request could not be sent; fetch's own message is only "fetch failed", its cause says why. */
-function describeSendFailure(err: unknown): string {
-  const cause = err instanceof Error ? err.cause : undefined;
-  if (cause instanceof Error && cause.message !== "") return cause.message;
-  return messageOf(err);
-}
-
 /** Maps whatever oauth4webapi or fetch threw onto a {@linkcode TokenError}, keeping secrets out. */
-function toTokenError(err: unknown, status: number | undefined, retryAfterMs: number | undefined) {
+function toTokenError(
+  err: unknown,
+  status: number | undefined,
+  retryAfterMs: number | undefined,
+  proxy?: ProxyRoute,
+) {
   if (err instanceof TokenError) return err;
   if (err instanceof oauth.ResponseBodyError) {
     return new TokenError(describeProviderError(err.status, err.error, err.error_description), {
@@ -191,7 +216,7 @@ function toTokenError(err: unknown, status: number | undefined, retryAfterMs: nu
   if (err instanceof DOMException && err.name === "AbortError") {
     return new TokenError("Token request aborted", { code: "TOKEN_ABORTED" });
   }
-  return new TokenError(`Token endpoint could not be reached: ${describeSendFailure(err)}`, {
+  return new TokenError(`Token endpoint could not be reached: ${describeSendFailure(err, proxy)}`, {
     code: "TOKEN_UNREACHABLE",
   });
 }
@@ -260,6 +285,7 @@ async function discover(
   boundedFetch: BoundedFetchFactory,
   timeoutMs: number,
   signal: AbortSignal | undefined,
+  proxyEnv: Readonly<Record<string, string | undefined>>,
 ): Promise<oauth.AuthorizationServer> {
   const what = `Discovery endpoint of issuer ${JSON.stringify(issuer.href)}`;
   const problems: string[] = [];
@@ -311,7 +337,7 @@ async function discover(
       }
       throw new TokenError(
         `Discovery endpoint ${url || issuer.href} could not be reached: ${
-          describeSendFailure(err)
+          describeSendFailure(err, proxyFor(url || issuer.href, proxyEnv))
         }`,
         { code: "TOKEN_UNREACHABLE" },
       );
@@ -385,13 +411,20 @@ export function createClientCredentialsSource(options: ClientCredentialsOptions)
   if ((options.tokenUrl === undefined) === (options.issuer === undefined)) {
     throw new TypeError("Exactly one of tokenUrl and issuer must be given");
   }
-  const { clientSecret, privateKey } = options;
-  if (method === "private_key_jwt" ? privateKey === undefined : clientSecret === undefined) {
-    throw new TypeError(
-      `The auth method ${method} needs ${
-        method === "private_key_jwt" ? "privateKey" : "clientSecret"
-      }`,
-    );
+  const { clientSecret, privateKey, serviceAccountToken } = options;
+  const grant = options.grant ?? "client_credentials";
+  const needs = method === "private_key_jwt"
+    ? privateKey === undefined ? "privateKey" : undefined
+    : method === "client_secret_post" || method === "client_secret_basic"
+    ? clientSecret === undefined ? "clientSecret" : undefined
+    : undefined;
+  if (needs !== undefined) throw new TypeError(`The auth method ${method} needs ${needs}`);
+  const federated = method === "workload_identity" || grant !== "client_credentials";
+  if (federated && serviceAccountToken === undefined) {
+    throw new TypeError(`The auth method ${method} with grant ${grant} needs serviceAccountToken`);
+  }
+  if (options.clientId === undefined && method !== "workload_identity") {
+    throw new TypeError(`The auth method ${method} needs clientId`);
   }
   const issuer = options.issuer === undefined ? undefined : new URL(options.issuer);
   // Without an issuer, the token URL's origin stands in for it; only assertions would show it,
@@ -400,14 +433,22 @@ export function createClientCredentialsSource(options: ClientCredentialsOptions)
     ? undefined
     : { issuer: new URL(options.tokenUrl).origin, token_endpoint: new URL(options.tokenUrl).href };
   let discovered: oauth.AuthorizationServer | undefined;
-  const client: oauth.Client = { client_id: options.clientId };
+  // oauth4webapi wants a client id; workload_identity without one never sends it (see its auth).
+  const client: oauth.Client = { client_id: options.clientId ?? "unset" };
   const parameters = new URLSearchParams();
   if (options.scope !== undefined) parameters.set("scope", options.scope);
   if (options.audience !== undefined) parameters.set("audience", options.audience);
   for (const resource of options.resource ?? []) parameters.append("resource", resource);
+  appendFormParameters(parameters, options.extraParameters ?? []);
 
   /** Reads the credentials now, so a rotated file counts, and builds the client authentication. */
-  const authentication = async (): Promise<(as: oauth.AuthorizationServer) => oauth.ClientAuth> => {
+  const authentication = async (
+    assertion: string | undefined,
+  ): Promise<(as: oauth.AuthorizationServer) => oauth.ClientAuth> => {
+    if (method === "workload_identity") {
+      return () => workloadIdentityAuth(assertion!, options.clientId);
+    }
+    if (method === "none") return () => oauth.None();
     let secret: string | undefined;
     let key: ClientPrivateKey | undefined;
     try {
@@ -486,7 +527,7 @@ export function createClientCredentialsSource(options: ClientCredentialsOptions)
   ): Promise<oauth.AuthorizationServer> => {
     if (configured !== undefined) return configured;
     if (discovered === undefined) {
-      discovered = await discover(issuer!, fetcher, timeoutMs, signal);
+      discovered = await discover(issuer!, fetcher, timeoutMs, signal, options.proxyEnv ?? {});
       log.info("Found token endpoint {tokenEndpoint} in the metadata of issuer {issuer}", {
         tokenEndpoint: discovered.token_endpoint,
         issuer: issuer!.href,
@@ -498,7 +539,8 @@ export function createClientCredentialsSource(options: ClientCredentialsOptions)
   return {
     async fetchToken(signal?: AbortSignal): Promise<Token> {
       // Local files first: a missing secret is reported without a round trip to the provider.
-      const authenticate = await authentication();
+      const assertion = federated ? await serviceAccountToken!.token(signal) : undefined;
+      const authenticate = await authentication(assertion);
       const httpClient = await options.httpClient?.();
       try {
         const fetcher = boundedFetch(httpClient);
@@ -509,22 +551,49 @@ export function createClientCredentialsSource(options: ClientCredentialsOptions)
           // earlier than that, so an expiry computed from the answer's arrival would be late.
           const requestedAt = now();
           return await withDeadline("Token endpoint", timeoutMs, signal, async (bounded) => {
-            const response = await oauth.clientCredentialsGrantRequest(
-              as,
-              client,
-              authenticate(as),
-              parameters,
-              {
-                signal: bounded,
-                [oauth.allowInsecureRequests]: new URL(as.token_endpoint!).protocol === "http:",
-                [oauth.customFetch]: record.fetch,
-              },
-            );
-            const result = await oauth.processClientCredentialsResponse(as, client, response);
+            const requestOptions = {
+              signal: bounded,
+              [oauth.allowInsecureRequests]: new URL(as.token_endpoint!).protocol === "http:",
+              [oauth.customFetch]: record.fetch,
+            };
+            let result: oauth.TokenEndpointResponse;
+            let response: Response;
+            if (grant === "client_credentials") {
+              response = await oauth.clientCredentialsGrantRequest(
+                as,
+                client,
+                authenticate(as),
+                parameters,
+                requestOptions,
+              );
+              result = await oauth.processClientCredentialsResponse(as, client, response);
+            } else {
+              const request = federatedGrant(
+                grant,
+                assertion!,
+                parameters,
+                options.subjectTokenType,
+              );
+              response = await oauth.genericTokenEndpointRequest(
+                as,
+                client,
+                authenticate(as),
+                request.grantType,
+                request.parameters,
+                requestOptions,
+              );
+              result = await oauth.processGenericTokenEndpointResponse(as, client, response);
+            }
+            checkAccessToken(result.access_token, response.status);
             return withLifetime(result.access_token, result.expires_in, requestedAt);
           });
         } catch (err) {
-          const error = toTokenError(err, record.status, record.retryAfterMs);
+          const error = toTokenError(
+            err,
+            record.status,
+            record.retryAfterMs,
+            proxyFor(as.token_endpoint!, options.proxyEnv ?? {}),
+          );
           if (discovered !== undefined && suggestsStaleMetadata(error)) {
             log.debug("Token endpoint failed; the issuer's metadata will be fetched again", {
               code: error.code,
@@ -539,6 +608,28 @@ export function createClientCredentialsSource(options: ClientCredentialsOptions)
       }
     },
   };
+}
+
+/** RFC 6749, Appendix A.12: `access-token = 1*VSCHAR`, VSCHAR being %x20-7E. */
+const VSCHAR_TOKEN = /^[\x20-\x7E]+$/;
+
+/**
+ * Refuses an access token outside RFC 6749's grammar. Consumers paste the token into an
+ * `Authorization` header: a CR or LF in it would inject headers into every consumer's requests.
+ * The message names the rule and where it broke, never the value.
+ */
+function checkAccessToken(value: string, status: number): void {
+  if (VSCHAR_TOKEN.test(value)) return;
+  const bad = [...value].findIndex((c) => !VSCHAR_TOKEN.test(c));
+  const code = value.codePointAt(bad) ?? 0;
+  throw new TokenError(
+    `Token endpoint gave an invalid token response: "access_token" must be 1*VSCHAR (printable ASCII %x20-7E, RFC 6749 Appendix A.12), but character ${
+      bad + 1
+    } is U+${
+      code.toString(16).toUpperCase().padStart(4, "0")
+    }; the token was refused and is not shown`,
+    { code: "TOKEN_INVALID_RESPONSE", status },
+  );
 }
 
 /**
@@ -579,6 +670,8 @@ function withLifetime(value: string, expiresIn: number | undefined, obtainedAt: 
 
 /** Options of {@linkcode tokenSourceFromConfig}: the test hooks of the token source. */
 export interface TokenSourceOptions {
+  /** The service-account token source, when the configuration federates (see federation.ts). */
+  serviceAccountToken?: ServiceAccountTokenSource;
   /** Reads the secret, key and CA files; defaults to `Deno.readTextFile`. */
   readTextFile?: (path: string) => Promise<string>;
   /** The fetch to use. */
@@ -587,6 +680,8 @@ export interface TokenSourceOptions {
   now?: () => number;
   /** Timeout in milliseconds of each request. Default 10 000. */
   timeoutMs?: number;
+  /** The proxy variables, to tell a failing proxy from a failing endpoint. */
+  proxyEnv?: Readonly<Record<string, string | undefined>>;
 }
 
 /**
@@ -616,6 +711,10 @@ export function tokenSourceFromConfig(
     issuer: oidc.issuer,
     clientId: oidc.clientId,
     authMethod: oidc.authMethod,
+    grant: oidc.grant,
+    serviceAccountToken: options.serviceAccountToken,
+    subjectTokenType: oidc.federation?.tokenType,
+    extraParameters: oidc.federation?.params,
     clientSecret: clientSecretFile === undefined
       ? oidc.clientSecret
       : () => readSecretFile(clientSecretFile, { readTextFile }),
@@ -633,5 +732,6 @@ export function tokenSourceFromConfig(
     fetch: options.fetch,
     now: options.now,
     timeoutMs: options.timeoutMs,
+    proxyEnv: options.proxyEnv,
   });
 }

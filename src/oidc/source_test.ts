@@ -94,6 +94,27 @@ Deno.test("fetchToken() refuses a 200 answer without access_token", async () => 
   assertStringIncludes(err.message, "access_token");
 });
 
+Deno.test("fetchToken() refuses an access_token outside 1*VSCHAR (CR/LF, controls, non-ASCII) without quoting it", async () => {
+  for (const bad of [`${TOKEN}\r\nX-Injected: 1`, `${TOKEN}\n`, `${TOKEN}\t`, `${TOKEN}\u00e9`]) {
+    const { source } = sourceAnswering(() =>
+      Response.json({ access_token: bad, token_type: "Bearer", expires_in: 300 })
+    );
+    const err = await assertRejects(() => source.fetchToken(), TokenError);
+    assertEquals(err.code, "TOKEN_INVALID_RESPONSE");
+    assertEquals(err.status, 200);
+    assertStringIncludes(err.message, "1*VSCHAR");
+    assertStringIncludes(err.message, "RFC 6749 Appendix A.12");
+    assertStringIncludes(err.message, `character ${TOKEN.length + 1}`);
+    expectSafe(err);
+  }
+  // Spaces and every other printable ASCII character are VSCHAR.
+  const edge = ' !~abc"\\';
+  const { source } = sourceAnswering(() =>
+    Response.json({ access_token: edge, token_type: "Bearer", expires_in: 300 })
+  );
+  assertEquals((await source.fetchToken()).value, edge);
+});
+
 Deno.test("fetchToken() refuses a 200 answer that is not JSON", async () => {
   const { source } = sourceAnswering(() =>
     new Response("<html>login</html>", { headers: { "content-type": "text/html" } })
@@ -674,6 +695,7 @@ Deno.test("tokenSourceFromConfig() reads the secret file before every request", 
     tokenUrl: "https://auth.example.test/token",
     clientId: "c",
     authMethod: "client_secret_basic",
+    grant: "client_credentials",
     clientSecretFile: "/run/secret",
     scope: "api.read",
   }, { fetch, readTextFile: (path) => Promise.resolve(files[path]) });
@@ -712,6 +734,7 @@ Deno.test("tokenSourceFromConfig() reports unreadable files by code, and sends n
       tokenUrl: "https://auth.example.test/token",
       clientId: "c",
       authMethod: "client_secret_post",
+      grant: "client_credentials",
       ...oidc,
     }, { fetch, readTextFile });
     const err = await assertRejects(() => source.fetchToken(), TokenError);
