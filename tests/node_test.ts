@@ -20,6 +20,7 @@ import { startOidcProvider } from "./fixtures/oidc_provider.ts";
 import { readSecret } from "./fixtures/real_cluster.ts";
 import { containerMemory, NODE_APISERVER_ARGS, nodeTestIgnore, startNode } from "./node/node.ts";
 import { createNamespace, type KubeStack, startKubeStack } from "./stack/stack.ts";
+import { noiseLines } from "./fixtures/noise.ts";
 
 const ignore = nodeTestIgnore();
 
@@ -303,6 +304,8 @@ Deno.test({
       for (const token of provider.issued) assertNotIncludes(logs.stdout, token);
       assertNotIncludes(logs.stdout, provider.clientSecret);
       assertNotIncludes(logs.stdout, firstToken);
+      // The image's entrypoint passes --quiet: no runtime notice reads like an error in the pod.
+      assertEquals(noiseLines(logs.stdout), [], "noise in the pod's log");
       const firstWriteMs = Date.parse(refreshLines[0].split(" ")[0]) - startedMs;
       figures["first Secret write after the container's process started"] = `${firstWriteMs} ms`;
 

@@ -96,7 +96,7 @@ oci_archive "$rootfs" "$name" "$(
 {"User":"65532:65532","WorkingDir":"/app",
 "Env":["PATH=/usr/bin","DENO_DIR=/deno-dir","DENO_NO_UPDATE_CHECK=1","DENO_NO_PROMPT=1",
 "SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt"],
-"Entrypoint":["/usr/bin/deno","run","--cached-only","--frozen","--permission-set=incluster",
+"Entrypoint":["/usr/bin/deno","run","--quiet","--cached-only","--frozen","--permission-set=incluster",
 "/app/main.ts"]}
 CONFIG
 )" "$out"
