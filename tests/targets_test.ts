@@ -502,7 +502,18 @@ Deno.test({
         "a Secret the tool only updated is never pruned",
       );
       assert((await secretsNamed(stack, "kept-token")).has(late), "without prune the Secret stays");
+      // A Terminating namespace (no controller here finishes the deletion) is skipped quietly:
+      // dropped from readiness and metrics, nothing pruned, nothing logged about it.
+      const leaving = names[9];
+      await kubectlOk(stack, ["delete", "namespace", leaving, "--wait=false"]);
+      await waitFor("the namespace dropped", async () => {
+        const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+        return !text.includes(`namespace="${leaving}"`);
+      }, 2_000 * BOUND);
+      assert((await secretsNamed(stack, "api-token")).has(leaving), "not pruned");
+      assertNotIncludes(await (await fetch(`http://127.0.0.1:${port}/readyz`)).text(), leaving);
       const output = refresher.output();
+      assertNotIncludes(output, `"${leaving}"`);
       assertNotIncludes(output, token);
       assertNotIncludes(output, provider.clientSecret);
     } finally {

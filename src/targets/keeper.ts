@@ -170,6 +170,7 @@ export class TargetKeeper {
   #lastForcedAt = -Infinity;
   #reportedConflicts = new Set<string>();
   #idle: (() => void)[] = [];
+  #refreshedBy: string | undefined;
 
   /**
    * @param options Client, source, targets, schedule and the optional parts.
@@ -178,11 +179,21 @@ export class TargetKeeper {
     this.#o = options;
     this.#clock = options.clock ?? systemClock;
     this.#concurrency = Math.max(1, options.concurrency ?? DEFAULT_CONCURRENCY);
+    this.#refreshedBy = options.refreshedBy;
   }
 
   /** The Secrets currently kept, for health and metrics. */
   get secrets(): Iterable<TargetSecret> {
     return this.#secrets.values();
+  }
+
+  /**
+   * Sets the writer's identity recorded in `refreshed-by` by the next writes (a new leader's).
+   *
+   * @param identity The identity, or undefined to leave the annotation out.
+   */
+  set refreshedBy(identity: string | undefined) {
+    this.#refreshedBy = identity;
   }
 
   /** The token in hand, if any. */
@@ -610,7 +621,7 @@ export class TargetKeeper {
       ...(secret.refreshNowHandled === undefined
         ? {}
         : { refreshNowHandled: secret.refreshNowHandled }),
-      ...(this.#o.refreshedBy === undefined ? {} : { refreshedBy: this.#o.refreshedBy }),
+      ...(this.#refreshedBy === undefined ? {} : { refreshedBy: this.#refreshedBy }),
     });
     const created = secret.seen === null;
     try {
