@@ -40,6 +40,8 @@ import {
   readClusterIdentity,
 } from "./src/oidc/federation.ts";
 import { TokenError } from "./src/oidc/error.ts";
+import { runTargets } from "./src/targets/run.ts";
+import { TargetsHealth } from "./src/targets/status.ts";
 
 /** Exit codes of the process. */
 export const ExitCode = {
@@ -179,6 +181,10 @@ export async function main(args: string[], runtime: Runtime): Promise<number> {
   const serve = !config.once && !config.dryRun && config.http.address !== "off";
   // The status reads the loop's clock: both come from the runtime, so they cannot disagree.
   const status = serve ? new RefreshStatus({ version: VERSION, clock }) : undefined;
+  // With targets, readiness and metrics also cover every Secret.
+  const targetsHealth = status !== undefined && config.targets !== undefined
+    ? new TargetsHealth({ token: status, clock })
+    : undefined;
   const stopServer = new AbortController();
   let server: HealthServer | undefined;
   try {
@@ -186,7 +192,7 @@ export async function main(args: string[], runtime: Runtime): Promise<number> {
       try {
         server = startHealthServer({
           address: config.http.address,
-          handler: createHealthHandler(status),
+          handler: createHealthHandler(targetsHealth ?? status),
           signal: stopServer.signal,
         });
       } catch (err) {
@@ -242,6 +248,37 @@ export async function main(args: string[], runtime: Runtime): Promise<number> {
         intervalMs: config.interval * 1000,
         renewFraction: config.renew.percent / 100,
       };
+      if (config.targets !== undefined) {
+        log.info(
+          config.dryRun ? "Starting dry run" : config.once ? "Refreshing once" : "Starting",
+          {
+            targets: config.targets.length,
+            tokenUrl: config.oidc.tokenUrl,
+            issuer: config.oidc.issuer,
+            kubernetes: connection.description,
+            grant: config.oidc.grant,
+            authMethod: config.oidc.authMethod,
+          },
+        );
+        const mode = config.dryRun ? "dry-run" : config.once ? "once" : "keep";
+        const code = await runTargets({
+          client,
+          source,
+          targets: config.targets,
+          schedule,
+          watch: config.secret.watch,
+          mode,
+          signal: shutdown.signal,
+          clock,
+          ...(status === undefined ? {} : { observer: status }),
+          ...(targetsHealth === undefined ? {} : { health: targetsHealth }),
+          ...(mode === "keep"
+            ? { events: await eventRecorder(client, undefined, env, shutdown.signal) }
+            : {}),
+          print: (text) => writeAllSync(runtime.stdout, text),
+        });
+        return shutdown.signal.aborted ? ExitCode.OK : code;
+      }
       log.info(config.dryRun ? "Starting dry run" : config.once ? "Refreshing once" : "Starting", {
         secret: target.name,
         namespace: target.namespace,
@@ -313,7 +350,7 @@ export async function main(args: string[], runtime: Runtime): Promise<number> {
  */
 async function eventRecorder(
   client: KubeClient,
-  namespace: string,
+  namespace: string | undefined,
   env: Record<string, string>,
   signal: AbortSignal,
 ): Promise<EventRecorder> {
@@ -321,6 +358,8 @@ async function eventRecorder(
     client,
     instance: env.POD_NAME || env.HOSTNAME || "kube-token-refresher",
   });
+  // With targets the Events go to many namespaces: a 403 on the first write turns them off.
+  if (namespace === undefined) return events;
   try {
     const review = await client.reviewAccess({
       namespace,
