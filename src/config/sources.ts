@@ -11,6 +11,7 @@ import { ConfigError } from "./errors.ts";
 import { readFileValues } from "./file.ts";
 import { freezeConfig } from "./freeze.ts";
 import { checkRules, type Setting } from "./rules.ts";
+import { checkLeaderTimings } from "./leader.ts";
 import { envName, flagName, KEYS } from "./schema.ts";
 import { closestMatch } from "./suggest.ts";
 import type { Config, ConfigSource, KeyDefinition } from "./types.ts";
@@ -164,6 +165,7 @@ export function resolveConfig(input: ConfigInput): Config {
   }
 
   errors.push(...checkRules(settings, invalid, filePath));
+  errors.push(...checkLeaderTimings(settings, filePath));
 
   if (errors.length > 0) {
     // Problems with a key of the schema are reported in schema order, whichever check found
