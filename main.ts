@@ -22,6 +22,7 @@ import { SecretWriter } from "./src/kube/secret.ts";
 import { refreshedFields, refreshOnce } from "./src/refresh.ts";
 import { keepSecret } from "./src/keep.ts";
 import { EventRecorder } from "./src/kube/events.ts";
+import { electionIdentity, leaseOf, runElected } from "./src/leader.ts";
 import { VERSION } from "./src/cli.ts";
 import { dryRun, formatDryRunReport } from "./src/dry_run.ts";
 import {
@@ -282,17 +283,43 @@ export async function main(args: string[], runtime: Runtime): Promise<number> {
         return await refreshOneTime(source, writer, target, shutdown.signal);
       }
       const events = await eventRecorder(client, target.namespace, env, shutdown.signal);
-      await keepSecret({
-        client,
-        source,
-        target,
-        schedule,
-        signal: shutdown.signal,
-        watch: config.secret.watch,
-        events,
-        clock,
-        observer: status,
-      });
+      const keep = (kube: KubeClient, signal: AbortSignal, refreshedBy?: string) =>
+        keepSecret({
+          client: kube,
+          source,
+          target,
+          schedule,
+          signal,
+          watch: config.secret.watch,
+          events,
+          clock,
+          observer: status,
+          ...(refreshedBy === undefined ? {} : { refreshedBy }),
+        });
+      if (!config.leader.elect) {
+        await keep(client, shutdown.signal);
+      } else {
+        // Only the leader refreshes and writes, with a client that stops at its renew deadline.
+        const identity = electionIdentity(env);
+        const { leader } = config;
+        await runElected({
+          connection,
+          client,
+          fetch: runtime.fetch,
+          proxyEnv: env,
+          lease: await leaseOf(config, runtime.readTextFile),
+          identity,
+          timings: {
+            durationMs: leader.duration * 1000,
+            renewDeadlineMs: leader.renewDeadline * 1000,
+            retryPeriodMs: leader.retryPeriod * 1000,
+          },
+          signal: shutdown.signal,
+          clock,
+          status,
+          events,
+        }, (leaderClient, term) => keep(leaderClient, term.signal, identity));
+      }
     } finally {
       connection.close();
     }

@@ -17,7 +17,7 @@
 import { getLogger } from "@logtape/logtape";
 import { messageOf } from "./errors.ts";
 import { LOG_CATEGORY } from "./log.ts";
-import type { KubeClient, LeaseObject } from "./kube/client.ts";
+import { KubeClient, type KubeConnection, type LeaseObject } from "./kube/client.ts";
 import { type EventRecorder, microTime } from "./kube/events.ts";
 import { type Clock, systemClock } from "./token.ts";
 
@@ -526,4 +526,109 @@ export function termFetch(
     const signal = init?.signal ? AbortSignal.any([init.signal, term.signal]) : term.signal;
     return fetchFn(input, { ...init, signal });
   };
+}
+
+/** Options of {@linkcode runElected}. */
+export interface RunElectedOptions {
+  /** The connection, for the leader's own client of each term. */
+  connection: KubeConnection;
+  /** The client for the Lease (and nothing the leader writes). */
+  client: KubeClient;
+  /** The fetch every client uses. */
+  fetch: typeof fetch;
+  /** The proxy variables, as {@linkcode KubeClient} takes them. */
+  proxyEnv?: Readonly<Record<string, string | undefined>>;
+  /** Namespace and name of the Lease. */
+  lease: { namespace: string; name: string };
+  /** This replica's identity. */
+  identity: string;
+  /** Duration, renew deadline, retry period. */
+  timings: ElectionTimings;
+  /** Shutdown. */
+  signal: AbortSignal;
+  /** Time source. Default: the system clock. */
+  clock?: Clock;
+  /** Told whether this replica leads (status and metrics). */
+  status?: { setLeading(leading: boolean): void };
+  /** Events on the Lease. */
+  events?: EventRecorder;
+}
+
+/**
+ * Runs the leader's work only while this replica leads: each term gets a Kubernetes client whose
+ * requests end with the term (see {@linkcode termFetch}), so nothing the leader writes is sent
+ * after its renew deadline.
+ *
+ * @param options Connection, Lease, identity, timings and hooks.
+ * @param lead The leader's work, given the term's client and the term.
+ * @returns When shut down, after the Lease was released.
+ *
+ * @example
+ * ```ts ignore
+ * import { runElected } from "./leader.ts";
+ * await runElected(options, (client, term) => keepSecret({ client, signal: term.signal, ... }));
+ * ```
+ */
+export async function runElected(
+  options: RunElectedOptions,
+  lead: (client: KubeClient, term: Term) => Promise<void>,
+): Promise<void> {
+  const clock = options.clock ?? systemClock;
+  options.status?.setLeading(false);
+  const elector = new LeaderElector({
+    api: leaseApi(options.client, options.lease.namespace, options.lease.name),
+    identity: options.identity,
+    timings: options.timings,
+    clock,
+    onLeading: (leading) => options.status?.setLeading(leading),
+    ...(options.events === undefined ? {} : { events: options.events }),
+  });
+  await elector.run(options.signal, (term) =>
+    lead(
+      new KubeClient(options.connection, {
+        fetch: termFetch(options.fetch, term, () => clock.now()),
+        ...(options.proxyEnv === undefined ? {} : { proxyEnv: options.proxyEnv }),
+      }),
+      term,
+    ));
+}
+
+/**
+ * The Lease of a configuration: `leader.lease`, else `kube-token-refresher-<secret.name>`; in
+ * `leader.namespace`, else the pod's namespace (the service account's `namespace` file), else
+ * `secret.namespace`.
+ *
+ * @param config The election and Secret keys, and the service account folder.
+ * @param readTextFile Reads the namespace file.
+ * @returns Namespace and name.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { leaseOf } from "./leader.ts";
+ * const lease = await leaseOf({
+ *   leader: {},
+ *   secret: { name: "access-token", namespace: "apps" },
+ *   kube: { serviceAccountDir: "/nonexistent" },
+ * }, () => Promise.reject(new Error("not in a pod")));
+ * assert.deepEqual(lease, { namespace: "apps", name: "kube-token-refresher-access-token" });
+ * ```
+ */
+export async function leaseOf(
+  config: {
+    leader: { lease?: string; namespace?: string };
+    secret: { name: string; namespace: string };
+    kube: { serviceAccountDir: string };
+  },
+  readTextFile: (path: string) => Promise<string>,
+): Promise<{ namespace: string; name: string }> {
+  const name = config.leader.lease ?? `kube-token-refresher-${config.secret.name}`.slice(0, 253);
+  if (config.leader.namespace !== undefined) return { namespace: config.leader.namespace, name };
+  try {
+    const pod = (await readTextFile(`${config.kube.serviceAccountDir}/namespace`)).trim();
+    if (pod !== "") return { namespace: pod, name };
+  } catch {
+    // Not in a pod: the Secret's namespace.
+  }
+  return { namespace: config.secret.namespace, name };
 }

@@ -17,7 +17,11 @@ import type { RefreshObserver, RefreshResult } from "./refresh.ts";
 
 /** The outcome of a health check. */
 export type CheckResult =
-  | { readonly ok: true }
+  | {
+    readonly ok: true;
+    /** What the probe answers instead of `ok` (a follower says `standby`). */
+    readonly note?: string;
+  }
   | {
     readonly ok: false;
     /** One line saying why, for people reading a probe failure. */
@@ -146,6 +150,8 @@ export class RefreshStatus implements RefreshObserver, HealthSource {
     deleted: { success: 0, failure: 0 },
     overwritten: { success: 0, failure: 0 },
   };
+  /** With leader election: whether this replica leads; `undefined` without election. */
+  #leading: boolean | undefined;
 
   /**
    * Starts with no refresh seen; the first attempt counts as started now.
@@ -214,6 +220,17 @@ export class RefreshStatus implements RefreshObserver, HealthSource {
   }
 
   /**
+   * Records whether this replica leads (leader election). A follower is live and ready, as
+   * `standby`; a new leader's first attempt counts as started now.
+   *
+   * @param leading Whether it leads.
+   */
+  setLeading(leading: boolean): void {
+    if (leading && this.#leading !== true) this.#attemptFrom = this.#now();
+    this.#leading = leading;
+  }
+
+  /**
    * What the metrics show, now: a plain copy, so a renderer cannot change the status.
    *
    * @returns The snapshot.
@@ -233,6 +250,7 @@ export class RefreshStatus implements RefreshObserver, HealthSource {
         deleted: { ...this.#repairs.deleted },
         overwritten: { ...this.#repairs.overwritten },
       },
+      ...(this.#leading === undefined ? {} : { leader: this.#leading }),
       processStartSeconds: Math.round(performance.timeOrigin) / 1000,
       residentMemoryBytes: this.#rss(),
     };
@@ -244,6 +262,8 @@ export class RefreshStatus implements RefreshObserver, HealthSource {
    * @returns `ok`, or the reason it is not.
    */
   liveness(): CheckResult {
+    // A follower runs no attempts; its election loop has its own timeouts.
+    if (this.#leading === false) return { ok: true };
     const running = this.#now() - this.#attemptFrom;
     if (running > this.#stuckAfterMs) {
       return {
@@ -263,6 +283,7 @@ export class RefreshStatus implements RefreshObserver, HealthSource {
    * @returns `ok`, or the reason it is not.
    */
   readiness(): CheckResult {
+    if (this.#leading === false) return { ok: true, note: "standby" };
     if (this.#failing) {
       return { ok: false, reason: `Last refresh failed: ${describeError(this.#lastError)}` };
     }

@@ -193,6 +193,7 @@ Deno.test({
       ktr_refresh_attempts: "counter",
       ktr_refresh_duration_seconds: "histogram",
       ktr_secret_repairs: "counter",
+      ktr_leader: "gauge",
       process_start_time_seconds: "gauge",
       process_resident_memory_bytes: "gauge",
     });
@@ -228,4 +229,19 @@ Deno.test("repairs are counted by drift and result", () => {
   assertMatch(text, /^ktr_secret_repairs_total\{drift="deleted",result="success"\} 2$/m);
   assertMatch(text, /^ktr_secret_repairs_total\{drift="overwritten",result="failure"\} 1$/m);
   assertMatch(text, /^ktr_secret_repairs_total\{drift="overwritten",result="success"\} 0$/m);
+});
+
+Deno.test("with leader election a follower is live and ready as standby, ktr_leader 0; the leader 1", () => {
+  let now = 1_000_000;
+  const status = new RefreshStatus({ version: "1.0.0", clock: { now: () => now } });
+  assertMatch(status.metrics(), /^ktr_leader 1$/m);
+  status.setLeading(false);
+  now += 3_600_000;
+  assertEquals(status.readiness(), { ok: true, note: "standby" });
+  assertEquals(status.liveness(), { ok: true });
+  assertMatch(status.metrics(), /^ktr_leader 0$/m);
+  status.setLeading(true);
+  assertEquals(status.readiness().ok, false);
+  assertEquals(status.liveness().ok, true);
+  assertMatch(status.metrics(), /^ktr_leader 1$/m);
 });
