@@ -237,13 +237,16 @@ export class RefreshStatus implements RefreshObserver, HealthSource {
    */
   snapshot(): StatusSnapshot {
     const copy = (h: MutableHistogram): DurationHistogram => ({ ...h, counts: [...h.counts] });
+    // A replica standing by reports no token of its own: a former leader's last expiry would
+    // age into an expiry alert while the new leader keeps the Secret fresh.
+    const standby = this.#leading === false;
     return {
       version: this.#version,
       denoVersion: Deno.version.deno,
-      tokenExpiresAt: this.#expiresAt,
+      tokenExpiresAt: standby ? undefined : this.#expiresAt,
       lastSuccessAt: this.#lastSuccessAt,
-      nextAt: this.#nextAt,
-      consecutiveFailures: this.#failures,
+      nextAt: standby ? undefined : this.#nextAt,
+      consecutiveFailures: standby ? 0 : this.#failures,
       attempts: { ...this.#attempts },
       durations: { success: copy(this.#durations.success), failure: copy(this.#durations.failure) },
       repairs: {
