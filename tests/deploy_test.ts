@@ -169,15 +169,7 @@ Deno.test({
   ignore: ignoreKubectl,
   async fn() {
     const { container, config, credentials, yaml } = await rendered();
-    // The tool's keys, and the few other variables the in-cluster permission set may read (the
-    // pod's name, from the downward API).
-    const incluster = JSON.parse(
-      await Deno.readTextFile(new URL("../deno.json", import.meta.url)),
-    ).permissions.incluster.env as string[];
-    const known = [
-      ...KEYS.map((d) => envName(d.key)),
-      ...incluster.filter((n) => !n.startsWith("KTR_")),
-    ];
+    const known = KEYS.map((d) => envName(d.key));
     const names = [...(container.env ?? []).map((e) => e.name), ...Object.keys(config.data)];
     for (const name of names) assert(known.includes(name), `${name} is not read by the tool`);
     // Every KTR_ name anywhere in the output, comments and values included.
