@@ -165,11 +165,13 @@ Deno.test({
 });
 
 Deno.test({
-  name: "deploy/base: every KTR_ variable is one the tool reads; credentials come from the Secret",
+  name:
+    "deploy/base: every KTR_ variable is one the tool reads, POD_NAME is the pod's; credentials come from the Secret",
   ignore: ignoreKubectl,
   async fn() {
     const { container, config, credentials, yaml } = await rendered();
-    const known = KEYS.map((d) => envName(d.key));
+    // The configuration keys' variables, and the pod's name for the Events.
+    const known = [...KEYS.map((d) => envName(d.key)), "POD_NAME"];
     const names = [...(container.env ?? []).map((e) => e.name), ...Object.keys(config.data)];
     for (const name of names) assert(known.includes(name), `${name} is not read by the tool`);
     // Every KTR_ name anywhere in the output, comments and values included.
@@ -189,6 +191,7 @@ Deno.test({
       assert(ref.key in credentials.data, `the Secret has the key ${ref.key}`);
     }
     assertEquals(env.KTR_SECRET_NAMESPACE?.valueFrom?.fieldRef?.fieldPath, "metadata.namespace");
+    assertEquals(env.POD_NAME?.valueFrom?.fieldRef?.fieldPath, "metadata.name");
     assertEquals(container.envFrom, [{ configMapRef: { name: config.metadata.name } }]);
     assert(!("KTR_OIDC_CLIENTSECRET" in config.data), "no secret in the ConfigMap");
   },

@@ -82,6 +82,20 @@ export class SecretWriter {
     return this.#writtenSha256;
   }
 
+  /** The identity written to `ktr.appuio.ch/refreshed-by`, if any. */
+  get refreshedBy(): string | undefined {
+    return this.#refreshedBy;
+  }
+
+  /**
+   * Sets the identity the next writes name in `ktr.appuio.ch/refreshed-by` (a new leader's).
+   *
+   * @param identity The writer's identity, or undefined to leave the annotation out.
+   */
+  set refreshedBy(identity: string | undefined) {
+    this.#refreshedBy = identity;
+  }
+
   /** The `refresh-now` value recorded as handled with every write. */
   get refreshNowHandled(): string | undefined {
     return this.#refreshNowHandled;

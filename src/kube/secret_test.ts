@@ -190,3 +190,18 @@ Deno.test("SecretWriter.write() reports an oversized API answer as such, not as 
   assertEquals(err.code, "KUBE_HTTP");
   assertStringIncludes(err.message, "bytes accepted");
 });
+
+Deno.test("SecretWriter names its writer in refreshed-by once it has an identity", async () => {
+  const { fake, writer } = setup();
+  await writer.write(token("tok-1"));
+  assertEquals(
+    fake.secrets.get("team-a/api-token")!.metadata.annotations![ANNOTATIONS.refreshedBy],
+    undefined,
+  );
+  writer.refreshedBy = "refresher-7d9f-x2-abcde";
+  await writer.write(token("tok-2"));
+  assertEquals(
+    fake.secrets.get("team-a/api-token")!.metadata.annotations![ANNOTATIONS.refreshedBy],
+    "refresher-7d9f-x2-abcde",
+  );
+});
