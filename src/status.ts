@@ -226,7 +226,13 @@ export class RefreshStatus implements RefreshObserver, HealthSource {
    * @param leading Whether it leads.
    */
   setLeading(leading: boolean): void {
-    if (leading && this.#leading !== true) this.#attemptFrom = this.#now();
+    if (leading && this.#leading !== true) {
+      // A new term starts clean: a former term's failures are not this one's.
+      this.#attemptFrom = this.#now();
+      this.#failing = false;
+      this.#lastError = undefined;
+      this.#failures = 0;
+    }
     this.#leading = leading;
   }
 
