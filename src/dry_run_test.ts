@@ -25,7 +25,7 @@ function tokenSource(error?: Error): TokenSource {
   };
 }
 
-function run(fake: FakeKube, error?: Error): Promise<DryRunReport> {
+function run(fake: FakeKube, error?: Error, watch?: boolean): Promise<DryRunReport> {
   const client = fakeKubeClient(fake, {
     authorization: "Bearer sa",
     description: "service account in /sa",
@@ -37,6 +37,7 @@ function run(fake: FakeKube, error?: Error): Promise<DryRunReport> {
     server: "https://kube.test",
     schedule,
     now: () => NOW,
+    ...(watch === undefined ? {} : { watch }),
   });
 }
 
@@ -259,4 +260,16 @@ Deno.test("dryRun() says it cannot tell the namespace, and which permissions it 
   );
   // Nothing was created to find out.
   assert(!fake.requests.some((r) => r.method !== "GET" && r.path.includes("/secrets")));
+});
+
+Deno.test("dryRun() with secret.watch off needs no list or watch, and says the watch is off", async () => {
+  const fake = withSecret(createFakeKube());
+  fake.forbidden.add("list");
+  fake.forbidden.add("watch");
+  const report = await run(fake, undefined, false);
+  assertEquals(report.problems, []);
+  assertMatch(
+    formatDryRunReport(report, NOW),
+    /^Watch: off \(secret\.watch is false\): drift is repaired at the next refresh only$/m,
+  );
 });

@@ -37,7 +37,7 @@ async function until(what: string, done: () => boolean, timeoutMs = 3000) {
   }
 }
 
-function start(fake = createFakeKube(), lifetimeSeconds = 600) {
+function start(fake = createFakeKube(), lifetimeSeconds = 600, watch = true) {
   const client = new KubeClient({
     server: new URL("https://kube.test"),
     authorize: () => Promise.resolve({}),
@@ -54,7 +54,7 @@ function start(fake = createFakeKube(), lifetimeSeconds = 600) {
     target,
     schedule,
     signal: stop.signal,
-    watch: true,
+    watch,
     events,
     onStarted: (parts) => (keeper = parts.keeper),
   });
@@ -195,4 +195,15 @@ Deno.test("TokenBucket gives its burst, then one per refill period", () => {
   assert(bucket.take());
   assert(!bucket.take());
   assertEquals(bucket.msUntilNext, 500);
+});
+
+Deno.test("keepSecret() with watch off neither lists nor watches, and leaves drift to the next refresh", async () => {
+  const k = start(createFakeKube(), 600, false);
+  await until("the first write", () => k.token() === "token-1");
+  k.fake.remove("ns", "tok");
+  await new Promise((r) => setTimeout(r, 100));
+  assertEquals(k.token(), undefined);
+  assertEquals(k.fake.watchers, 0);
+  assert(!k.fake.requests.some((r) => r.method === "GET" && r.path.endsWith("/secrets")));
+  await k.stop();
 });
