@@ -100,6 +100,11 @@ export interface LeaderElectorOptions {
   random?: () => number;
   /** Told when leadership starts (`true`) and ends (`false`). */
   onLeading?(leading: boolean): void;
+  /**
+   * Told when a candidate cannot use the Lease (the error, say a 403), and when it can again
+   * (`undefined`).
+   */
+  onProblem?(problem: string | undefined): void;
   /** Events on the Lease (became leader, stopped leading); optional. */
   events?: EventRecorder;
   /** Longest a release at shutdown may take, in ms. Default 2 000. */
@@ -141,6 +146,7 @@ export class LeaderElector {
   #clock: Clock;
   #random: () => number;
   #onLeading: ((leading: boolean) => void) | undefined;
+  #onProblem: ((problem: string | undefined) => void) | undefined;
   #events: EventRecorder | undefined;
   #releaseTimeoutMs: number;
   #leading = false;
@@ -164,6 +170,7 @@ export class LeaderElector {
     this.#clock = options.clock ?? systemClock;
     this.#random = options.random ?? Math.random;
     this.#onLeading = options.onLeading;
+    this.#onProblem = options.onProblem;
     this.#events = options.events;
     this.#releaseTimeoutMs = options.releaseTimeoutMs ?? 2_000;
   }
@@ -195,9 +202,26 @@ export class LeaderElector {
       identity: this.#identity,
     });
     let lastHolder: string | undefined;
+    let lastProblem: string | undefined;
     while (!signal.aborted) {
       const attempt = await this.#tryAcquireOrRenew(signal);
       if (signal.aborted) break;
+      // A conflict is another candidate winning the same round: no problem of this replica's.
+      const problem = attempt.error === undefined || statusOf(attempt.error) === 409
+        ? undefined
+        : messageOf(attempt.error);
+      if (problem !== lastProblem) {
+        lastProblem = problem;
+        if (problem !== undefined) {
+          // Said once per distinct failure: a replica that cannot use the Lease never leads.
+          this.#log.warn("Cannot take part in the leader election: {error}", {
+            error: problem,
+            lease: this.#api.name,
+            namespace: this.#api.namespace,
+          });
+        }
+        this.#onProblem?.(problem);
+      }
       if (attempt.ok) {
         await this.#lead(attempt.startedAt, signal, lead);
         continue;
@@ -208,7 +232,7 @@ export class LeaderElector {
           holder: attempt.heldBy,
           lease: this.#api.name,
         });
-      } else if (attempt.error !== undefined) {
+      } else if (attempt.error !== undefined && problem === undefined) {
         this.#log.debug("Could not acquire the Lease: {error}", {
           error: messageOf(attempt.error),
           lease: this.#api.name,
@@ -462,6 +486,12 @@ export class LeaderElector {
   }
 }
 
+/** The HTTP status of a failed Kubernetes request, if it has one. */
+function statusOf(error: unknown): number | undefined {
+  const status = (error as { status?: unknown } | null)?.status;
+  return typeof status === "number" ? status : undefined;
+}
+
 /**
  * This replica's identity: the pod's name (`POD_NAME`, else `HOSTNAME`) and a random suffix, so
  * `kubectl get lease` shows which pod leads and a restarted pod is a new candidate.
@@ -548,8 +578,11 @@ export interface RunElectedOptions {
   signal: AbortSignal;
   /** Time source. Default: the system clock. */
   clock?: Clock;
-  /** Told whether this replica leads (status and metrics). */
-  status?: { setLeading(leading: boolean): void };
+  /** Told whether this replica leads, and why it cannot take part (status and metrics). */
+  status?: {
+    setLeading(leading: boolean): void;
+    setElectionProblem(problem: string | undefined): void;
+  };
   /** Events on the Lease. */
   events?: EventRecorder;
 }
@@ -581,6 +614,7 @@ export async function runElected(
     timings: options.timings,
     clock,
     onLeading: (leading) => options.status?.setLeading(leading),
+    onProblem: (problem) => options.status?.setElectionProblem(problem),
     ...(options.events === undefined ? {} : { events: options.events }),
   });
   await elector.run(options.signal, (term) =>

@@ -257,3 +257,34 @@ Deno.test("leaseOf(): leader.lease and leader.namespace, else the defaults", asy
     { namespace: "n", name: "l" },
   );
 });
+
+Deno.test("LeaderElector: a Lease it may not use is reported once, not a conflict, and cleared when it can again", async () => {
+  const clock = new FakeClock();
+  let refuse = true;
+  const store = new LeaseStore();
+  const inner = store.view("a");
+  const forbidden = Object.assign(new Error("HTTP 403 Forbidden"), { status: 403 });
+  const problems: (string | undefined)[] = [];
+  const elector = new LeaderElector({
+    api: { ...inner, get: (signal) => refuse ? Promise.reject(forbidden) : inner.get(signal) },
+    identity: "a",
+    timings: TIMINGS,
+    clock,
+    onProblem: (p) => problems.push(p),
+  });
+  const stop = new AbortController();
+  const running = elector.run(
+    stop.signal,
+    (term) => new Promise((r) => term.signal.addEventListener("abort", () => r(), { once: true })),
+  );
+  await clock.advance(10_000);
+  assertEquals(problems, ["HTTP 403 Forbidden"]);
+  assertEquals(elector.leading, false);
+  refuse = false;
+  await clock.advance(3_000);
+  assertEquals(problems, ["HTTP 403 Forbidden", undefined]);
+  assert(elector.leading);
+  stop.abort();
+  await clock.advance(0);
+  await running;
+});

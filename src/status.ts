@@ -152,6 +152,8 @@ export class RefreshStatus implements RefreshObserver, HealthSource {
   };
   /** With leader election: whether this replica leads; `undefined` without election. */
   #leading: boolean | undefined;
+  /** With leader election: why this replica cannot use the Lease, if it cannot. */
+  #electionProblem: string | undefined;
 
   /**
    * Starts with no refresh seen; the first attempt counts as started now.
@@ -237,6 +239,17 @@ export class RefreshStatus implements RefreshObserver, HealthSource {
   }
 
   /**
+   * Records why this replica cannot take part in the leader election (say, no permission on the
+   * Lease), or that it can again (`undefined`). Such a replica stands by but is not ready: were
+   * every replica in this state, nobody would refresh.
+   *
+   * @param problem The error, without secrets.
+   */
+  setElectionProblem(problem: string | undefined): void {
+    this.#electionProblem = problem;
+  }
+
+  /**
    * What the metrics show, now: a plain copy, so a renderer cannot change the status.
    *
    * @returns The snapshot.
@@ -292,7 +305,12 @@ export class RefreshStatus implements RefreshObserver, HealthSource {
    * @returns `ok`, or the reason it is not.
    */
   readiness(): CheckResult {
-    if (this.#leading === false) return { ok: true, note: "standby" };
+    if (this.#leading === false) {
+      return this.#electionProblem === undefined ? { ok: true, note: "standby" } : {
+        ok: false,
+        reason: `Cannot take part in the leader election: ${this.#electionProblem}`,
+      };
+    }
     if (this.#failing) {
       return { ok: false, reason: `Last refresh failed: ${describeError(this.#lastError)}` };
     }

@@ -251,6 +251,13 @@ Deno.test("with leader election a follower is live and ready as standby, ktr_lea
   assertEquals(status.readiness(), { ok: true, note: "standby" });
   assertEquals(status.liveness(), { ok: true });
   assertMatch(status.metrics(), /^ktr_leader 0$/m);
+  status.setElectionProblem("HTTP 403 Forbidden");
+  assertEquals(status.readiness(), {
+    ok: false,
+    reason: "Cannot take part in the leader election: HTTP 403 Forbidden",
+  });
+  status.setElectionProblem(undefined);
+  assertEquals(status.readiness(), { ok: true, note: "standby" });
   status.setLeading(true);
   // Its last token has expired meanwhile: not ready until it adopts or writes one.
   assertEquals(status.readiness().ok, false);
