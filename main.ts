@@ -22,7 +22,7 @@ import { SecretWriter } from "./src/kube/secret.ts";
 import { refreshedFields, refreshOnce } from "./src/refresh.ts";
 import { keepSecret } from "./src/keep.ts";
 import { EventRecorder } from "./src/kube/events.ts";
-import { electionIdentity, leaseOf, runElected } from "./src/leader.ts";
+import { electionIdentity, leaderDryRun, leaseOf, runElected } from "./src/leader.ts";
 import { VERSION } from "./src/cli.ts";
 import { dryRun, formatDryRunReport } from "./src/dry_run.ts";
 import {
@@ -271,6 +271,12 @@ export async function main(args: string[], runtime: Runtime): Promise<number> {
             : () =>
               federationDryRun(serviceAccountToken, { client, identity, signal: shutdown.signal }),
           namespaceFile: parsed.namespaceFile,
+          ...(config.leader.elect
+            ? {
+              leader: async () =>
+                leaderDryRun(client, await leaseOf(config, runtime.readTextFile), shutdown.signal),
+            }
+            : {}),
         });
         // Stopped by SIGTERM or SIGINT: a clean stop, as in the other modes; a report of the
         // aborted checks would only read as a failed one.

@@ -666,3 +666,54 @@ export async function leaseOf(
   }
   return { namespace: config.secret.namespace, name };
 }
+
+/**
+ * The `--dry-run` part of leader election: may the identity read, update and create the Lease?
+ * Asked with access reviews; nothing is written.
+ *
+ * @param client The Kubernetes client.
+ * @param lease Namespace and name of the Lease.
+ * @param signal Aborts the reviews.
+ * @returns One line per verb and one problem per missing one.
+ *
+ * @example
+ * ```ts ignore
+ * import { leaderDryRun } from "./leader.ts";
+ * const { lines, problems } = await leaderDryRun(client, { namespace: "ns", name: "lease" });
+ * ```
+ */
+export async function leaderDryRun(
+  client: KubeClient,
+  lease: { namespace: string; name: string },
+  signal?: AbortSignal,
+): Promise<{ lines: string[]; problems: string[] }> {
+  const lines: string[] = [];
+  const problems: string[] = [];
+  for (const [verb, named] of [["get", true], ["update", true], ["create", false]] as const) {
+    const object = named ? `lease "${lease.name}"` : "leases";
+    try {
+      const review = await client.reviewAccess({
+        namespace: lease.namespace,
+        verb,
+        resource: "leases",
+        group: "coordination.k8s.io",
+        ...(named ? { name: lease.name } : {}),
+      }, signal);
+      lines.push(
+        `Leader election: ${verb} ${object} in namespace "${lease.namespace}": ${
+          review.allowed ? "allowed" : "MISSING"
+        }`,
+      );
+      if (!review.allowed) {
+        problems.push(
+          `Permission missing for leader election: ${verb} ${object} in namespace "${lease.namespace}"; grant it with a Role rule {apiGroups: ["coordination.k8s.io"], resources: ["leases"], ${
+            named ? `resourceNames: ["${lease.name}"], ` : ""
+          }verbs: ["${verb}"]}`,
+        );
+      }
+    } catch (err) {
+      lines.push(`Leader election: ${verb} ${object}: cannot tell (${messageOf(err)})`);
+    }
+  }
+  return { lines, problems };
+}

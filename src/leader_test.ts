@@ -1,6 +1,13 @@
 import { assert, assertEquals } from "../tests/assert.ts";
-import type { LeaseObject } from "./kube/client.ts";
-import { electionIdentity, LeaderElector, type LeaseApi, leaseOf, type Term } from "./leader.ts";
+import type { KubeClient, LeaseObject } from "./kube/client.ts";
+import {
+  electionIdentity,
+  leaderDryRun,
+  LeaderElector,
+  type LeaseApi,
+  leaseOf,
+  type Term,
+} from "./leader.ts";
 import type { Clock } from "./token.ts";
 
 const TIMINGS = { durationMs: 15_000, renewDeadlineMs: 10_000, retryPeriodMs: 2_000 };
@@ -287,4 +294,20 @@ Deno.test("LeaderElector: a Lease it may not use is reported once, not a conflic
   stop.abort();
   await clock.advance(0);
   await running;
+});
+
+Deno.test("leaderDryRun() names each missing Lease verb with the Role rule that grants it", async () => {
+  const client = {
+    reviewAccess: (attributes: { verb: string; name?: string }) =>
+      Promise.resolve({ allowed: attributes.verb !== "create" }),
+  } as unknown as KubeClient;
+  const { lines, problems } = await leaderDryRun(client, { namespace: "ns", name: "l" });
+  assertEquals(lines, [
+    'Leader election: get lease "l" in namespace "ns": allowed',
+    'Leader election: update lease "l" in namespace "ns": allowed',
+    'Leader election: create leases in namespace "ns": MISSING',
+  ]);
+  assertEquals(problems, [
+    'Permission missing for leader election: create leases in namespace "ns"; grant it with a Role rule {apiGroups: ["coordination.k8s.io"], resources: ["leases"], verbs: ["create"]}',
+  ]);
 });

@@ -154,6 +154,7 @@ async function withReplicas(
     start(pod: string): RefresherProcess;
     provider: { readonly requests: number };
     byHolder(holder: string | undefined): RefresherProcess | undefined;
+    dryRun(): Promise<{ code: number; output: string }>;
   }) => Promise<void>,
 ) {
   await using stack = await startKubeStack();
@@ -191,6 +192,19 @@ async function withReplicas(
         replicas.set(pod, process);
         all.push(process);
         return process;
+      },
+      async dryRun() {
+        await using p = spawnRefresher({
+          env: {
+            ...inClusterEnv(stack, saDir),
+            ...providerEnv(provider),
+            KTR_SECRET_NAME: NAME,
+            KTR_LEADER_ELECT: "true",
+          },
+          args: ["--dry-run"],
+        });
+        const { code, output } = await p.exited;
+        return { code, output };
       },
       byHolder(holder) {
         return holder === undefined ? undefined : replicas.get(holder.replace(/_[0-9a-f]+$/, ""));
@@ -341,7 +355,15 @@ Deno.test({
   sanitizeResources: false,
   sanitizeOps: false,
   fn: () =>
-    withReplicas(30, async ({ stack, namespace, start, provider, byHolder }) => {
+    withReplicas(30, async ({ stack, namespace, start, provider, byHolder, dryRun }) => {
+      // --dry-run checks the Lease verbs: all there with the ha component's Role.
+      const checked = await dryRun();
+      assertEquals(checked.code, 0, checked.output);
+      assertEquals(
+        checked.output.match(/^Leader election: .*: allowed$/gm)?.length,
+        3,
+        checked.output,
+      );
       const stopWatch = new AbortController();
       const writes = watchWrites(stack, namespace, stopWatch.signal);
       try {
