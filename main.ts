@@ -41,6 +41,8 @@ import {
   readClusterIdentity,
 } from "./src/oidc/federation.ts";
 import { TokenError } from "./src/oidc/error.ts";
+import { runTargets } from "./src/targets/run.ts";
+import { TargetsHealth } from "./src/targets/status.ts";
 
 /** Exit codes of the process. */
 export const ExitCode = {
@@ -180,6 +182,10 @@ export async function main(args: string[], runtime: Runtime): Promise<number> {
   const serve = !config.once && !config.dryRun && config.http.address !== "off";
   // The status reads the loop's clock: both come from the runtime, so they cannot disagree.
   const status = serve ? new RefreshStatus({ version: VERSION, clock }) : undefined;
+  // With targets, readiness and metrics also cover every Secret.
+  const targetsHealth = status !== undefined && config.targets !== undefined
+    ? new TargetsHealth({ token: status, clock })
+    : undefined;
   const stopServer = new AbortController();
   let server: HealthServer | undefined;
   try {
@@ -187,7 +193,7 @@ export async function main(args: string[], runtime: Runtime): Promise<number> {
       try {
         server = startHealthServer({
           address: config.http.address,
-          handler: createHealthHandler(status),
+          handler: createHealthHandler(targetsHealth ?? status),
           signal: stopServer.signal,
         });
       } catch (err) {
@@ -243,6 +249,96 @@ export async function main(args: string[], runtime: Runtime): Promise<number> {
         intervalMs: config.interval * 1000,
         renewFraction: config.renew.percent / 100,
       };
+      /**
+       * Runs the long-running work: at once, or with leader.elect only while this replica leads,
+       * with a client that stops at the renew deadline. A failure code ends the run.
+       */
+      const whileLeading = async (
+        events: EventRecorder,
+        work: (kube: KubeClient, signal: AbortSignal, refreshedBy?: string) => Promise<number>,
+      ): Promise<number> => {
+        if (!config.leader.elect) return await work(client, shutdown.signal);
+        let lease;
+        try {
+          lease = await leaseOf(config, runtime.readTextFile);
+        } catch (err) {
+          if (!(err instanceof ConfigError)) throw err;
+          log.error("{error}", { error: err.message });
+          return ExitCode.CONFIG;
+        }
+        const identity = electionIdentity(env);
+        const { leader } = config;
+        let code: number = ExitCode.OK;
+        await runElected({
+          connection,
+          client,
+          fetch: runtime.fetch,
+          proxyEnv: env,
+          lease,
+          identity,
+          timings: {
+            durationMs: leader.duration * 1000,
+            renewDeadlineMs: leader.renewDeadline * 1000,
+            retryPeriodMs: leader.retryPeriod * 1000,
+          },
+          signal: shutdown.signal,
+          clock,
+          status,
+          events,
+        }, async (leaderClient, term) => {
+          code = await work(leaderClient, term.signal, identity);
+          // A failure the work could not get past ends the run, as without election.
+          if (code !== ExitCode.OK && !term.signal.aborted) shutdown.abort();
+        });
+        return code;
+      };
+      if (config.targets !== undefined) {
+        log.info(
+          config.dryRun ? "Starting dry run" : config.once ? "Refreshing once" : "Starting",
+          {
+            targets: config.targets.length,
+            tokenUrl: config.oidc.tokenUrl,
+            issuer: config.oidc.issuer,
+            kubernetes: connection.description,
+            grant: config.oidc.grant,
+            authMethod: config.oidc.authMethod,
+          },
+        );
+        const mode = config.dryRun ? "dry-run" : config.once ? "once" : "keep";
+        const targets = config.targets;
+        const run = (
+          kube: KubeClient,
+          signal: AbortSignal,
+          events?: EventRecorder,
+          refreshedBy?: string,
+        ) =>
+          runTargets({
+            client: kube,
+            source,
+            targets,
+            schedule,
+            watch: config.secret.watch,
+            mode,
+            signal,
+            clock,
+            ...(status === undefined ? {} : { observer: status }),
+            ...(targetsHealth === undefined ? {} : { health: targetsHealth }),
+            ...(events === undefined ? {} : { events }),
+            ...(refreshedBy === undefined ? {} : { refreshedBy }),
+            print: (text) => writeAllSync(runtime.stdout, text),
+          });
+        if (mode !== "keep") {
+          const code = await run(client, shutdown.signal);
+          return shutdown.signal.aborted ? ExitCode.OK : code;
+        }
+        const events = await eventRecorder(client, undefined, env, shutdown.signal);
+        const code = await whileLeading(
+          events,
+          (kube, signal, refreshedBy) => run(kube, signal, events, refreshedBy),
+        );
+        // runTargets answers 0 when stopped by SIGTERM or SIGINT.
+        return code;
+      }
       log.info(config.dryRun ? "Starting dry run" : config.once ? "Refreshing once" : "Starting", {
         secret: target.name,
         namespace: target.namespace,
@@ -289,8 +385,8 @@ export async function main(args: string[], runtime: Runtime): Promise<number> {
         return await refreshOneTime(source, writer, target, shutdown.signal);
       }
       const events = await eventRecorder(client, target.namespace, env, shutdown.signal);
-      const keep = (kube: KubeClient, signal: AbortSignal, refreshedBy?: string) =>
-        keepSecret({
+      return await whileLeading(events, async (kube, signal, refreshedBy) => {
+        await keepSecret({
           client: kube,
           source,
           target,
@@ -302,34 +398,11 @@ export async function main(args: string[], runtime: Runtime): Promise<number> {
           observer: status,
           ...(refreshedBy === undefined ? {} : { refreshedBy }),
         });
-      if (!config.leader.elect) {
-        await keep(client, shutdown.signal);
-      } else {
-        // Only the leader refreshes and writes, with a client that stops at its renew deadline.
-        const identity = electionIdentity(env);
-        const { leader } = config;
-        await runElected({
-          connection,
-          client,
-          fetch: runtime.fetch,
-          proxyEnv: env,
-          lease: await leaseOf(config, runtime.readTextFile),
-          identity,
-          timings: {
-            durationMs: leader.duration * 1000,
-            renewDeadlineMs: leader.renewDeadline * 1000,
-            retryPeriodMs: leader.retryPeriod * 1000,
-          },
-          signal: shutdown.signal,
-          clock,
-          status,
-          events,
-        }, (leaderClient, term) => keep(leaderClient, term.signal, identity));
-      }
+        return ExitCode.OK;
+      });
     } finally {
       connection.close();
     }
-    return ExitCode.OK;
   } catch (err) {
     log.fatal("Fatal error: {error}", { error: messageOf(err) });
     return ExitCode.RUNTIME;
@@ -346,7 +419,7 @@ export async function main(args: string[], runtime: Runtime): Promise<number> {
  */
 async function eventRecorder(
   client: KubeClient,
-  namespace: string,
+  namespace: string | undefined,
   env: Record<string, string>,
   signal: AbortSignal,
 ): Promise<EventRecorder> {
@@ -354,6 +427,8 @@ async function eventRecorder(
     client,
     instance: env.POD_NAME || env.HOSTNAME || "kube-token-refresher",
   });
+  // With targets the Events go to many namespaces: a 403 on the first write turns them off.
+  if (namespace === undefined) return events;
   try {
     const review = await client.reviewAccess({
       namespace,

@@ -15,6 +15,7 @@
  * @module
  */
 import { getLogger } from "@logtape/logtape";
+import { ConfigError } from "./config/mod.ts";
 import { messageOf } from "./errors.ts";
 import { LOG_CATEGORY } from "./log.ts";
 import { KubeClient, type KubeConnection, type LeaseObject } from "./kube/client.ts";
@@ -635,6 +636,7 @@ export async function runElected(
  * @param config The election and Secret keys, and the service account folder.
  * @param readTextFile Reads the namespace file.
  * @returns Namespace and name.
+ * @throws {ConfigError} With targets outside a pod and no `leader.namespace`.
  *
  * @example
  * ```ts
@@ -656,6 +658,7 @@ export async function leaseOf(
   },
   readTextFile: (path: string) => Promise<string>,
 ): Promise<{ namespace: string; name: string }> {
+  // With targets, secret.name and secret.namespace are empty: the config requires leader.lease.
   const name = config.leader.lease ?? `kube-token-refresher-${config.secret.name}`.slice(0, 253);
   if (config.leader.namespace !== undefined) return { namespace: config.leader.namespace, name };
   try {
@@ -663,6 +666,12 @@ export async function leaseOf(
     if (pod !== "") return { namespace: pod, name };
   } catch {
     // Not in a pod: the Secret's namespace.
+  }
+  if (config.secret.namespace === "") {
+    throw new ConfigError(
+      `Missing required key leader.namespace with targets outside a pod: there is no pod namespace and no single Secret's namespace to put the Lease in; set it with --leader.namespace, KTR_LEADER_NAMESPACE or "leader.namespace" in the --config file`,
+      { code: "CONFIG_MISSING", key: "leader.namespace" },
+    );
   }
   return { namespace: config.secret.namespace, name };
 }

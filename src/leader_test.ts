@@ -311,3 +311,20 @@ Deno.test("leaderDryRun() names each missing Lease verb with the Role rule that 
     'Permission missing for leader election: create leases in namespace "ns"; grant it with a Role rule {apiGroups: ["coordination.k8s.io"], resources: ["leases"], verbs: ["create"]}',
   ]);
 });
+
+Deno.test("leaseOf(): with targets outside a pod leader.namespace is required", async () => {
+  const config = {
+    leader: { lease: "refresher" },
+    secret: { name: "", namespace: "" },
+    kube: { serviceAccountDir: "/sa" },
+  };
+  const error = await leaseOf(config, () => Promise.reject(new Error("absent"))).then(
+    () => undefined,
+    (e) => e as { code?: string; key?: string },
+  );
+  assertEquals([error?.code, error?.key], ["CONFIG_MISSING", "leader.namespace"]);
+  assertEquals(await leaseOf(config, () => Promise.resolve("pods")), {
+    namespace: "pods",
+    name: "refresher",
+  });
+});

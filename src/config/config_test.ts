@@ -1430,3 +1430,18 @@ Deno.test("leader durations: duration > renewdeadline > retryperiod × 1.2, each
   );
   assertEquals([lease.code, lease.key], ["CONFIG_INVALID", "leader.lease"]);
 });
+
+Deno.test("leader.elect with targets needs leader.lease: there is no secret.name to name it after", () => {
+  const file = { targets: [{ name: "api-token", namespace: "team-a" }] };
+  const env = {
+    KTR_OIDC_TOKENURL: "https://auth.example.com/token",
+    KTR_OIDC_CLIENTID: "app",
+    KTR_OIDC_CLIENTSECRET: SECRET,
+    KTR_LEADER_ELECT: "true",
+  };
+  const error = configError(() => resolveConfig({ file, env }));
+  assertEquals([error.code, error.key], ["CONFIG_MISSING", "leader.lease"]);
+  assertStringIncludes(error.message, "--leader.lease");
+  const config = resolveConfig({ file, env: { ...env, KTR_LEADER_LEASE: "refresher" } });
+  assertEquals(config.leader.lease, "refresher");
+});

@@ -62,3 +62,26 @@ export function checkLeaderTimings(
   }
   return errors;
 }
+
+/**
+ * With `targets` there is no single Secret to name the Lease after: `leader.elect` then needs
+ * `leader.lease`.
+ *
+ * @param settings The valid values by key.
+ * @returns The error, if the rule is broken.
+ *
+ * @example
+ * ```ts ignore
+ * import { checkLeaderWithTargets } from "./leader.ts";
+ * const errors = checkLeaderWithTargets(settings);
+ * ```
+ */
+export function checkLeaderWithTargets(settings: ReadonlyMap<string, Setting>): ConfigError[] {
+  if (settings.get("leader.elect")?.value !== true || settings.has("leader.lease")) return [];
+  return [
+    new ConfigError(
+      `Missing required key leader.lease with targets and leader.elect: the Lease is named after secret.name, which targets replace; set it with --leader.lease, KTR_LEADER_LEASE or "leader.lease" in the --config file`,
+      { code: "CONFIG_MISSING", key: "leader.lease" },
+    ),
+  ];
+}

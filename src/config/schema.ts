@@ -499,7 +499,8 @@ export const KEYS = [
     valueName: "name",
     optional: true,
     defaultText: "`kube-token-refresher-<secret.name>`",
-    description: "Name of the Lease the replicas elect their leader on",
+    description:
+      "Name of the Lease the replicas elect their leader on; to be set with `targets`, which have no `secret.name`",
     allowed: "a Kubernetes object name (lowercase letters, digits, '-' and '.')",
     check: checkSubdomain,
   },
@@ -510,7 +511,8 @@ export const KEYS = [
     valueName: "namespace",
     optional: true,
     defaultText: "the pod's own namespace, else `secret.namespace`",
-    description: "Namespace of the Lease",
+    description:
+      "Namespace of the Lease; to be set with `targets` outside a pod, where there is no pod namespace",
     allowed: "a Kubernetes namespace name (lowercase letters, digits and '-')",
     check: checkLabel,
   },

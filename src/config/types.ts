@@ -4,6 +4,7 @@
  *
  * @module
  */
+import type { TargetSpec } from "../targets/config.ts";
 
 /** Where a configuration value came from, lowest precedence first. */
 export type ConfigSource = "default" | "file" | "env" | "flag";
@@ -61,7 +62,7 @@ export type SigningAlgorithm =
  * accident does not leak the client secret.
  */
 export interface Config {
-  /** The Secret that receives the token. */
+  /** The Secret that receives the token (with `targets`: name and namespace are empty). */
   readonly secret: {
     /** Name of the Secret (`secret.name`, a DNS-1123 subdomain). */
     readonly name: string;
@@ -175,6 +176,8 @@ export interface Config {
   };
   /** Path of the YAML file that was read, if `--config` was given. */
   readonly configFile?: string;
+  /** The Secrets to write, from the file's `targets` list; instead of `secret.*`. */
+  readonly targets?: readonly TargetSpec[];
 }
 
 /** Dotted paths of the leaf fields of `T`, e.g. `"oidc.tokenUrl"`. */
@@ -185,7 +188,7 @@ type LeafPaths<T, Prefix extends string = ""> = {
 }[keyof T & string];
 
 /** A {@linkcode Config} field that a key of the schema fills. */
-export type ConfigField = Exclude<LeafPaths<Config>, "configFile">;
+export type ConfigField = Exclude<LeafPaths<Config>, "configFile" | "targets">;
 
 /**
  * How a raw value is read: `string` as written, `integer` as decimal digits,

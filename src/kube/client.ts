@@ -65,6 +65,8 @@ export class KubeApiError extends CodedError<KubeErrorCode> {
   readonly verb?: string;
   /** For `KUBE_UNREACHABLE`: why no answer came (TLS, refused, DNS, timeout, reset). */
   readonly sendFailure?: SendFailureKind;
+  /** For HTTP 429 (API Priority and Fairness): the server's `Retry-After`, in ms. */
+  readonly retryAfterMs?: number;
 
   /**
    * @param message Human-readable description.
@@ -78,10 +80,12 @@ export class KubeApiError extends CodedError<KubeErrorCode> {
       reason?: string;
       verb?: string;
       sendFailure?: SendFailureKind;
+      retryAfterMs?: number;
       cause?: unknown;
     },
   ) {
     super(message, options.code, { cause: options.cause });
+    this.retryAfterMs = options.retryAfterMs;
     this.status = options.status;
     this.reason = options.reason;
     this.verb = options.verb;
@@ -418,7 +422,7 @@ export class KubeClient {
    * @returns The response, whose body is one JSON watch event per line.
    * @throws {KubeApiError} On a non-2xx answer (410 Gone when `resourceVersion` is too old).
    */
-  async watchSecretsNamed(
+  watchSecretsNamed(
     name: string,
     namespace: string | undefined,
     options: { resourceVersion?: string; timeoutSeconds: number },
@@ -431,7 +435,86 @@ export class KubeClient {
       timeoutSeconds: String(options.timeoutSeconds),
     });
     if (options.resourceVersion) query.set("resourceVersion", options.resourceVersion);
-    const path = `${secretCollection(namespace)}?${query}`;
+    return this.#openStream(`${secretCollection(namespace)}?${query}`, signal);
+  }
+
+  /**
+   * Lists every namespace with its labels and phase. Needs `list` on namespaces.
+   *
+   * @param signal Aborts the request.
+   * @returns The namespaces and the list's resourceVersion, where a watch can start.
+   * @throws {KubeApiError} On failure.
+   */
+  async listNamespaces(
+    signal?: AbortSignal,
+  ): Promise<{ items: NamespaceObject[]; resourceVersion: string }> {
+    const list = await this.#request("list", "GET", "/api/v1/namespaces", undefined, signal, {
+      check: isNamespaceList,
+      what: "a NamespaceList",
+    });
+    return { items: list.items, resourceVersion: list.metadata?.resourceVersion ?? "" };
+  }
+
+  /**
+   * Opens a watch on all namespaces and returns the streaming response (one JSON watch event per
+   * line). Needs `watch` on namespaces.
+   *
+   * @param options Where to start, and the server-side timeout.
+   * @param signal Closes the stream.
+   * @returns The response.
+   * @throws {KubeApiError} On a non-2xx answer (410 Gone when `resourceVersion` is too old).
+   */
+  watchNamespaces(
+    options: { resourceVersion?: string; timeoutSeconds: number },
+    signal: AbortSignal,
+  ): Promise<Response> {
+    const query = new URLSearchParams({
+      watch: "1",
+      allowWatchBookmarks: "true",
+      timeoutSeconds: String(options.timeoutSeconds),
+    });
+    if (options.resourceVersion) query.set("resourceVersion", options.resourceVersion);
+    return this.#openStream(`/api/v1/namespaces?${query}`, signal);
+  }
+
+  /**
+   * Deletes a Secret, only if it is still the one seen (`preconditions.uid`), so a Secret
+   * recreated by someone else in between is never deleted.
+   *
+   * @param namespace Its namespace.
+   * @param name Its name.
+   * @param uid The uid it had when the decision was made.
+   * @param signal Aborts the request.
+   * @returns False when it was already gone (404) or replaced (409).
+   * @throws {KubeApiError} On any other failure.
+   */
+  async deleteSecret(
+    namespace: string,
+    name: string,
+    uid: string,
+    signal?: AbortSignal,
+  ): Promise<boolean> {
+    try {
+      await this.#request(
+        "delete",
+        "DELETE",
+        secretPath(namespace, name),
+        {
+          apiVersion: "v1",
+          kind: "DeleteOptions",
+          preconditions: { uid },
+        },
+        signal,
+        { check: (v): v is unknown => v !== undefined, what: "an answer" },
+      );
+      return true;
+    } catch (err) {
+      if (err instanceof KubeApiError && (err.status === 404 || err.status === 409)) return false;
+      throw err;
+    }
+  }
+
+  async #openStream(path: string, signal: AbortSignal): Promise<Response> {
     let headers: Record<string, string>;
     try {
       headers = await this.#connection.authorize();
@@ -493,7 +576,7 @@ export class KubeClient {
       status = undefined;
     }
     throw new KubeApiError(
-      `Kubernetes API answered watch ${secretCollection(namespace)} with HTTP ${response.status}${
+      `Kubernetes API answered watch ${path.split("?")[0]} with HTTP ${response.status}${
         status?.reason ? ` ${status.reason}` : ""
       }: ${status?.message ?? (response.statusText || "no Status object")}`,
       { code: "KUBE_HTTP", status: response.status, reason: status?.reason, verb: "watch" },
@@ -726,7 +809,13 @@ export class KubeClient {
         `Kubernetes API answered ${verb} ${path} with HTTP ${response.status}${
           status?.reason ? ` ${status.reason}` : ""
         }: ${detail}`,
-        { code: "KUBE_HTTP", status: response.status, reason: status?.reason, verb },
+        {
+          code: "KUBE_HTTP",
+          status: response.status,
+          reason: status?.reason,
+          verb,
+          retryAfterMs: retryAfterOf(response),
+        },
       );
     }
     if (!expect.check(parsed)) {
@@ -737,6 +826,30 @@ export class KubeClient {
     }
     return { value: parsed, status: response.status };
   }
+}
+
+/** A Namespace, as far as the tool reads it. */
+export interface NamespaceObject {
+  metadata: {
+    name: string;
+    labels?: Record<string, string>;
+    deletionTimestamp?: string;
+    [field: string]: unknown;
+  };
+  status?: { phase?: string };
+}
+
+function isNamespaceList(
+  value: unknown,
+): value is { items: NamespaceObject[]; metadata?: { resourceVersion?: string } } {
+  return isObject(value) && Array.isArray(value.items) && value.items.every(isSecret);
+}
+
+/** `Retry-After` of a 429 (seconds, as API Priority and Fairness sends it), in ms. */
+function retryAfterOf(response: Response): number | undefined {
+  if (response.status !== 429) return undefined;
+  const seconds = Number(response.headers.get("retry-after"));
+  return Number.isFinite(seconds) && seconds >= 0 ? Math.min(seconds, 300) * 1000 : undefined;
 }
 
 /** The field manager of every server-side apply the tool sends. */

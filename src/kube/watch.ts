@@ -57,6 +57,17 @@ export interface SecretWatchOptions {
   backoffMaxMs?: number;
   /** Random number in [0, 1) for jitter. */
   random?: () => number;
+  /**
+   * Another collection to follow with the same list-watch-reconnect logic (the namespaces of
+   * the targets): its list and its watch request. Default: the Secrets of `name`.
+   */
+  collection?: {
+    list(signal: AbortSignal): Promise<{ items: SecretObject[]; resourceVersion: string }>;
+    watch(
+      options: { resourceVersion?: string; timeoutSeconds: number },
+      signal: AbortSignal,
+    ): Promise<Response>;
+  };
 }
 
 const MAX_LINE_BYTES = 4 << 20;
@@ -115,7 +126,9 @@ export class SecretWatch {
       try {
         if (this.#resourceVersion === undefined) {
           this.stats.lists++;
-          const list = await o.client.listSecretsNamed(o.name, o.namespace, signal);
+          const list = o.collection !== undefined
+            ? await o.collection.list(signal)
+            : await o.client.listSecretsNamed(o.name, o.namespace, signal);
           this.#resourceVersion = list.resourceVersion;
           await o.onSync(list.items);
         }
@@ -176,10 +189,13 @@ export class SecretWatch {
     try {
       arm();
       this.stats.connects++;
-      const response = await o.client.watchSecretsNamed(o.name, o.namespace, {
+      const request = {
         resourceVersion: this.#resourceVersion,
         timeoutSeconds: o.timeoutSeconds ?? 300,
-      }, stream.signal);
+      };
+      const response = o.collection !== undefined
+        ? await o.collection.watch(request, stream.signal)
+        : await o.client.watchSecretsNamed(o.name, o.namespace, request, stream.signal);
       const reader = response.body?.pipeThrough(new TextDecoderStream()).getReader();
       if (reader === undefined) return "ended";
       let buffered = "";
