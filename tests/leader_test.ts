@@ -441,3 +441,71 @@ Deno.test({
       }
     }),
 });
+
+Deno.test({
+  name:
+    "leader: with targets, one of two replicas keeps the target's Secret and names itself in refreshed-by; SIGTERM hands over",
+  ignore,
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn() {
+    await using stack = await startKubeStack();
+    await using provider = await startOidcProvider({ tokenTtlSeconds: 2 });
+    const namespace = "team-a";
+    assertEquals((await stack.kubectl(["create", "namespace", namespace])).code, 0);
+    const home = await Deno.makeTempDir({ prefix: "ktr-home-" });
+    const file = `${home}/targets.yaml`;
+    await Deno.writeTextFile(file, `targets:\n  - name: ${NAME}\n    namespace: ${namespace}\n`);
+    const stopWatch = new AbortController();
+    const writes = watchWrites(stack, namespace, stopWatch.signal);
+    const start = (pod: string) =>
+      spawnRefresher({
+        permissionSet: "kubeconfig",
+        env: {
+          KUBECONFIG: stack.kubeconfigPath,
+          HOME: home,
+          ...providerEnv(provider),
+          KTR_LEADER_ELECT: "true",
+          KTR_LEADER_LEASE: "refresher",
+          KTR_LEADER_NAMESPACE: namespace,
+          KTR_LEADER_DURATION: String(DURATION),
+          KTR_LEADER_RENEWDEADLINE: String(RENEW_DEADLINE),
+          KTR_LEADER_RETRYPERIOD: String(RETRY),
+          POD_NAME: pod,
+        },
+        args: ["--config", file, "--http.address=off"],
+      });
+    const replicas = [start("replica-a"), start("replica-b")];
+    try {
+      await timeUntil("a first write", () => Promise.resolve(writes.length > 0), 30_000);
+      await sleep(8_000);
+      const runs = writerRuns(writes);
+      assertEquals(runs.length, 1, `writers: ${runs.join(" -> ")}`);
+      const leader = replicas.find((p) => p.output().includes("Became leader"))!;
+      const handoverFrom = performance.now();
+      leader.kill("SIGTERM");
+      assertEquals((await leader.exited).code, 0);
+      await timeUntil(
+        "a write by the other replica",
+        () => Promise.resolve(writerRuns(writes).length === 2),
+        BOUND * (RETRY + 4) * 1000,
+      );
+      const handoverMs = Math.round(performance.now() - handoverFrom);
+      console.log(
+        `targets with leader election: writers ${
+          writerRuns(writes).join(" -> ")
+        }; the second writes ${handoverMs} ms after SIGTERM to the first`,
+      );
+      assertEquals(writerRuns(writes).length, 2);
+    } finally {
+      stopWatch.abort();
+      for (const p of replicas) {
+        await p[Symbol.asyncDispose]();
+        const { output } = await p.exited;
+        for (const token of provider.issued) assertNotIncludes(output, token);
+        assertNotIncludes(output, provider.clientSecret);
+      }
+      await Deno.remove(home, { recursive: true });
+    }
+  },
+});
