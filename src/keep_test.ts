@@ -1,8 +1,14 @@
 import { assert, assertEquals } from "../tests/assert.ts";
-import { createFakeKube, fakeFetch, statusResponse } from "../tests/fixtures/fake_kube.ts";
-import { keepSecret, type SecretKeeper, TokenBucket } from "./keep.ts";
+import {
+  createFakeKube,
+  fakeFetch,
+  fakeKubeClient,
+  statusResponse,
+} from "../tests/fixtures/fake_kube.ts";
+import { keepSecret, SecretKeeper, TokenBucket } from "./keep.ts";
 import { KubeClient } from "./kube/client.ts";
 import { EventRecorder } from "./kube/events.ts";
+import { SecretWriter } from "./kube/secret.ts";
 import { ANNOTATIONS, sha256Hex, toBase64 } from "./kube/state.ts";
 import type { Token, TokenSource } from "./token.ts";
 import { Wake } from "./wake.ts";
@@ -206,4 +212,28 @@ Deno.test("keepSecret() with watch off neither lists nor watches, and leaves dri
   assertEquals(k.fake.watchers, 0);
   assert(!k.fake.requests.some((r) => r.method === "GET" && r.path.endsWith("/secrets")));
   await k.stop();
+});
+
+Deno.test("SecretKeeper: a watch lagging behind the writes is no drift; an earlier token after the latest is", async () => {
+  const fake = createFakeKube();
+  const client = fakeKubeClient(fake);
+  const writer = new SecretWriter(client, target);
+  const wake = new Wake();
+  const keeper = new SecretKeeper({ writer, wake });
+  const secretWith = (value: string) => ({
+    metadata: { name: "tok", namespace: "ns" },
+    data: { token: toBase64(value) },
+  });
+  await writer.write({ value: "token-1", obtainedAt: Date.now(), lifetimeSource: "unknown" });
+  await writer.write({ value: "token-2", obtainedAt: Date.now(), lifetimeSource: "unknown" });
+  // The watch has not shown token-2 yet: token-1 is the watch lagging.
+  await keeper.change({ type: "MODIFIED", secret: secretWith("token-1") });
+  assertEquals(keeper.repairs, 0);
+  // Once token-2 came through, token-1 again is someone writing it back.
+  await keeper.change({ type: "MODIFIED", secret: secretWith("token-2") });
+  await keeper.change({ type: "MODIFIED", secret: secretWith("token-1") });
+  assertEquals(keeper.repairs, 1);
+  const signal = new AbortController().signal;
+  assertEquals((await wake.wait(1, signal)).kind, "repair");
+  keeper.close();
 });

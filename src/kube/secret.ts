@@ -60,6 +60,8 @@ export class SecretWriter {
   #refreshNowHandled: string | undefined;
   #writtenSha256: string | undefined;
   #inFlightSha256: string | undefined;
+  #earlierSha256: string[] = [];
+  #writes = 0;
 
   /**
    * @param client The Kubernetes client.
@@ -123,6 +125,22 @@ export class SecretWriter {
   }
 
   /**
+   * Whether a token with this hash is one the tool wrote before its latest: a watch that lags
+   * behind the writes shows those, and they are no one else's change.
+   *
+   * @param sha256 Hex SHA-256 of a token value.
+   * @returns True for one of the last few tokens written before the current one.
+   */
+  wroteEarlier(sha256: string | undefined): boolean {
+    return sha256 !== undefined && this.#earlierSha256.includes(sha256);
+  }
+
+  /** Successful writes so far. */
+  get writes(): number {
+    return this.#writes;
+  }
+
+  /**
    * Records a token found in the Secret at start as the tool's own (adopted, not written).
    *
    * @param sha256 Its hex SHA-256.
@@ -160,7 +178,11 @@ export class SecretWriter {
     } finally {
       this.#inFlightSha256 = undefined;
     }
+    if (this.#writtenSha256 !== undefined && this.#writtenSha256 !== tokenSha256) {
+      this.#earlierSha256 = [this.#writtenSha256, ...this.#earlierSha256].slice(0, 4);
+    }
     this.#writtenSha256 = tokenSha256;
+    this.#writes++;
     return {
       action: applied.created ? "created" : "updated",
       requests: 1,

@@ -198,10 +198,18 @@ export class SecretWatch {
         : await o.client.watchSecretsNamed(o.name, o.namespace, request, stream.signal);
       const reader = response.body?.pipeThrough(new TextDecoderStream()).getReader();
       if (reader === undefined) return "ended";
+      // A read pending when the request is aborted does not always settle (seen with data still
+      // in flight through the decoder): the abort itself ends the wait.
+      const aborted = new Promise<never>((_, reject) => {
+        const fail = () => reject(new DOMException("The watch was closed", "AbortError"));
+        if (stream.signal.aborted) fail();
+        else stream.signal.addEventListener("abort", fail, { once: true });
+      });
+      aborted.catch(() => {});
       let buffered = "";
       try {
         while (true) {
-          const { done, value } = await reader.read();
+          const { done, value } = await Promise.race([reader.read(), aborted]);
           if (done) return "ended";
           arm();
           buffered += value;
@@ -221,7 +229,8 @@ export class SecretWatch {
           }
         }
       } finally {
-        await reader.cancel().catch(() => {});
+        // Not awaited, for the same reason: the connection is closed by the abort below.
+        reader.cancel().catch(() => {});
       }
     } catch (err) {
       if (silent && !signal.aborted) return "silent";
