@@ -22,6 +22,7 @@ import { SecretWriter } from "./src/kube/secret.ts";
 import { refreshedFields, refreshOnce } from "./src/refresh.ts";
 import { keepSecret } from "./src/keep.ts";
 import { EventRecorder } from "./src/kube/events.ts";
+import { electionIdentity, leaderDryRun, leaseOf, runElected } from "./src/leader.ts";
 import { VERSION } from "./src/cli.ts";
 import { dryRun, formatDryRunReport } from "./src/dry_run.ts";
 import {
@@ -248,6 +249,49 @@ export async function main(args: string[], runtime: Runtime): Promise<number> {
         intervalMs: config.interval * 1000,
         renewFraction: config.renew.percent / 100,
       };
+      /**
+       * Runs the long-running work: at once, or with leader.elect only while this replica leads,
+       * with a client that stops at the renew deadline. A failure code ends the run.
+       */
+      const whileLeading = async (
+        events: EventRecorder,
+        work: (kube: KubeClient, signal: AbortSignal, refreshedBy?: string) => Promise<number>,
+      ): Promise<number> => {
+        if (!config.leader.elect) return await work(client, shutdown.signal);
+        let lease;
+        try {
+          lease = await leaseOf(config, runtime.readTextFile);
+        } catch (err) {
+          if (!(err instanceof ConfigError)) throw err;
+          log.error("{error}", { error: err.message });
+          return ExitCode.CONFIG;
+        }
+        const identity = electionIdentity(env);
+        const { leader } = config;
+        let code: number = ExitCode.OK;
+        await runElected({
+          connection,
+          client,
+          fetch: runtime.fetch,
+          proxyEnv: env,
+          lease,
+          identity,
+          timings: {
+            durationMs: leader.duration * 1000,
+            renewDeadlineMs: leader.renewDeadline * 1000,
+            retryPeriodMs: leader.retryPeriod * 1000,
+          },
+          signal: shutdown.signal,
+          clock,
+          status,
+          events,
+        }, async (leaderClient, term) => {
+          code = await work(leaderClient, term.signal, identity);
+          // A failure the work could not get past ends the run, as without election.
+          if (code !== ExitCode.OK && !term.signal.aborted) shutdown.abort();
+        });
+        return code;
+      };
       if (config.targets !== undefined) {
         log.info(
           config.dryRun ? "Starting dry run" : config.once ? "Refreshing once" : "Starting",
@@ -261,23 +305,39 @@ export async function main(args: string[], runtime: Runtime): Promise<number> {
           },
         );
         const mode = config.dryRun ? "dry-run" : config.once ? "once" : "keep";
-        const code = await runTargets({
-          client,
-          source,
-          targets: config.targets,
-          schedule,
-          watch: config.secret.watch,
-          mode,
-          signal: shutdown.signal,
-          clock,
-          ...(status === undefined ? {} : { observer: status }),
-          ...(targetsHealth === undefined ? {} : { health: targetsHealth }),
-          ...(mode === "keep"
-            ? { events: await eventRecorder(client, undefined, env, shutdown.signal) }
-            : {}),
-          print: (text) => writeAllSync(runtime.stdout, text),
-        });
-        return shutdown.signal.aborted ? ExitCode.OK : code;
+        const targets = config.targets;
+        const run = (
+          kube: KubeClient,
+          signal: AbortSignal,
+          events?: EventRecorder,
+          refreshedBy?: string,
+        ) =>
+          runTargets({
+            client: kube,
+            source,
+            targets,
+            schedule,
+            watch: config.secret.watch,
+            mode,
+            signal,
+            clock,
+            ...(status === undefined ? {} : { observer: status }),
+            ...(targetsHealth === undefined ? {} : { health: targetsHealth }),
+            ...(events === undefined ? {} : { events }),
+            ...(refreshedBy === undefined ? {} : { refreshedBy }),
+            print: (text) => writeAllSync(runtime.stdout, text),
+          });
+        if (mode !== "keep") {
+          const code = await run(client, shutdown.signal);
+          return shutdown.signal.aborted ? ExitCode.OK : code;
+        }
+        const events = await eventRecorder(client, undefined, env, shutdown.signal);
+        const code = await whileLeading(
+          events,
+          (kube, signal, refreshedBy) => run(kube, signal, events, refreshedBy),
+        );
+        // runTargets answers 0 when stopped by SIGTERM or SIGINT.
+        return code;
       }
       log.info(config.dryRun ? "Starting dry run" : config.once ? "Refreshing once" : "Starting", {
         secret: target.name,
@@ -307,6 +367,12 @@ export async function main(args: string[], runtime: Runtime): Promise<number> {
             : () =>
               federationDryRun(serviceAccountToken, { client, identity, signal: shutdown.signal }),
           namespaceFile: parsed.namespaceFile,
+          ...(config.leader.elect
+            ? {
+              leader: async () =>
+                leaderDryRun(client, await leaseOf(config, runtime.readTextFile), shutdown.signal),
+            }
+            : {}),
         });
         // Stopped by SIGTERM or SIGINT: a clean stop, as in the other modes; a report of the
         // aborted checks would only read as a failed one.
@@ -319,21 +385,24 @@ export async function main(args: string[], runtime: Runtime): Promise<number> {
         return await refreshOneTime(source, writer, target, shutdown.signal);
       }
       const events = await eventRecorder(client, target.namespace, env, shutdown.signal);
-      await keepSecret({
-        client,
-        source,
-        target,
-        schedule,
-        signal: shutdown.signal,
-        watch: config.secret.watch,
-        events,
-        clock,
-        observer: status,
+      return await whileLeading(events, async (kube, signal, refreshedBy) => {
+        await keepSecret({
+          client: kube,
+          source,
+          target,
+          schedule,
+          signal,
+          watch: config.secret.watch,
+          events,
+          clock,
+          observer: status,
+          ...(refreshedBy === undefined ? {} : { refreshedBy }),
+        });
+        return ExitCode.OK;
       });
     } finally {
       connection.close();
     }
-    return ExitCode.OK;
   } catch (err) {
     log.fatal("Fatal error: {error}", { error: messageOf(err) });
     return ExitCode.RUNTIME;

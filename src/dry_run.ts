@@ -37,6 +37,8 @@ export interface DryRunOptions {
    * token it reports on); see federationDryRun.
    */
   federation?: () => Promise<{ lines: readonly string[]; problems: readonly string[] }>;
+  /** With `leader.elect`: the Lease's part (permissions); see leaderDryRun. */
+  leader?: () => Promise<{ lines: readonly string[]; problems: readonly string[] }>;
   /** The service account's `namespace` file, when `secret.namespace` was taken from it. */
   namespaceFile?: string;
 }
@@ -62,6 +64,8 @@ export interface DryRunReport {
   readonly token: TokenCheck;
   /** What the service-account token part found, one line each; never a token. */
   readonly federation?: readonly string[];
+  /** What the leader election part found, one line each. */
+  readonly leader?: readonly string[];
   /** The API server's URL. */
   readonly server: string;
   /** Where the Kubernetes credentials come from. */
@@ -127,6 +131,8 @@ export async function dryRun(options: DryRunOptions): Promise<DryRunReport> {
 
   const federation = await options.federation?.();
   if (federation !== undefined) problems.push(...federation.problems);
+  const leader = await options.leader?.();
+  if (leader !== undefined) problems.push(...leader.problems);
 
   let permissions: SecretPermission[] | { error: string };
   try {
@@ -194,6 +200,7 @@ export async function dryRun(options: DryRunOptions): Promise<DryRunReport> {
   return {
     token,
     ...(federation === undefined ? {} : { federation: federation.lines }),
+    ...(leader === undefined ? {} : { leader: leader.lines }),
     server: options.server,
     credentials: client.description,
     permissions,
@@ -348,6 +355,7 @@ export function formatDryRunReport(report: DryRunReport, now: number = Date.now(
   } else {
     lines.push(`Permissions: FAILED: ${(report.permissions as { error: string }).error}`);
   }
+  lines.push(...report.leader ?? []);
   const from = report.namespaceFile === undefined
     ? ""
     : ` (the pod's own, from ${report.namespaceFile}; set secret.namespace to write elsewhere)`;

@@ -54,6 +54,8 @@ export interface StatusSnapshot {
     readonly deleted: { readonly success: number; readonly failure: number };
     readonly overwritten: { readonly success: number; readonly failure: number };
   };
+  /** With leader election: whether this replica leads (`ktr_leader`); absent counts as leading. */
+  readonly leader?: boolean;
   /** Start of the process, in seconds since the epoch. */
   readonly processStartSeconds: number;
   /** Resident memory, in bytes. */
@@ -241,6 +243,12 @@ export function renderMetrics(status: StatusSnapshot): string {
           })
         ).join("")
       ).join(""),
+    ),
+    family(
+      "ktr_leader",
+      "gauge",
+      "1 while this replica refreshes and writes (the leader, or the only replica without leader.elect), 0 while it stands by.",
+      sample("ktr_leader", status.leader === false ? 0 : 1),
     ),
     family(
       "process_start_time_seconds",

@@ -12,6 +12,7 @@ import { isMapping, readFileValues, TARGETS_KEY } from "./file.ts";
 import { parseTargets, staticConflicts, type TargetSpec } from "../targets/config.ts";
 import { freezeConfig } from "./freeze.ts";
 import { checkRules, type Setting } from "./rules.ts";
+import { checkLeaderTimings, checkLeaderWithTargets } from "./leader.ts";
 import { envName, flagName, KEYS } from "./schema.ts";
 import { closestMatch } from "./suggest.ts";
 import type { Config, ConfigSource, KeyDefinition } from "./types.ts";
@@ -189,6 +190,8 @@ export function resolveConfig(input: ConfigInput): Config {
   }
 
   errors.push(...checkRules(settings, invalid, filePath));
+  errors.push(...checkLeaderTimings(settings, filePath));
+  if (targets !== undefined) errors.push(...checkLeaderWithTargets(settings));
 
   if (errors.length > 0) {
     // Problems with a key of the schema are reported in schema order, whichever check found

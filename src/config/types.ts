@@ -150,6 +150,21 @@ export interface Config {
     /** `host:port` or `:port` to listen on, or `off`. */
     readonly address: string;
   };
+  /** Leader election over a Lease, for more than one replica (`leader.*`). */
+  readonly leader: {
+    /** Whether to elect a leader; only the leader refreshes and writes (`leader.elect`). */
+    readonly elect: boolean;
+    /** Name of the Lease (`leader.lease`); default `kube-token-refresher-<secret.name>`. */
+    readonly lease?: string;
+    /** Namespace of the Lease (`leader.namespace`); default the pod's, else `secret.namespace`. */
+    readonly namespace?: string;
+    /** Seconds a Lease not renewed stays its holder's (`leader.duration`). */
+    readonly duration: number;
+    /** Seconds after its last renewal a leader that cannot renew stops (`leader.renewdeadline`). */
+    readonly renewDeadline: number;
+    /** Seconds between two tries to acquire or renew (`leader.retryperiod`). */
+    readonly retryPeriod: number;
+  };
   /** Refresh once, then exit (`once`). */
   readonly once: boolean;
   /** Check everything, write nothing (`dry-run`). */

@@ -110,6 +110,27 @@ export interface SecretObject {
   [field: string]: unknown;
 }
 
+/** A `coordination.k8s.io/v1` Lease, as far as leader election touches it. */
+export interface LeaseObject {
+  apiVersion?: string;
+  kind?: string;
+  metadata: {
+    name: string;
+    namespace?: string;
+    resourceVersion?: string;
+    [field: string]: unknown;
+  };
+  spec?: {
+    holderIdentity?: string;
+    leaseDurationSeconds?: number;
+    acquireTime?: string;
+    renewTime?: string;
+    leaseTransitions?: number;
+    [field: string]: unknown;
+  };
+  [field: string]: unknown;
+}
+
 /** What an access review asks about: one verb on one kind of resource in a namespace. */
 export interface ResourceAttributes {
   /** Namespace of the resource. */
@@ -635,6 +656,68 @@ export class KubeClient {
     return typeof expirationTimestamp === "string" ? { token, expirationTimestamp } : { token };
   }
 
+  /**
+   * Reads a `coordination.k8s.io/v1` Lease (leader election).
+   *
+   * @param namespace Namespace of the Lease.
+   * @param name Name of the Lease.
+   * @param signal Aborts the request.
+   * @returns The Lease, or `null` when it does not exist.
+   * @throws {KubeApiError} On any other failure.
+   */
+  async getLease(
+    namespace: string,
+    name: string,
+    signal?: AbortSignal,
+  ): Promise<LeaseObject | null> {
+    try {
+      return await this.#request("get", "GET", leasePath(namespace, name), undefined, signal, {
+        check: isLease,
+        what: "a Lease",
+      });
+    } catch (err) {
+      if (err instanceof KubeApiError && err.status === 404) return null;
+      throw err;
+    }
+  }
+
+  /**
+   * Creates a Lease.
+   *
+   * @param namespace Namespace of the Lease.
+   * @param lease The Lease.
+   * @param signal Aborts the request.
+   * @returns The Lease as stored.
+   * @throws {KubeApiError} On failure (409 when it exists already).
+   */
+  createLease(namespace: string, lease: LeaseObject, signal?: AbortSignal): Promise<LeaseObject> {
+    return this.#request("create", "POST", leasePath(namespace), lease, signal, {
+      check: isLease,
+      what: "a Lease",
+    });
+  }
+
+  /**
+   * Replaces a Lease; fails with 409 when `metadata.resourceVersion` is not the stored one, so
+   * two candidates never both win (optimistic concurrency, never a blind write).
+   *
+   * @param namespace Namespace of the Lease.
+   * @param lease The whole Lease, with the resourceVersion it was read at.
+   * @param signal Aborts the request.
+   * @returns The Lease as stored.
+   * @throws {KubeApiError} On failure.
+   */
+  replaceLease(namespace: string, lease: LeaseObject, signal?: AbortSignal): Promise<LeaseObject> {
+    return this.#request(
+      "update",
+      "PUT",
+      leasePath(namespace, lease.metadata.name),
+      lease,
+      signal,
+      { check: isLease, what: "a Lease" },
+    );
+  }
+
   async #request<T>(
     verb: string,
     method: string,
@@ -796,6 +879,15 @@ function isSecretList(
 function secretPath(namespace: string, name?: string): string {
   const base = `/api/v1/namespaces/${encodeURIComponent(namespace)}/secrets`;
   return name === undefined ? base : `${base}/${encodeURIComponent(name)}`;
+}
+
+function leasePath(namespace: string, name?: string): string {
+  const base = `/apis/coordination.k8s.io/v1/namespaces/${encodeURIComponent(namespace)}/leases`;
+  return name === undefined ? base : `${base}/${encodeURIComponent(name)}`;
+}
+
+function isLease(value: unknown): value is LeaseObject {
+  return isNamed(value);
 }
 
 function isStatus(value: unknown): value is KubeStatus {

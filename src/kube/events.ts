@@ -17,10 +17,12 @@ export type EventReason =
   | "TokenRefreshed"
   | "TokenRefreshFailed"
   | "SecretRepaired"
-  | "SecretContested";
+  | "SecretContested"
+  /** Leader election on the Lease: a replica became leader or stopped leading. */
+  | "LeaderElection";
 
 /** Event actions of the contract. */
-export type EventAction = "Refresh" | "Repair";
+export type EventAction = "Refresh" | "Repair" | "Elect";
 
 /** The object an Event is about. */
 export interface EventSubject {

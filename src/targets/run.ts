@@ -45,6 +45,8 @@ export interface RunTargetsOptions {
   health?: TargetsHealth;
   /** Writes the dry run's report. */
   print(text: string): void;
+  /** The writer's identity for `refreshed-by` (leader election). */
+  refreshedBy?: string;
   /** How many Secrets the dry run checks with a server-side dry-run apply. Default 5. */
   sample?: number;
 }
@@ -68,6 +70,7 @@ export async function runTargets(options: RunTargetsOptions): Promise<number> {
     clock: options.clock,
     ...(options.events === undefined ? {} : { events: options.events }),
     ...(options.observer === undefined ? {} : { observer: options.observer }),
+    ...(options.refreshedBy === undefined ? {} : { refreshedBy: options.refreshedBy }),
   });
   options.health?.attach(keeper);
   try {

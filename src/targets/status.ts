@@ -84,7 +84,8 @@ export class TargetsHealth implements HealthSource {
   /** @returns Ready, or the Secrets that do not hold a valid token. */
   readiness(): CheckResult {
     const token = this.#o.token.readiness();
-    if (!token.ok) return token;
+    // A note (a replica standing by, with leader election) answers for the whole replica.
+    if (!token.ok || token.note !== undefined) return token;
     const keeper = this.#o.keeper;
     if (keeper === undefined) return { ok: false, reason: "Targets not resolved yet" };
     const now = this.#o.clock.now();
