@@ -7,6 +7,12 @@
 # The build stage runs on the build machine's own platform and cross-compiles for the target
 # platform (`deno compile --target`), so the arm64 image needs no emulation.
 
+# The real-pod test (tests/node_test.ts) cannot build this file (no registry, and `deno compile`
+# downloads its runtime): tests/node/image.sh assembles a close copy instead, which differs only in
+# running the Deno binary of .deno-version on the sources (`deno run --cached-only --frozen
+# --permission-set=incluster`, with a pre-filled DENO_DIR) instead of the compiled binary, on the
+# same kind of root filesystem (Debian 12's libc, libgcc, CA bundle and tzdata; uid 65532; no shell).
+
 # The same Deno as everywhere else: keep equal to .deno-version (tests/release_test.ts checks).
 ARG DENO_VERSION=2.9.6
 

@@ -19,7 +19,10 @@ import { tokenSourceFromConfig } from "./src/oidc/mod.ts";
 import { KubeClient } from "./src/kube/client.ts";
 import { connect, KubeCredentialsError } from "./src/kube/connect.ts";
 import { SecretWriter } from "./src/kube/secret.ts";
-import { refreshedFields, refreshOnce, runRefreshLoop } from "./src/refresh.ts";
+import { refreshedFields, refreshOnce } from "./src/refresh.ts";
+import { keepSecret } from "./src/keep.ts";
+import { EventRecorder } from "./src/kube/events.ts";
+import { electionIdentity, leaderDryRun, leaseOf, runElected } from "./src/leader.ts";
 import { VERSION } from "./src/cli.ts";
 import { dryRun, formatDryRunReport } from "./src/dry_run.ts";
 import {
@@ -38,6 +41,8 @@ import {
   readClusterIdentity,
 } from "./src/oidc/federation.ts";
 import { TokenError } from "./src/oidc/error.ts";
+import { runTargets } from "./src/targets/run.ts";
+import { TargetsHealth } from "./src/targets/status.ts";
 
 /** Exit codes of the process. */
 export const ExitCode = {
@@ -58,15 +63,18 @@ export const ExitCode = {
 } as const;
 
 /**
- * Environment variables the tool reads besides its own `KTR_*` ones: where the cluster is, and
- * the proxy variables (fetch obeys them on its own; they are read to blame a dead proxy, not the
- * endpoint behind it).
+ * Environment variables the tool reads besides its own `KTR_*` ones: where the cluster is, the
+ * pod's name (the Events' reporting instance), and the proxy variables (fetch obeys them on its
+ * own; they are read to blame a dead proxy, not the endpoint behind it).
  */
 const KUBE_ENV = [
   "KUBERNETES_SERVICE_HOST",
   "KUBERNETES_SERVICE_PORT",
   "KUBECONFIG",
   "HOME",
+  // The pod's name, for the Events' reportingInstance: downward API, else the hostname.
+  "POD_NAME",
+  "HOSTNAME",
   ...PROXY_VARIABLES,
 ];
 
@@ -174,6 +182,10 @@ export async function main(args: string[], runtime: Runtime): Promise<number> {
   const serve = !config.once && !config.dryRun && config.http.address !== "off";
   // The status reads the loop's clock: both come from the runtime, so they cannot disagree.
   const status = serve ? new RefreshStatus({ version: VERSION, clock }) : undefined;
+  // With targets, readiness and metrics also cover every Secret.
+  const targetsHealth = status !== undefined && config.targets !== undefined
+    ? new TargetsHealth({ token: status, clock })
+    : undefined;
   const stopServer = new AbortController();
   let server: HealthServer | undefined;
   try {
@@ -181,7 +193,7 @@ export async function main(args: string[], runtime: Runtime): Promise<number> {
       try {
         server = startHealthServer({
           address: config.http.address,
-          handler: createHealthHandler(status),
+          handler: createHealthHandler(targetsHealth ?? status),
           signal: stopServer.signal,
         });
       } catch (err) {
@@ -237,6 +249,96 @@ export async function main(args: string[], runtime: Runtime): Promise<number> {
         intervalMs: config.interval * 1000,
         renewFraction: config.renew.percent / 100,
       };
+      /**
+       * Runs the long-running work: at once, or with leader.elect only while this replica leads,
+       * with a client that stops at the renew deadline. A failure code ends the run.
+       */
+      const whileLeading = async (
+        events: EventRecorder,
+        work: (kube: KubeClient, signal: AbortSignal, refreshedBy?: string) => Promise<number>,
+      ): Promise<number> => {
+        if (!config.leader.elect) return await work(client, shutdown.signal);
+        let lease;
+        try {
+          lease = await leaseOf(config, runtime.readTextFile);
+        } catch (err) {
+          if (!(err instanceof ConfigError)) throw err;
+          log.error("{error}", { error: err.message });
+          return ExitCode.CONFIG;
+        }
+        const identity = electionIdentity(env);
+        const { leader } = config;
+        let code: number = ExitCode.OK;
+        await runElected({
+          connection,
+          client,
+          fetch: runtime.fetch,
+          proxyEnv: env,
+          lease,
+          identity,
+          timings: {
+            durationMs: leader.duration * 1000,
+            renewDeadlineMs: leader.renewDeadline * 1000,
+            retryPeriodMs: leader.retryPeriod * 1000,
+          },
+          signal: shutdown.signal,
+          clock,
+          status,
+          events,
+        }, async (leaderClient, term) => {
+          code = await work(leaderClient, term.signal, identity);
+          // A failure the work could not get past ends the run, as without election.
+          if (code !== ExitCode.OK && !term.signal.aborted) shutdown.abort();
+        });
+        return code;
+      };
+      if (config.targets !== undefined) {
+        log.info(
+          config.dryRun ? "Starting dry run" : config.once ? "Refreshing once" : "Starting",
+          {
+            targets: config.targets.length,
+            tokenUrl: config.oidc.tokenUrl,
+            issuer: config.oidc.issuer,
+            kubernetes: connection.description,
+            grant: config.oidc.grant,
+            authMethod: config.oidc.authMethod,
+          },
+        );
+        const mode = config.dryRun ? "dry-run" : config.once ? "once" : "keep";
+        const targets = config.targets;
+        const run = (
+          kube: KubeClient,
+          signal: AbortSignal,
+          events?: EventRecorder,
+          refreshedBy?: string,
+        ) =>
+          runTargets({
+            client: kube,
+            source,
+            targets,
+            schedule,
+            watch: config.secret.watch,
+            mode,
+            signal,
+            clock,
+            ...(status === undefined ? {} : { observer: status }),
+            ...(targetsHealth === undefined ? {} : { health: targetsHealth }),
+            ...(events === undefined ? {} : { events }),
+            ...(refreshedBy === undefined ? {} : { refreshedBy }),
+            print: (text) => writeAllSync(runtime.stdout, text),
+          });
+        if (mode !== "keep") {
+          const code = await run(client, shutdown.signal);
+          return shutdown.signal.aborted ? ExitCode.OK : code;
+        }
+        const events = await eventRecorder(client, undefined, env, shutdown.signal);
+        const code = await whileLeading(
+          events,
+          (kube, signal, refreshedBy) => run(kube, signal, events, refreshedBy),
+        );
+        // runTargets answers 0 when stopped by SIGTERM or SIGINT.
+        return code;
+      }
       log.info(config.dryRun ? "Starting dry run" : config.once ? "Refreshing once" : "Starting", {
         secret: target.name,
         namespace: target.namespace,
@@ -257,6 +359,7 @@ export async function main(args: string[], runtime: Runtime): Promise<number> {
           target,
           server: connection.server.origin,
           schedule,
+          watch: config.secret.watch,
           signal: shutdown.signal,
           now: () => clock.now(),
           federation: serviceAccountToken === undefined
@@ -264,6 +367,12 @@ export async function main(args: string[], runtime: Runtime): Promise<number> {
             : () =>
               federationDryRun(serviceAccountToken, { client, identity, signal: shutdown.signal }),
           namespaceFile: parsed.namespaceFile,
+          ...(config.leader.elect
+            ? {
+              leader: async () =>
+                leaderDryRun(client, await leaseOf(config, runtime.readTextFile), shutdown.signal),
+            }
+            : {}),
         });
         // Stopped by SIGTERM or SIGINT: a clean stop, as in the other modes; a report of the
         // aborted checks would only read as a failed one.
@@ -271,21 +380,29 @@ export async function main(args: string[], runtime: Runtime): Promise<number> {
         writeAllSync(runtime.stdout, formatDryRunReport(report, clock.now()));
         return report.problems.length === 0 ? ExitCode.OK : ExitCode.RUNTIME;
       }
-      const writer = new SecretWriter(client, target);
-      if (config.once) return await refreshOneTime(source, writer, target, shutdown.signal);
-      await runRefreshLoop({
-        source,
-        writer,
-        target,
-        schedule,
-        signal: shutdown.signal,
-        clock,
-        observer: status,
+      if (config.once) {
+        const writer = new SecretWriter(client, target);
+        return await refreshOneTime(source, writer, target, shutdown.signal);
+      }
+      const events = await eventRecorder(client, target.namespace, env, shutdown.signal);
+      return await whileLeading(events, async (kube, signal, refreshedBy) => {
+        await keepSecret({
+          client: kube,
+          source,
+          target,
+          schedule,
+          signal,
+          watch: config.secret.watch,
+          events,
+          clock,
+          observer: status,
+          ...(refreshedBy === undefined ? {} : { refreshedBy }),
+        });
+        return ExitCode.OK;
       });
     } finally {
       connection.close();
     }
-    return ExitCode.OK;
   } catch (err) {
     log.fatal("Fatal error: {error}", { error: messageOf(err) });
     return ExitCode.RUNTIME;
@@ -293,6 +410,41 @@ export async function main(args: string[], runtime: Runtime): Promise<number> {
     stopServer.abort();
     await server?.finished;
   }
+}
+
+/**
+ * The Event recorder, off with one warning when an access review says Events may not be created
+ * (the refresher then only logs). The pod name (`POD_NAME`, else `HOSTNAME`) is the reporting
+ * instance.
+ */
+async function eventRecorder(
+  client: KubeClient,
+  namespace: string | undefined,
+  env: Record<string, string>,
+  signal: AbortSignal,
+): Promise<EventRecorder> {
+  const events = new EventRecorder({
+    client,
+    instance: env.POD_NAME || env.HOSTNAME || "kube-token-refresher",
+  });
+  // With targets the Events go to many namespaces: a 403 on the first write turns them off.
+  if (namespace === undefined) return events;
+  try {
+    const review = await client.reviewAccess({
+      namespace,
+      verb: "create",
+      resource: "events",
+      group: "events.k8s.io",
+    }, signal);
+    if (!review.allowed) {
+      events.disable(
+        `the identity in use may not create events in namespace "${namespace}" (grant events create and patch in the events.k8s.io group)`,
+      );
+    }
+  } catch {
+    // The review itself failed (unreachable, ...): try the Events; a 403 turns them off then.
+  }
+  return events;
 }
 
 /** `--once`: one refresh, no retry (a CronJob or init container retries in its own way). */

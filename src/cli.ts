@@ -135,6 +135,10 @@ Every key can also be set by its environment variable or in the --config file.
 Precedence: flags > environment > config file > defaults. A value set in a higher
 source wins even when it is empty or equals the default.
 
+Many Secrets (many namespaces, templates, .dockerconfigjson): the "targets" list,
+set in the --config file only (it has no variable or flag); it replaces secret.name,
+secret.namespace and secret.key, which must then be unset. See README, "Many namespaces".
+
 Give the client secret as KTR_OIDC_CLIENTSECRET or in a file (--oidc.clientsecretfile),
 not as --oidc.clientsecret: a command line can be read by every user of the machine
 (ps, /proc) and \`deno task\` prints it.`,

@@ -26,6 +26,8 @@ export interface DryRunOptions {
   server: string;
   /** The schedule a run would follow, to say when it would refresh next. */
   schedule: ScheduleOptions;
+  /** Whether a run would watch the Secret (`secret.watch`). Default true. */
+  watch?: boolean;
   /** Aborts the checks (shutdown). */
   signal?: AbortSignal;
   /** The clock, ms since the epoch. Default `Date.now`. */
@@ -35,6 +37,8 @@ export interface DryRunOptions {
    * token it reports on); see federationDryRun.
    */
   federation?: () => Promise<{ lines: readonly string[]; problems: readonly string[] }>;
+  /** With `leader.elect`: the Lease's part (permissions); see leaderDryRun. */
+  leader?: () => Promise<{ lines: readonly string[]; problems: readonly string[] }>;
   /** The service account's `namespace` file, when `secret.namespace` was taken from it. */
   namespaceFile?: string;
 }
@@ -60,6 +64,8 @@ export interface DryRunReport {
   readonly token: TokenCheck;
   /** What the service-account token part found, one line each; never a token. */
   readonly federation?: readonly string[];
+  /** What the leader election part found, one line each. */
+  readonly leader?: readonly string[];
   /** The API server's URL. */
   readonly server: string;
   /** Where the Kubernetes credentials come from. */
@@ -68,11 +74,9 @@ export interface DryRunReport {
   readonly permissions: readonly SecretPermission[] | { readonly error: string };
   /** Whether the Secret exists; `unknown` when it could not be read. */
   readonly secret: "exists" | "missing" | { readonly unknown: string };
-  /** Whether the existing Secret already carries the managed label (then nothing is added). */
-  readonly labelled?: boolean;
   /**
    * Whether `secret.namespace` exists: known from the Secret itself, else by reading the
-   * namespace, else by a create the API server checks and discards; `unknown` says why neither
+   * namespace, else by the run's apply, which the API server checks and discards; `unknown` says why neither
    * could be asked.
    */
   readonly namespace: "exists" | "missing" | { readonly unknown: string };
@@ -82,6 +86,8 @@ export interface DryRunReport {
   readonly action?: "create" | "update";
   /** The target. */
   readonly target: SecretTarget;
+  /** Whether a run would watch the Secret (`secret.watch`). */
+  readonly watch?: boolean;
   /** Problems that would make a run fail, one line each; empty when everything is in place. */
   readonly problems: readonly string[];
 }
@@ -125,6 +131,8 @@ export async function dryRun(options: DryRunOptions): Promise<DryRunReport> {
 
   const federation = await options.federation?.();
   if (federation !== undefined) problems.push(...federation.problems);
+  const leader = await options.leader?.();
+  if (leader !== undefined) problems.push(...leader.problems);
 
   let permissions: SecretPermission[] | { error: string };
   try {
@@ -134,10 +142,11 @@ export async function dryRun(options: DryRunOptions): Promise<DryRunReport> {
     problems.push(`Permissions could not be reviewed: ${permissions.error}`);
   }
   const allowed = (verb: string) =>
-    Array.isArray(permissions) && permissions.some((p) => p.verb === verb && p.allowed);
+    Array.isArray(permissions) &&
+    permissions.some((p) => p.verb === verb && p.resource !== "events" && p.allowed);
+  const watch = options.watch ?? true;
 
   let secret: DryRunReport["secret"];
-  let labelled: boolean | undefined;
   if (Array.isArray(permissions) && !allowed("get")) {
     secret = { unknown: "no permission to get it" };
   } else {
@@ -145,7 +154,6 @@ export async function dryRun(options: DryRunOptions): Promise<DryRunReport> {
       // A read, which a dry run may do; its data is never shown.
       const existing = await client.getSecret(target.namespace, target.name, signal);
       secret = existing === null ? "missing" : "exists";
-      if (existing !== null) labelled = existing.metadata.labels?.[MANAGED_LABEL] === "true";
     } catch (error) {
       secret = { unknown: message(error) };
       if (Array.isArray(permissions)) {
@@ -155,9 +163,12 @@ export async function dryRun(options: DryRunOptions): Promise<DryRunReport> {
   }
   // A Secret that exists has its namespace; otherwise a missing namespace and a missing Secret
   // read alike (404 on the Secret), and the first write would fail.
-  const namespace = secret === "exists"
-    ? "exists"
-    : await checkNamespace(client, target, Array.isArray(permissions) && allowed("create"), signal);
+  const namespace = secret === "exists" ? "exists" : await checkNamespace(
+    client,
+    target,
+    Array.isArray(permissions) && allowed("create") && allowed("patch"),
+    signal,
+  );
   if (namespace === "missing") {
     problems.push(
       `Namespace "${target.namespace}" does not exist: create it (kubectl create namespace ${target.namespace}), or set secret.namespace to the namespace the Secret belongs in`,
@@ -176,6 +187,9 @@ export async function dryRun(options: DryRunOptions): Promise<DryRunReport> {
       if (permission.allowed) continue;
       // Without the Secret, create is needed now; with it, only to recreate it after a deletion.
       if (permission.verb === "create" && secret === "exists") continue;
+      // Without Events the refresher only logs; with secret.watch off it needs no list/watch.
+      if (permission.resource === "events") continue;
+      if ((permission.verb === "list" || permission.verb === "watch") && !watch) continue;
       problems.push(
         `Permission missing: ${describePermission(permission)}; grant it with a Role rule ${
           roleRuleFor(permission)
@@ -186,22 +200,23 @@ export async function dryRun(options: DryRunOptions): Promise<DryRunReport> {
   return {
     token,
     ...(federation === undefined ? {} : { federation: federation.lines }),
+    ...(leader === undefined ? {} : { leader: leader.lines }),
     server: options.server,
     credentials: client.description,
     permissions,
     secret,
-    ...(labelled === undefined ? {} : { labelled }),
     namespace,
     ...(options.namespaceFile === undefined ? {} : { namespaceFile: options.namespaceFile }),
     ...(action === undefined ? {} : { action }),
     target,
+    watch,
     problems,
   };
 }
 
 /**
  * Whether the Secret's namespace exists, asked as politely as the identity allows: reading the
- * namespace (cluster-scoped, rarely granted), else a create with `dryRun=All`, which the API
+ * namespace (cluster-scoped, rarely granted), else the run's apply with `dryRun=All`, which the API
  * server authorizes and admits (NamespaceLifecycle refuses a missing namespace with 404) and then
  * discards. Without either permission it says which ones it lacks.
  */
@@ -222,18 +237,18 @@ async function checkNamespace(
   if (!mayCreate) {
     return {
       unknown:
-        `cannot tell: the identity may neither get namespace "${namespace}" (a ClusterRole rule {apiGroups: [""], resources: ["namespaces"], resourceNames: ["${namespace}"], verbs: ["get"]}) nor create secrets in it (dry-run create)`,
+        `cannot tell: the identity may neither get namespace "${namespace}" (a ClusterRole rule {apiGroups: [""], resources: ["namespaces"], resourceNames: ["${namespace}"], verbs: ["get"]}) nor patch and create secret "${target.name}" in it (dry-run apply)`,
     };
   }
   try {
-    // Stored nowhere: the API server answers as for a create, then discards the object.
-    await client.createSecret(
+    // Stored nowhere: the API server answers as for the apply a run sends (authorized as patch and,
+    // the Secret being missing, as create with its name), then discards the object.
+    await client.applySecret(
       namespace,
       {
         apiVersion: "v1",
         kind: "Secret",
-        metadata: { name: target.name, labels: { [MANAGED_LABEL]: "true" } },
-        type: "Opaque",
+        metadata: { name: target.name, namespace, labels: { [MANAGED_LABEL]: "true" } },
       },
       signal,
       { dryRun: true },
@@ -248,6 +263,7 @@ async function checkNamespace(
 }
 
 function describePermission(p: SecretPermission): string {
+  if (p.resource === "events") return `${p.verb} events in namespace "${p.namespace}"`;
   return p.name === undefined
     ? `${p.verb} secrets in namespace "${p.namespace}"`
     : `${p.verb} secret "${p.name}" in namespace "${p.namespace}"`;
@@ -301,9 +317,15 @@ export function formatDryRunReport(report: DryRunReport, now: number = Date.now(
   lines.push(...report.federation ?? []);
   lines.push(`Kubernetes: ${report.server} (${report.credentials})`);
   if (Array.isArray(report.permissions)) {
-    for (const p of report.permissions as readonly SecretPermission[]) {
-      const object = p.name === undefined ? "secrets" : `secret "${p.name}"`;
-      const note = !p.allowed && p.verb === "create" && report.secret === "exists"
+    const permissions = report.permissions as readonly SecretPermission[];
+    for (const p of permissions) {
+      const object = p.resource === "events"
+        ? "events"
+        : p.name === undefined
+        ? "secrets"
+        : `secret "${p.name}"`;
+      const note = !p.allowed && p.verb === "create" && p.resource !== "events" &&
+          report.secret === "exists"
         ? " (needed only to create the Secret again if it is deleted)"
         : "";
       lines.push(
@@ -312,9 +334,28 @@ export function formatDryRunReport(report: DryRunReport, now: number = Date.now(
         }${note}`,
       );
     }
+    const has = (verb: string, resource = "secrets") =>
+      permissions.some((p) =>
+        p.verb === verb && (p.resource ?? "secrets") === resource && p.allowed
+      );
+    if (report.watch === false) {
+      lines.push("Watch: off (secret.watch is false): drift is repaired at the next refresh only");
+    } else {
+      lines.push(
+        has("list") && has("watch")
+          ? "Watch: permitted: a deleted or overwritten Secret is written back within a second"
+          : "Watch: NOT permitted (list and watch on the Secret): grant them, or set secret.watch to false",
+      );
+    }
+    lines.push(
+      has("create", "events") && has("patch", "events")
+        ? "Events: permitted (events.k8s.io create and patch)"
+        : "Events: NOT permitted (events.k8s.io create and patch): a run only logs what happens",
+    );
   } else {
     lines.push(`Permissions: FAILED: ${(report.permissions as { error: string }).error}`);
   }
+  lines.push(...report.leader ?? []);
   const from = report.namespaceFile === undefined
     ? ""
     : ` (the pod's own, from ${report.namespaceFile}; set secret.namespace to write elsewhere)`;
@@ -334,14 +375,11 @@ export function formatDryRunReport(report: DryRunReport, now: number = Date.now(
   }
   if (report.action === "create") {
     lines.push(
-      `Would: create ${where} (type Opaque, label ${MANAGED_LABEL}: "true") with the token under key "${target.key}"`,
+      `Would: create ${where} with one server-side apply (type Opaque, label ${MANAGED_LABEL}: "true", the ktr.appuio.ch annotations) with the token under key "${target.key}"`,
     );
   } else if (report.action === "update") {
-    const label = report.labelled
-      ? `, which has label ${MANAGED_LABEL}: "true" already`
-      : ` and add label ${MANAGED_LABEL}: "true"`;
     lines.push(
-      `Would: update key "${target.key}" of ${where}${label}, keeping its other keys, labels and annotations`,
+      `Would: set key "${target.key}" of ${where}, label ${MANAGED_LABEL}: "true" and the ktr.appuio.ch annotations with one server-side apply, keeping its other keys, labels and annotations`,
     );
   }
   if (token.ok && report.action !== undefined) {

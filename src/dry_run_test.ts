@@ -25,7 +25,7 @@ function tokenSource(error?: Error): TokenSource {
   };
 }
 
-function run(fake: FakeKube, error?: Error): Promise<DryRunReport> {
+function run(fake: FakeKube, error?: Error, watch?: boolean): Promise<DryRunReport> {
   const client = fakeKubeClient(fake, {
     authorization: "Bearer sa",
     description: "service account in /sa",
@@ -37,6 +37,7 @@ function run(fake: FakeKube, error?: Error): Promise<DryRunReport> {
     server: "https://kube.test",
     schedule,
     now: () => NOW,
+    ...(watch === undefined ? {} : { watch }),
   });
 }
 
@@ -65,13 +66,17 @@ Deno.test("dryRun() with every permission and no Secret: would create it, writes
   });
   assertEquals(fake.accessReviews, [
     { namespace: "ns", resource: "secrets", group: "", verb: "get", name: "tok" },
-    { namespace: "ns", resource: "secrets", group: "", verb: "update", name: "tok" },
-    { namespace: "ns", resource: "secrets", group: "", verb: "create" },
+    { namespace: "ns", resource: "secrets", group: "", verb: "patch", name: "tok" },
+    { namespace: "ns", resource: "secrets", group: "", verb: "create", name: "tok" },
+    { namespace: "ns", resource: "secrets", group: "", verb: "list", name: "tok" },
+    { namespace: "ns", resource: "secrets", group: "", verb: "watch", name: "tok" },
+    { namespace: "ns", resource: "events", group: "events.k8s.io", verb: "create" },
+    { namespace: "ns", resource: "events", group: "events.k8s.io", verb: "patch" },
   ]);
   // Only access reviews (which store nothing) and one read.
   const calls = fake.requests.map((r) => `${r.method} ${r.path}`);
   assertEquals(calls, [
-    ...Array(3).fill("POST /apis/authorization.k8s.io/v1/selfsubjectaccessreviews"),
+    ...Array(7).fill("POST /apis/authorization.k8s.io/v1/selfsubjectaccessreviews"),
     "GET /api/v1/namespaces/ns/secrets/tok",
     "GET /api/v1/namespaces/ns",
   ]);
@@ -89,32 +94,52 @@ Deno.test("dryRun() with the Secret present would update it and needs no create 
   const text = formatDryRunReport(report, NOW);
   assertMatch(
     text,
-    /^Permission create secrets in namespace "ns": MISSING \(needed only to create the Secret again if it is deleted\)$/m,
+    /^Permission create secret "tok" in namespace "ns": MISSING \(needed only to create the Secret again if it is deleted\)$/m,
   );
-  assertMatch(text, /^Would: update key "token" of Secret "tok" in namespace "ns"/m);
+  assertMatch(text, /^Would: set key "token" of Secret "tok" in namespace "ns"/m);
   assertMatch(text, /^Result: OK, a run would succeed$/m);
 });
 
 Deno.test("dryRun() without the Secret and without create permission reports the missing rule", async () => {
   const fake = createFakeKube();
   fake.forbidden.add("create");
+  fake.forbidden.add("events-create");
   const report = await run(fake);
   assertEquals(report.problems, [
-    'Permission missing: create secrets in namespace "ns"; grant it with a Role rule {apiGroups: [""], resources: ["secrets"], verbs: ["create"]}',
+    'Permission missing: create secret "tok" in namespace "ns"; grant it with a Role rule {apiGroups: [""], resources: ["secrets"], resourceNames: ["tok"], verbs: ["create"]}',
   ]);
   assertMatch(formatDryRunReport(report, NOW), /^Result: FAILED, 1 problem above$/m);
 });
 
-Deno.test("dryRun() without update permission names the rule restricted to the Secret", async () => {
+Deno.test("dryRun() without patch permission names the rule restricted to the Secret", async () => {
   const fake = withSecret(createFakeKube());
-  fake.forbidden.add("update");
+  fake.forbidden.add("patch");
   const report = await run(fake);
   assertEquals(report.problems, [
-    'Permission missing: update secret "tok" in namespace "ns"; grant it with a Role rule {apiGroups: [""], resources: ["secrets"], resourceNames: ["tok"], verbs: ["update"]}',
+    'Permission missing: patch secret "tok" in namespace "ns"; grant it with a Role rule {apiGroups: [""], resources: ["secrets"], resourceNames: ["tok"], verbs: ["patch"]}',
   ]);
   assertMatch(
     formatDryRunReport(report, NOW),
-    /^Permission update secret "tok" in namespace "ns": MISSING$/m,
+    /^Permission patch secret "tok" in namespace "ns": MISSING$/m,
+  );
+});
+
+Deno.test("dryRun() says whether watch and Events are permitted; without Events a run only logs", async () => {
+  const fake = withSecret(createFakeKube());
+  fake.forbidden.add("watch");
+  fake.forbidden.add("events-create");
+  const report = await run(fake);
+  assertEquals(report.problems, [
+    'Permission missing: watch secret "tok" in namespace "ns"; grant it with a Role rule {apiGroups: [""], resources: ["secrets"], resourceNames: ["tok"], verbs: ["watch"]}',
+  ]);
+  const text = formatDryRunReport(report, NOW);
+  assertMatch(
+    text,
+    /^Watch: NOT permitted \(list and watch on the Secret\): grant them, or set secret.watch to false$/m,
+  );
+  assertMatch(
+    text,
+    /^Events: NOT permitted \(events.k8s.io create and patch\): a run only logs what happens$/m,
   );
 });
 
@@ -144,7 +169,7 @@ Deno.test("dryRun() reports a failed token request and still checks Kubernetes",
   assertEquals(report.problems, [
     'No token: Token endpoint refused the request with HTTP 401, error "invalid_client"',
   ]);
-  assertEquals(fake.accessReviews.length, 3);
+  assertEquals(fake.accessReviews.length, 7);
   const text = formatDryRunReport(report, NOW);
   assertMatch(text, /^Token: FAILED: Token endpoint refused the request with HTTP 401/m);
   assert(!/^Would: refresh again/m.test(text), "no schedule without a token");
@@ -172,11 +197,17 @@ Deno.test("formatDryRunReport() shows the token's length and expiry, never the t
       `Token: obtained, ${TOKEN.length} characters (not shown), expires 2023-11-14T22:18:20.000Z (in 300 s, from expires_in)`,
       "Kubernetes: https://kube.test (service account in /sa)",
       'Permission get secret "tok" in namespace "ns": allowed',
-      'Permission update secret "tok" in namespace "ns": allowed',
-      'Permission create secrets in namespace "ns": allowed',
+      'Permission patch secret "tok" in namespace "ns": allowed',
+      'Permission create secret "tok" in namespace "ns": allowed',
+      'Permission list secret "tok" in namespace "ns": allowed',
+      'Permission watch secret "tok" in namespace "ns": allowed',
+      'Permission create events in namespace "ns": allowed',
+      'Permission patch events in namespace "ns": allowed',
+      "Watch: permitted: a deleted or overwritten Secret is written back within a second",
+      "Events: permitted (events.k8s.io create and patch)",
       'Namespace "ns": exists',
       'Secret "tok" in namespace "ns": exists',
-      'Would: update key "token" of Secret "tok" in namespace "ns" and add label ktr.appuio.ch/managed: "true", keeping its other keys, labels and annotations',
+      'Would: set key "token" of Secret "tok" in namespace "ns", label ktr.appuio.ch/managed: "true" and the ktr.appuio.ch annotations with one server-side apply, keeping its other keys, labels and annotations',
       "Would: refresh again at 2023-11-14T22:16:41.000Z (in 201 s)",
       "Result: OK, a run would succeed",
       "",
@@ -185,21 +216,6 @@ Deno.test("formatDryRunReport() shows the token's length and expiry, never the t
   assertNotIncludes(text, TOKEN);
   assertNotIncludes(text, "dry-run-secret-token");
   assertNotIncludes(text, "old-token-in-secret");
-});
-
-Deno.test("dryRun() says 'add label' only when the Secret lacks the managed label", async () => {
-  const fake = withSecret(createFakeKube());
-  fake.mutate("ns", "tok", (secret) => {
-    secret.metadata.labels = { "ktr.appuio.ch/managed": "true", team: "a" };
-  });
-  const report = await run(fake);
-  assertEquals(report.labelled, true);
-  const text = formatDryRunReport(report, NOW);
-  assertMatch(
-    text,
-    /^Would: update key "token" of Secret "tok" in namespace "ns", which has label ktr\.appuio\.ch\/managed: "true" already, keeping/m,
-  );
-  assert(!text.includes("add label"), text);
 });
 
 Deno.test("dryRun() fails for a namespace that does not exist, read with get namespaces", async () => {
@@ -217,7 +233,7 @@ Deno.test("dryRun() fails for a namespace that does not exist, read with get nam
   assertMatch(text, /^Result: FAILED, 1 problem above$/m);
 });
 
-Deno.test("dryRun() without get namespaces asks a dry-run create, which stores nothing", async () => {
+Deno.test("dryRun() without get namespaces asks a dry-run apply, which stores nothing", async () => {
   for (const [namespaces, expected] of [[["ns"], "exists"], [["other"], "missing"]] as const) {
     const fake = createFakeKube();
     fake.namespaces = new Set(namespaces);
@@ -225,8 +241,8 @@ Deno.test("dryRun() without get namespaces asks a dry-run create, which stores n
     const report = await run(fake);
     assertEquals(report.namespace, expected);
     assertEquals(report.problems.length, expected === "missing" ? 1 : 0, report.problems.join());
-    assertEquals(fake.requests.at(-1)?.method, "POST");
-    assertEquals(fake.requests.at(-1)?.path, "/api/v1/namespaces/ns/secrets");
+    assertEquals(fake.requests.at(-1)?.method, "PATCH");
+    assertEquals(fake.requests.at(-1)?.path, "/api/v1/namespaces/ns/secrets/tok");
     assertEquals(fake.secrets.size, 0);
   }
 });
@@ -240,8 +256,20 @@ Deno.test("dryRun() says it cannot tell the namespace, and which permissions it 
   assert(typeof report.namespace === "object");
   assertMatch(
     formatDryRunReport(report, NOW),
-    /^Namespace "ns": unknown, cannot tell: the identity may neither get namespace "ns" \(a ClusterRole rule \{apiGroups: \[""\], resources: \["namespaces"\], resourceNames: \["ns"\], verbs: \["get"\]\}\) nor create secrets in it/m,
+    /^Namespace "ns": unknown, cannot tell: the identity may neither get namespace "ns" \(a ClusterRole rule \{apiGroups: \[""\], resources: \["namespaces"\], resourceNames: \["ns"\], verbs: \["get"\]\}\) nor patch and create secret "tok" in it/m,
   );
   // Nothing was created to find out.
-  assert(!fake.requests.some((r) => r.method === "POST" && r.path.includes("/secrets")));
+  assert(!fake.requests.some((r) => r.method !== "GET" && r.path.includes("/secrets")));
+});
+
+Deno.test("dryRun() with secret.watch off needs no list or watch, and says the watch is off", async () => {
+  const fake = withSecret(createFakeKube());
+  fake.forbidden.add("list");
+  fake.forbidden.add("watch");
+  const report = await run(fake, undefined, false);
+  assertEquals(report.problems, []);
+  assertMatch(
+    formatDryRunReport(report, NOW),
+    /^Watch: off \(secret\.watch is false\): drift is repaired at the next refresh only$/m,
+  );
 });

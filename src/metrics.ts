@@ -46,6 +46,16 @@ export interface StatusSnapshot {
   readonly attempts: { readonly success: number; readonly failure: number };
   /** Durations by result. */
   readonly durations: { readonly success: DurationHistogram; readonly failure: DurationHistogram };
+  /**
+   * Repairs of the Secret (written back after a deletion or an overwritten key) by drift and
+   * result; absent counts as none.
+   */
+  readonly repairs?: {
+    readonly deleted: { readonly success: number; readonly failure: number };
+    readonly overwritten: { readonly success: number; readonly failure: number };
+  };
+  /** With leader election: whether this replica leads (`ktr_leader`); absent counts as leading. */
+  readonly leader?: boolean;
   /** Start of the process, in seconds since the epoch. */
   readonly processStartSeconds: number;
   /** Resident memory, in bytes. */
@@ -220,6 +230,25 @@ export function renderMetrics(status: StatusSnapshot): string {
       "Duration of refresh attempts by result, in seconds.",
       histogramSamples(duration, "success", status.durations.success) +
         histogramSamples(duration, "failure", status.durations.failure),
+    ),
+    family(
+      "ktr_secret_repairs_total",
+      "counter",
+      "Writes of the token in hand after the Secret was deleted or its key overwritten, by drift and result.",
+      (["deleted", "overwritten"] as const).map((drift) =>
+        (["success", "failure"] as const).map((result) =>
+          sample("ktr_secret_repairs_total", status.repairs?.[drift][result] ?? 0, {
+            drift,
+            result,
+          })
+        ).join("")
+      ).join(""),
+    ),
+    family(
+      "ktr_leader",
+      "gauge",
+      "1 while this replica refreshes and writes (the leader, or the only replica without leader.elect), 0 while it stands by.",
+      sample("ktr_leader", status.leader === false ? 0 : 1),
     ),
     family(
       "process_start_time_seconds",

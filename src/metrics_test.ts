@@ -43,10 +43,12 @@ Deno.test("renderMetrics() writes every family with HELP and TYPE, in a fixed or
     "# TYPE ktr_refresh_consecutive_failures gauge",
     "# TYPE ktr_refresh_attempts_total counter",
     "# TYPE ktr_refresh_duration_seconds histogram",
+    "# TYPE ktr_secret_repairs_total counter",
+    "# TYPE ktr_leader gauge",
     "# TYPE process_start_time_seconds gauge",
     "# TYPE process_resident_memory_bytes gauge",
   ]);
-  assertEquals(text.match(/^# HELP /gm)?.length, 9);
+  assertEquals(text.match(/^# HELP /gm)?.length, 11);
   assert(text.endsWith("\n"));
 });
 

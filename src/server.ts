@@ -62,7 +62,9 @@ export function createHealthHandler(source: HealthSource): (req: Request) => Res
       return reply(req, 200, source.metrics(), { "content-type": CONTENT_TYPE });
     }
     const check = pathname === "/healthz" ? source.liveness() : source.readiness();
-    return check.ok ? reply(req, 200, "ok\n") : reply(req, 503, `${check.reason}\n`);
+    return check.ok
+      ? reply(req, 200, `${check.note ?? "ok"}\n`)
+      : reply(req, 503, `${check.reason}\n`);
   };
 }
 

@@ -17,7 +17,11 @@ import type { RefreshObserver, RefreshResult } from "./refresh.ts";
 
 /** The outcome of a health check. */
 export type CheckResult =
-  | { readonly ok: true }
+  | {
+    readonly ok: true;
+    /** What the probe answers instead of `ok` (a follower says `standby`). */
+    readonly note?: string;
+  }
   | {
     readonly ok: false;
     /** One line saying why, for people reading a probe failure. */
@@ -142,6 +146,14 @@ export class RefreshStatus implements RefreshObserver, HealthSource {
   #failures = 0;
   #attempts = { success: 0, failure: 0 };
   #durations = { success: emptyHistogram(), failure: emptyHistogram() };
+  #repairs = {
+    deleted: { success: 0, failure: 0 },
+    overwritten: { success: 0, failure: 0 },
+  };
+  /** With leader election: whether this replica leads; `undefined` without election. */
+  #leading: boolean | undefined;
+  /** With leader election: why this replica cannot use the Lease, if it cannot. */
+  #electionProblem: string | undefined;
 
   /**
    * Starts with no refresh seen; the first attempt counts as started now.
@@ -163,6 +175,15 @@ export class RefreshStatus implements RefreshObserver, HealthSource {
    * @param event The written token's lifetime, how long the attempt took and when the next is due.
    */
   onSuccess(event: { result: RefreshResult; durationMs: number; nextAt: number }): void {
+    if (event.result.write.action === "adopted") {
+      // The token already in the Secret, taken over at start: its success is when it was
+      // obtained, and no attempt was made.
+      this.#lastSuccessAt = event.result.token.obtainedAt;
+      this.#expiresAt = event.result.token.expiresAt;
+      this.#attemptFrom = event.nextAt;
+      this.#nextAt = event.nextAt;
+      return;
+    }
     this.#lastSuccessAt = this.#now();
     this.#expiresAt = event.result.token.expiresAt;
     this.#failing = false;
@@ -191,21 +212,67 @@ export class RefreshStatus implements RefreshObserver, HealthSource {
   }
 
   /**
+   * Records a repair: the token in hand written back after the Secret drifted (the refresh loop
+   * calls it; a failed repair is also reported as a failure).
+   *
+   * @param event What drifted, and whether the write succeeded.
+   */
+  onRepair(event: { drift: "deleted" | "overwritten"; ok: boolean }): void {
+    this.#repairs[event.drift][event.ok ? "success" : "failure"]++;
+  }
+
+  /**
+   * Records whether this replica leads (leader election). A follower is live and ready, as
+   * `standby`; a new leader's first attempt counts as started now.
+   *
+   * @param leading Whether it leads.
+   */
+  setLeading(leading: boolean): void {
+    if (leading && this.#leading !== true) {
+      // A new term starts clean: a former term's failures are not this one's.
+      this.#attemptFrom = this.#now();
+      this.#failing = false;
+      this.#lastError = undefined;
+      this.#failures = 0;
+    }
+    this.#leading = leading;
+  }
+
+  /**
+   * Records why this replica cannot take part in the leader election (say, no permission on the
+   * Lease), or that it can again (`undefined`). Such a replica stands by but is not ready: were
+   * every replica in this state, nobody would refresh.
+   *
+   * @param problem The error, without secrets.
+   */
+  setElectionProblem(problem: string | undefined): void {
+    this.#electionProblem = problem;
+  }
+
+  /**
    * What the metrics show, now: a plain copy, so a renderer cannot change the status.
    *
    * @returns The snapshot.
    */
   snapshot(): StatusSnapshot {
     const copy = (h: MutableHistogram): DurationHistogram => ({ ...h, counts: [...h.counts] });
+    // A replica standing by reports no token of its own: a former leader's last expiry would
+    // age into an expiry alert while the new leader keeps the Secret fresh.
+    const standby = this.#leading === false;
     return {
       version: this.#version,
       denoVersion: Deno.version.deno,
-      tokenExpiresAt: this.#expiresAt,
+      tokenExpiresAt: standby ? undefined : this.#expiresAt,
       lastSuccessAt: this.#lastSuccessAt,
-      nextAt: this.#nextAt,
-      consecutiveFailures: this.#failures,
+      nextAt: standby ? undefined : this.#nextAt,
+      consecutiveFailures: standby ? 0 : this.#failures,
       attempts: { ...this.#attempts },
       durations: { success: copy(this.#durations.success), failure: copy(this.#durations.failure) },
+      repairs: {
+        deleted: { ...this.#repairs.deleted },
+        overwritten: { ...this.#repairs.overwritten },
+      },
+      ...(this.#leading === undefined ? {} : { leader: this.#leading }),
       processStartSeconds: Math.round(performance.timeOrigin) / 1000,
       residentMemoryBytes: this.#rss(),
     };
@@ -217,6 +284,8 @@ export class RefreshStatus implements RefreshObserver, HealthSource {
    * @returns `ok`, or the reason it is not.
    */
   liveness(): CheckResult {
+    // A follower runs no attempts; its election loop has its own timeouts.
+    if (this.#leading === false) return { ok: true };
     const running = this.#now() - this.#attemptFrom;
     if (running > this.#stuckAfterMs) {
       return {
@@ -236,6 +305,12 @@ export class RefreshStatus implements RefreshObserver, HealthSource {
    * @returns `ok`, or the reason it is not.
    */
   readiness(): CheckResult {
+    if (this.#leading === false) {
+      return this.#electionProblem === undefined ? { ok: true, note: "standby" } : {
+        ok: false,
+        reason: `Cannot take part in the leader election: ${this.#electionProblem}`,
+      };
+    }
     if (this.#failing) {
       return { ok: false, reason: `Last refresh failed: ${describeError(this.#lastError)}` };
     }

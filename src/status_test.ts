@@ -192,6 +192,8 @@ Deno.test({
       ktr_refresh_consecutive_failures: "gauge",
       ktr_refresh_attempts: "counter",
       ktr_refresh_duration_seconds: "histogram",
+      ktr_secret_repairs: "counter",
+      ktr_leader: "gauge",
       process_start_time_seconds: "gauge",
       process_resident_memory_bytes: "gauge",
     });
@@ -199,4 +201,66 @@ Deno.test({
     const expiry = families.find((f) => f.name === "ktr_token_expiry_timestamp_seconds");
     assertEquals(expiry?.samples[0].value, (START + 300_000) / 1000);
   },
+});
+
+Deno.test("an adopted token makes the refresher ready with its expiry, without counting an attempt", () => {
+  const { status, now } = setup();
+  const token = { ...result(now() - 10_000, 300).token };
+  status.onSuccess({
+    result: { token, write: { action: "adopted", requests: 0 } },
+    durationMs: 0,
+    nextAt: now() + 190_000,
+  });
+  assertEquals(status.readiness(), { ok: true });
+  const text = status.metrics();
+  assertMatch(text, /^ktr_refresh_attempts_total\{result="success"\} 0$/m);
+  assertMatch(
+    text,
+    new RegExp(`^ktr_refresh_last_success_timestamp_seconds ${(now() - 10_000) / 1000}$`, "m"),
+  );
+});
+
+Deno.test("repairs are counted by drift and result", () => {
+  const { status } = setup();
+  status.onRepair({ drift: "deleted", ok: true });
+  status.onRepair({ drift: "deleted", ok: true });
+  status.onRepair({ drift: "overwritten", ok: false });
+  const text = status.metrics();
+  assertMatch(text, /^ktr_secret_repairs_total\{drift="deleted",result="success"\} 2$/m);
+  assertMatch(text, /^ktr_secret_repairs_total\{drift="overwritten",result="failure"\} 1$/m);
+  assertMatch(text, /^ktr_secret_repairs_total\{drift="overwritten",result="success"\} 0$/m);
+});
+
+Deno.test("with leader election a follower is live and ready as standby, ktr_leader 0; the leader 1", () => {
+  let now = 1_000_000;
+  const status = new RefreshStatus({ version: "1.0.0", clock: { now: () => now } });
+  assertMatch(status.metrics(), /^ktr_leader 1$/m);
+  status.onSuccess({
+    result: {
+      token: { value: "t", obtainedAt: now, expiresAt: now + 60_000, lifetimeSource: "expires_in" },
+      write: { action: "created", requests: 1 },
+    },
+    durationMs: 10,
+    nextAt: now + 40_000,
+  });
+  assertMatch(status.metrics(), /^ktr_token_expiry_timestamp_seconds /m);
+  status.setLeading(false);
+  now += 3_600_000;
+  // A former leader's token is not reported: its expiry would raise an alert.
+  assert(!/^ktr_token_expiry_timestamp_seconds /m.test(status.metrics()));
+  assertEquals(status.readiness(), { ok: true, note: "standby" });
+  assertEquals(status.liveness(), { ok: true });
+  assertMatch(status.metrics(), /^ktr_leader 0$/m);
+  status.setElectionProblem("HTTP 403 Forbidden");
+  assertEquals(status.readiness(), {
+    ok: false,
+    reason: "Cannot take part in the leader election: HTTP 403 Forbidden",
+  });
+  status.setElectionProblem(undefined);
+  assertEquals(status.readiness(), { ok: true, note: "standby" });
+  status.setLeading(true);
+  // Its last token has expired meanwhile: not ready until it adopts or writes one.
+  assertEquals(status.readiness().ok, false);
+  assertEquals(status.liveness().ok, true);
+  assertMatch(status.metrics(), /^ktr_leader 1$/m);
 });

@@ -20,6 +20,8 @@ export interface Token {
   readonly expiresAt?: number;
   /** Where the lifetime came from. */
   readonly lifetimeSource: "expires_in" | "jwt" | "unknown";
+  /** `token_type` of the response (`Bearer`, `DPoP`, ...), if the provider gave one. */
+  readonly tokenType?: string;
 }
 
 /** Anything that yields fresh access tokens. */

@@ -102,7 +102,8 @@ async function rendered() {
 const ignoreKubectl = kubectlIgnore();
 
 Deno.test({
-  name: "deploy/base: the Role allows get and update on the target Secret only, and create",
+  name:
+    "deploy/base: the Role allows get, patch, create, list and watch on the target Secret only, and Events",
   ignore: ignoreKubectl,
   async fn() {
     const { role, config, binding, serviceAccount, pod } = await rendered();
@@ -113,9 +114,9 @@ Deno.test({
         apiGroups: [""],
         resources: ["secrets"],
         resourceNames: [target],
-        verbs: ["get", "update"],
+        verbs: ["get", "patch", "create", "list", "watch"],
       },
-      { apiGroups: [""], resources: ["secrets"], verbs: ["create"] },
+      { apiGroups: ["events.k8s.io"], resources: ["events"], verbs: ["create", "patch"] },
     ]);
     assertEquals(binding.roleRef, {
       apiGroup: "rbac.authorization.k8s.io",
@@ -164,11 +165,13 @@ Deno.test({
 });
 
 Deno.test({
-  name: "deploy/base: every KTR_ variable is one the tool reads; credentials come from the Secret",
+  name:
+    "deploy/base: every KTR_ variable is one the tool reads, POD_NAME is the pod's; credentials come from the Secret",
   ignore: ignoreKubectl,
   async fn() {
     const { container, config, credentials, yaml } = await rendered();
-    const known = KEYS.map((d) => envName(d.key));
+    // The configuration keys' variables, and the pod's name for the Events.
+    const known = [...KEYS.map((d) => envName(d.key)), "POD_NAME"];
     const names = [...(container.env ?? []).map((e) => e.name), ...Object.keys(config.data)];
     for (const name of names) assert(known.includes(name), `${name} is not read by the tool`);
     // Every KTR_ name anywhere in the output, comments and values included.
@@ -188,6 +191,7 @@ Deno.test({
       assert(ref.key in credentials.data, `the Secret has the key ${ref.key}`);
     }
     assertEquals(env.KTR_SECRET_NAMESPACE?.valueFrom?.fieldRef?.fieldPath, "metadata.namespace");
+    assertEquals(env.POD_NAME?.valueFrom?.fieldRef?.fieldPath, "metadata.name");
     assertEquals(container.envFrom, [{ configMapRef: { name: config.metadata.name } }]);
     assert(!("KTR_OIDC_CLIENTSECRET" in config.data), "no secret in the ConfigMap");
   },
@@ -323,13 +327,14 @@ Deno.test({
 
       const before = await run(["--dry-run"]);
       assertEquals(before.code, 0, before.output);
-      for (const verb of ["get", "update"]) {
+      for (const verb of ["get", "patch", "create", "list", "watch"]) {
         assertMatch(
           before.output,
           new RegExp(`^Permission ${verb} secret "${target}" .*: allowed$`, "m"),
         );
       }
-      assertMatch(before.output, /^Permission create secrets .*: allowed$/m);
+      assertMatch(before.output, /^Watch: permitted/m);
+      assertMatch(before.output, /^Events: permitted/m);
       assertMatch(before.output, /^Would: create Secret/m);
       const none = await stack.kubectl(["get", "secret", target, "-n", namespace]);
       assert(none.code !== 0, "the dry run created the Secret");
@@ -343,12 +348,12 @@ Deno.test({
 
       const after = await run(["--dry-run"]);
       assertEquals(after.code, 0, after.output);
-      assertMatch(after.output, /^Would: update key "token"/m);
+      assertMatch(after.output, /^Would: set key "token"/m);
 
       const other = await run(["--dry-run", "--secret.name=someone-elses-secret"]);
       assertEquals(other.code, 1, other.output);
       assertMatch(other.output, /^Permission get secret "someone-elses-secret" .*: MISSING$/m);
-      assertMatch(other.output, /^Permission update secret "someone-elses-secret" .*: MISSING$/m);
+      assertMatch(other.output, /^Permission patch secret "someone-elses-secret" .*: MISSING$/m);
     } finally {
       await Deno.remove(saDir, { recursive: true });
     }

@@ -1,8 +1,6 @@
 /**
  * Efficiency while healthy (issue 4), counted over real sockets with the process as users run
- * it: one token request and one API write per refresh in steady state. The refresher keeps the
- * Secret as it last wrote it and updates it directly; only the first refresh reads (and, the
- * Secret being absent, creates).
+ * it: one token request and one API write (a server-side apply) per refresh in steady state.
  */
 import { assert, assertEquals, assertNotIncludes } from "./assert.ts";
 import { createFakeKube } from "./fixtures/fake_kube.ts";
@@ -13,7 +11,7 @@ import { makeTestTls } from "./fixtures/tls.ts";
 
 const REFRESHES = 4;
 
-Deno.test("main.ts makes one token request and one API write per refresh in steady state", async () => {
+Deno.test("main.ts makes one token request and one Secret apply per refresh in steady state", async () => {
   const tls = await makeTestTls();
   try {
     const fake = createFakeKube();
@@ -37,10 +35,20 @@ Deno.test("main.ts makes one token request and one API write per refresh in stea
     assertEquals(refreshes, REFRESHES);
     assertEquals(provider.requests, REFRESHES, "token requests");
     assert(provider.tokenRequests.every((r) => r.status === 200));
-    // The first refresh finds no Secret and creates it; every later one is a single update.
-    assertEquals(
-      fake.requests.map((r) => r.method),
-      ["GET", "POST", ...Array(REFRESHES - 1).fill("PUT")],
+    // Each refresh is one server-side apply; besides, the start reads the Secret once, the
+    // watch lists it once and stays open, and Events are aggregated (one create for all these
+    // refreshes).
+    const secretCalls = fake.requests.filter((r) => r.path.includes("/secrets")).map((r) =>
+      `${r.method} ${r.path.endsWith("/secrets") ? "collection" : "object"}`
+    );
+    assertEquals(secretCalls.filter((c) => c === "PATCH object").length, REFRESHES);
+    assertEquals(secretCalls.filter((c) => c === "GET object").length, 1);
+    assertEquals(secretCalls.filter((c) => c === "GET collection").length, 2, "list + watch");
+    assertEquals(secretCalls.length, REFRESHES + 3);
+    const eventWrites = fake.events.length;
+    assertEquals(eventWrites, 1);
+    console.log(
+      `requests per steady-state refresh: 1 token + 1 Secret apply; Event writes over ${REFRESHES} refreshes: ${eventWrites}`,
     );
     assertEquals(
       atob(fake.secrets.get("team-a/api-token")?.data?.token ?? ""),

@@ -83,7 +83,7 @@ const ignore = stackTestIgnore();
 
 Deno.test({
   name:
-    "stack: --dry-run finds a missing namespace, by reading it (admin) or by a dry-run create (least privilege), and stores nothing",
+    "stack: --dry-run finds a missing namespace, by reading it (admin) or by a dry-run apply (least privilege), and stores nothing",
   ignore,
   async fn() {
     await using stack = await startKubeStack();
@@ -102,8 +102,8 @@ Deno.test({
       assertMatch(missing.output, /^Namespace "no-such-namespace": DOES NOT EXIST$/m);
       assertMatch(missing.output, /^Problem: Namespace "no-such-namespace" does not exist/m);
 
-      // The shipped Role cannot read namespaces; its create, checked and discarded by the API
-      // server, answers instead. The namespace comes from the service account folder.
+      // The shipped Role cannot read namespaces; the run's apply, checked and discarded by the
+      // API server, answers instead. The namespace comes from the service account folder.
       await using pod = spawnRefresher({
         env: { ...inClusterEnv(stack, saDir), ...providerEnv(provider) },
         args: ["--secret.name=api-token", "--dry-run"],
@@ -116,8 +116,9 @@ Deno.test({
       );
       assertMatch(present.output, /^Result: OK/m);
 
-      // With create on Secrets everywhere (and still no namespace reads), the API server's
-      // NamespaceLifecycle check answers the dry-run create for a missing namespace with 404.
+      // With patch and create on the Secret's name everywhere (and still no namespace reads), the
+      // API server's NamespaceLifecycle check answers the dry-run apply for a missing namespace
+      // with 404.
       const grant = await stack.kubectl(["apply", "-f", "-"], {
         stdin: JSON.stringify({
           apiVersion: "v1",
@@ -126,7 +127,12 @@ Deno.test({
             apiVersion: "rbac.authorization.k8s.io/v1",
             kind: "ClusterRole",
             metadata: { name: `${namespace}-create-secrets` },
-            rules: [{ apiGroups: [""], resources: ["secrets"], verbs: ["create"] }],
+            rules: [{
+              apiGroups: [""],
+              resources: ["secrets"],
+              resourceNames: ["api-token"],
+              verbs: ["patch", "create"],
+            }],
           }, {
             apiVersion: "rbac.authorization.k8s.io/v1",
             kind: "ClusterRoleBinding",

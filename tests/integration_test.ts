@@ -57,7 +57,7 @@ Deno.test({
     withStack(async (stack) => {
       await using provider = await startOidcProvider({ tokenTtlSeconds: 600 });
       const { namespace, saDir } = await refresherNamespace(stack, "api-token", {
-        verbs: { named: ["get", "update"], unnamed: [] },
+        verbs: { named: ["get", "patch", "list", "watch"], unnamed: [] },
       });
       try {
         await using refresher = spawnRefresher({
@@ -68,7 +68,8 @@ Deno.test({
             "--http.address=off",
           ],
         });
-        await refresher.waitForOutput(/Refresh failed[^\n]*lacks the \\?"create\\?" verb/);
+        // Apply is authorized as patch, and as create (by name) when the Secret is missing.
+        await refresher.waitForOutput(/Refresh failed[^\n]*cannot create resource[^\n]*lacks/);
         // A second failure after a backoff step: the process stays up and keeps trying.
         await refresher.waitForOutput(/(Refresh failed[^]*){2}/);
         assertEquals(refreshes(refresher), 0);
@@ -108,7 +109,10 @@ Deno.test({
         });
         const failure = await refresher.waitForOutput(/Refresh failed[^\n]*/);
         assertMatch(failure, /HTTP 403/);
-        assertMatch(failure, /lacks the \\?"get\\?" verb on secret \\?"api-token\\?" in namespace/);
+        assertMatch(
+          failure,
+          /lacks the \\?"patch\\?" verb .*on secret \\?"api-token\\?" in namespace/,
+        );
         await applyRole(stack, namespace, "api-token", await shippedVerbs());
         await bindRole(stack, namespace, namespace);
         await waitForRefreshes(refresher, 1);
@@ -192,7 +196,7 @@ Deno.test({
 
 Deno.test({
   name:
-    "integration: another writer's keys survive, also when its write lands between our read and our update",
+    "integration: another writer's keys survive our writes, and a change to them is no drift to repair",
   ignore,
   fn: () =>
     withStack(async (stack) => {
@@ -208,9 +212,8 @@ Deno.test({
           ],
         });
         await waitForRefreshes(refresher, 1);
-        // The refresher holds the Secret as it last wrote it. Each write by the other client
-        // makes that copy stale, so the refresher's next update meets a 409 Conflict and must
-        // read again: the other client's write has landed in the middle of its refresh.
+        // Server-side apply owns only the tool's key, label and annotations: the other client's
+        // keys stay, and the watch does not take their change for drift.
         for (let i = 1; i <= 3; i++) {
           const patch = JSON.stringify({ stringData: { [`other-${i}`]: `value-${i}` } });
           const patched = await stack.kubectl([

@@ -115,22 +115,36 @@ Deno.test("--dry-run obtains a token, reviews permissions, prints the plan, writ
   );
   assertMatch(output, /^Kubernetes: https:\/\/127\.0\.0\.1:\d+ \(service account in /m);
   assertMatch(output, /^Permission get secret "api-token" in namespace "team-a": allowed$/m);
-  assertMatch(output, /^Permission update secret "api-token" in namespace "team-a": allowed$/m);
-  assertMatch(output, /^Permission create secrets in namespace "team-a": allowed$/m);
+  for (const verb of ["patch", "create", "list", "watch"]) {
+    assertMatch(
+      output,
+      new RegExp(`^Permission ${verb} secret "api-token" in namespace "team-a": allowed$`, "m"),
+    );
+  }
+  assertMatch(output, /^Watch: permitted/m);
+  assertMatch(output, /^Events: permitted/m);
   assertMatch(output, /^Would: create Secret "api-token" in namespace "team-a"/m);
   assertMatch(output, /^Result: OK/m);
   assertEquals(secretWrites(fake), []);
   assertEquals(fake.secrets.size, 0);
-  assertEquals(fake.accessReviews.map((a) => a.verb), ["get", "update", "create"]);
+  assertEquals(fake.accessReviews.map((a) => `${a.resource} ${a.verb}`), [
+    "secrets get",
+    "secrets patch",
+    "secrets create",
+    "secrets list",
+    "secrets watch",
+    "events create",
+    "events patch",
+  ]);
   assert(!output.includes("Serving"), `a server was started:\n${output}`);
   assertNotIncludes(output, token);
   assertNotIncludes(output, provider.clientSecret);
   assertNotIncludes(output, cluster.saToken);
 });
 
-Deno.test("--dry-run exits 1 and names the missing permission when update is not allowed", async () => {
+Deno.test("--dry-run exits 1 and names the missing permission when patch is not allowed", async () => {
   await using w = await world({ tokenTtlSeconds: 600 });
-  w.fake.forbidden.add("update");
+  w.fake.forbidden.add("patch");
   const { fake } = w;
   await using refresher = runInProcess({
     env: {
@@ -141,8 +155,8 @@ Deno.test("--dry-run exits 1 and names the missing permission when update is not
   });
   const { code, output } = await refresher.exited;
   assertEquals(code, 1, output);
-  assertMatch(output, /^Permission update secret "api-token" in namespace "team-a": MISSING$/m);
-  assertMatch(output, /^Problem: Permission missing: update secret "api-token"/m);
+  assertMatch(output, /^Permission patch secret "api-token" in namespace "team-a": MISSING$/m);
+  assertMatch(output, /^Problem: Permission missing: patch secret "api-token"/m);
   assertMatch(output, /^Result: FAILED, 1 problem above$/m);
   assertEquals(secretWrites(fake), []);
 });

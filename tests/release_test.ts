@@ -422,14 +422,14 @@ Deno.test("the permission sets: incluster is least privilege, kubeconfig adds ex
   const sets = denoJson().permissions as Record<string, Record<string, unknown>>;
   assertEquals(Object.keys(sets).sort(), ["incluster", "kubeconfig"]);
   // In a pod: the network, reading the service account and the CA files, and only the variables
-  // it needs by name (the proxy ones only to name a failing proxy). No subprocess, no writing, no
+  // it needs by name (the proxy ones only to name a failing proxy; the pod's name for Events). No subprocess, no writing, no
   // system information.
   assertEquals(Object.keys(sets.incluster).sort(), ["env", "net", "read"]);
   assert(Array.isArray(sets.incluster.env), "incluster reads variables by name only");
   assert(
     (sets.incluster.env as string[]).every((name) =>
       name === "KTR_*" || name.startsWith("KUBERNETES_SERVICE_") || /^LOG_/.test(name) ||
-      /^(HTTPS?|NO)_PROXY$/i.test(name)
+      /^(HTTPS?|NO)_PROXY$/i.test(name) || name === "POD_NAME" || name === "HOSTNAME"
     ),
     `incluster env: ${sets.incluster.env}`,
   );

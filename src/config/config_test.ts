@@ -3,6 +3,7 @@ import {
   assertEquals,
   assertMatch,
   assertNotMatch,
+  assertStringIncludes,
   assertThrows,
   fail,
 } from "../../tests/assert.ts";
@@ -81,6 +82,7 @@ Deno.test("KEYS holds every key of the contract, with its defaults", () => {
       ["secret.name", undefined],
       ["secret.namespace", undefined],
       ["secret.key", "token"],
+      ["secret.watch", true],
       ["interval", 500],
       ["log.level", "info"],
       ["log.format", "text"],
@@ -105,6 +107,12 @@ Deno.test("KEYS holds every key of the contract, with its defaults", () => {
       ["oidc.federation.tokentype", undefined],
       ["oidc.federation.params", undefined],
       ["renew.percent", 67],
+      ["leader.elect", false],
+      ["leader.lease", undefined],
+      ["leader.namespace", undefined],
+      ["leader.duration", 15],
+      ["leader.renewdeadline", 10],
+      ["leader.retryperiod", 2],
       ["http.address", ":8080"],
       ["once", false],
       ["dry-run", false],
@@ -118,6 +126,7 @@ Deno.test("envName() gives the contract's variable names", () => {
     "KTR_SECRET_NAME",
     "KTR_SECRET_NAMESPACE",
     "KTR_SECRET_KEY",
+    "KTR_SECRET_WATCH",
     "KTR_INTERVAL",
     "KTR_LOG_LEVEL",
     "KTR_LOG_FORMAT",
@@ -142,6 +151,12 @@ Deno.test("envName() gives the contract's variable names", () => {
     "KTR_OIDC_FEDERATION_TOKENTYPE",
     "KTR_OIDC_FEDERATION_PARAMS",
     "KTR_RENEW_PERCENT",
+    "KTR_LEADER_ELECT",
+    "KTR_LEADER_LEASE",
+    "KTR_LEADER_NAMESPACE",
+    "KTR_LEADER_DURATION",
+    "KTR_LEADER_RENEWDEADLINE",
+    "KTR_LEADER_RETRYPERIOD",
     "KTR_HTTP_ADDRESS",
     "KTR_ONCE",
     "KTR_DRY_RUN",
@@ -178,7 +193,7 @@ Deno.test("every default passes its own validation", () => {
 Deno.test("resolveConfig() fills defaults and maps keys to camelCase fields", () => {
   const config = resolveConfig({ env: REQUIRED_ENV });
   const expected: Config = {
-    secret: { name: "my-token", namespace: "my-namespace", key: "token" },
+    secret: { name: "my-token", namespace: "my-namespace", key: "token", watch: true },
     interval: 500,
     log: { level: "info", format: "text" },
     oidc: {
@@ -189,6 +204,7 @@ Deno.test("resolveConfig() fills defaults and maps keys to camelCase fields", ()
       clientSecret: SECRET,
     },
     renew: { percent: 67 },
+    leader: { elect: false, duration: 15, renewDeadline: 10, retryPeriod: 2 },
     http: { address: ":8080" },
     once: false,
     dryRun: false,
@@ -973,7 +989,7 @@ Deno.test("resolveConfig() lists the known keys when an unknown one is not close
   const top = configError(() => resolveConfig({ env: REQUIRED_ENV, file: { colour: "red" } }));
   assertMatch(
     top.message,
-    /known keys are secret, interval, log, oidc, renew, http, once, dry-run, kube/,
+    /known keys are secret, interval, log, oidc, renew, leader, http, once, dry-run, kube/,
   );
   const nested = configError(() =>
     resolveConfig({ env: REQUIRED_ENV, file: { log: { colour: "x" } } })
@@ -1032,6 +1048,7 @@ const SAMPLES: Readonly<Record<string, readonly [valid: string, invalid: string]
   "secret.name": ["my-token", "My_Token"],
   "secret.namespace": ["default", "a.b"],
   "secret.key": ["token", "a/b"],
+  "secret.watch": ["false", "sometimes"],
   "interval": ["30", "10s"],
   "log.level": ["warn", "loud"],
   "log.format": ["json", "xml"],
@@ -1056,6 +1073,12 @@ const SAMPLES: Readonly<Record<string, readonly [valid: string, invalid: string]
   "oidc.federation.tokentype": ["urn:ietf:params:oauth:token-type:id_token", "id_token"],
   "oidc.federation.params": ["connector_id=kubernetes", "grant_type=password"],
   "renew.percent": ["50", "0.5"],
+  "leader.elect": ["true", "maybe"],
+  "leader.lease": ["my-lease", "My_Lease"],
+  "leader.namespace": ["default", "a.b"],
+  "leader.duration": ["30", "15s"],
+  "leader.renewdeadline": ["5", "0"],
+  "leader.retryperiod": ["1", "2s"],
   "http.address": [":9090", "9090"],
   "once": ["true", "yes"],
   "dry-run": ["0", "no"],
@@ -1217,7 +1240,7 @@ Deno.test("loadConfigFile() reads the contract's example file into a full config
   const file = await loadConfigFile("ktr.yaml", fakeRead(SPEC_EXAMPLE));
   const config = resolveConfig({ file, filePath: "ktr.yaml", env: {} });
   assertEquals(config, {
-    secret: { name: "my-token", namespace: "my-namespace", key: "token" },
+    secret: { name: "my-token", namespace: "my-namespace", key: "token", watch: true },
     interval: 500,
     log: { level: "info", format: "text" },
     oidc: {
@@ -1228,6 +1251,7 @@ Deno.test("loadConfigFile() reads the contract's example file into a full config
       clientSecret: "s3cr3t",
     },
     renew: { percent: 67 },
+    leader: { elect: false, duration: 15, renewDeadline: 10, retryPeriod: 2 },
     http: { address: ":8080" },
     once: false,
     dryRun: false,
@@ -1373,4 +1397,51 @@ Deno.test("resolveConfig() refuses a renewal point outside 1..99 and a bad liste
     const config = resolveConfig({ env: { ...REQUIRED_ENV, KTR_HTTP_ADDRESS: address } });
     assertEquals(config.http.address, address);
   }
+});
+
+// --- leader election ------------------------------------------------------------------------
+
+Deno.test("leader durations: duration > renewdeadline > retryperiod × 1.2, each error naming its rule", () => {
+  const ok = resolveConfig({
+    env: withEnv({
+      KTR_LEADER_ELECT: "true",
+      KTR_LEADER_DURATION: "4",
+      KTR_LEADER_RENEWDEADLINE: "3",
+    }),
+  });
+  assertEquals(ok.leader, { elect: true, duration: 4, renewDeadline: 3, retryPeriod: 2 });
+  const long = configError(() =>
+    resolveConfig({ env: withEnv({ KTR_LEADER_DURATION: "10", KTR_LEADER_RENEWDEADLINE: "10" }) })
+  );
+  assertEquals([long.code, long.key], ["CONFIG_CONFLICT", "leader.duration"]);
+  assertStringIncludes(long.message, "rule: leader.duration > leader.renewdeadline");
+  assertStringIncludes(long.message, "environment variable KTR_LEADER_DURATION");
+  const tight = configError(() =>
+    resolveConfig({
+      env: REQUIRED_ENV,
+      flags: { "leader.renewdeadline": "6", "leader.retryperiod": "5" },
+    })
+  );
+  assertEquals([tight.code, tight.key], ["CONFIG_CONFLICT", "leader.renewdeadline"]);
+  assertStringIncludes(tight.message, "rule: leader.renewdeadline > leader.retryperiod × 1.2");
+  assertStringIncludes(tight.message, "flag --leader.renewdeadline");
+  const lease = configError(() =>
+    resolveConfig({ env: withEnv({ KTR_LEADER_LEASE: "Not_A_Name" }) })
+  );
+  assertEquals([lease.code, lease.key], ["CONFIG_INVALID", "leader.lease"]);
+});
+
+Deno.test("leader.elect with targets needs leader.lease: there is no secret.name to name it after", () => {
+  const file = { targets: [{ name: "api-token", namespace: "team-a" }] };
+  const env = {
+    KTR_OIDC_TOKENURL: "https://auth.example.com/token",
+    KTR_OIDC_CLIENTID: "app",
+    KTR_OIDC_CLIENTSECRET: SECRET,
+    KTR_LEADER_ELECT: "true",
+  };
+  const error = configError(() => resolveConfig({ file, env }));
+  assertEquals([error.code, error.key], ["CONFIG_MISSING", "leader.lease"]);
+  assertStringIncludes(error.message, "--leader.lease");
+  const config = resolveConfig({ file, env: { ...env, KTR_LEADER_LEASE: "refresher" } });
+  assertEquals(config.leader.lease, "refresher");
 });

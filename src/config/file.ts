@@ -125,6 +125,9 @@ export async function loadConfigFile(
   }
 }
 
+/** The file-only key holding the list of targets. */
+export const TARGETS_KEY = "targets";
+
 /** A YAML mapping (a plain object), as opposed to a list, a scalar or bytes. */
 export function isMapping(value: unknown): value is Record<string, unknown> {
   return typeof value === "object" && value !== null && !Array.isArray(value) &&
@@ -173,6 +176,8 @@ export function readFileValues(
   const walk = (mapping: Record<string, unknown>, prefix: string) => {
     for (const [name, value] of Object.entries(mapping)) {
       const key = prefix === "" ? name : `${prefix}.${name}`;
+      // A list of its own, read by the targets module (file only: no variable or flag form).
+      if (key === TARGETS_KEY) continue;
       if (name.includes(".")) {
         // One layout only: a flat "secret.name:" next to a nested one would be ambiguous.
         const [section, ...rest] = key.split(".");

@@ -168,6 +168,15 @@ export const KEYS = [
     check: checkDataKey,
   },
   {
+    key: "secret.watch",
+    field: "secret.watch",
+    kind: "boolean",
+    default: true,
+    description:
+      "Watch the Secret: write it back within a second when it is deleted or its key overwritten, and act on the `ktr.appuio.ch/refresh-now` annotation at once; `false` where `list` and `watch` cannot be granted",
+    allowed: '"true", "false", "1" or "0"',
+  },
+  {
     key: "interval",
     field: "interval",
     kind: "integer",
@@ -473,6 +482,75 @@ export const KEYS = [
     description:
       "Renew a token when this percentage of its lifetime has passed (1 to 99), the lifetime from `expires_in` or else the JWT `exp` claim; `interval` stays the upper bound",
     allowed: 'a whole number from 1 to 99, like "67"',
+  },
+  {
+    key: "leader.elect",
+    field: "leader.elect",
+    kind: "boolean",
+    default: false,
+    description:
+      "Elect a leader over a Lease so that two or more replicas can run: only the leader refreshes and writes, the others stand by",
+    allowed: '"true", "false", "1" or "0"',
+  },
+  {
+    key: "leader.lease",
+    field: "leader.lease",
+    kind: "string",
+    valueName: "name",
+    optional: true,
+    defaultText: "`kube-token-refresher-<secret.name>`",
+    description:
+      "Name of the Lease the replicas elect their leader on; to be set with `targets`, which have no `secret.name`",
+    allowed: "a Kubernetes object name (lowercase letters, digits, '-' and '.')",
+    check: checkSubdomain,
+  },
+  {
+    key: "leader.namespace",
+    field: "leader.namespace",
+    kind: "string",
+    valueName: "namespace",
+    optional: true,
+    defaultText: "the pod's own namespace, else `secret.namespace`",
+    description:
+      "Namespace of the Lease; to be set with `targets` outside a pod, where there is no pod namespace",
+    allowed: "a Kubernetes namespace name (lowercase letters, digits and '-')",
+    check: checkLabel,
+  },
+  {
+    key: "leader.duration",
+    field: "leader.duration",
+    kind: "integer",
+    valueName: "seconds",
+    default: 15,
+    min: 2,
+    max: 3600,
+    description:
+      "Seconds a Lease that is not renewed stays its holder's before another replica takes over; more than `leader.renewdeadline`",
+    allowed: 'a whole number of seconds from 2 to 3600, like "15"',
+  },
+  {
+    key: "leader.renewdeadline",
+    field: "leader.renewDeadline",
+    kind: "integer",
+    valueName: "seconds",
+    default: 10,
+    min: 1,
+    max: 3600,
+    description:
+      "Seconds after its last renewal a leader that cannot renew stops writing; less than `leader.duration`, more than 1.2 times `leader.retryperiod`",
+    allowed: 'a whole number of seconds from 1 to 3600, like "10"',
+  },
+  {
+    key: "leader.retryperiod",
+    field: "leader.retryPeriod",
+    kind: "integer",
+    valueName: "seconds",
+    default: 2,
+    min: 1,
+    max: 3600,
+    description:
+      "Seconds between two tries to acquire (candidates) or renew (the leader) the Lease",
+    allowed: 'a whole number of seconds from 1 to 3600, like "2"',
   },
   {
     key: "http.address",

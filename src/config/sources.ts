@@ -8,9 +8,11 @@
  * @module
  */
 import { ConfigError } from "./errors.ts";
-import { readFileValues } from "./file.ts";
+import { isMapping, readFileValues, TARGETS_KEY } from "./file.ts";
+import { parseTargets, staticConflicts, type TargetSpec } from "../targets/config.ts";
 import { freezeConfig } from "./freeze.ts";
 import { checkRules, type Setting } from "./rules.ts";
+import { checkLeaderTimings, checkLeaderWithTargets } from "./leader.ts";
 import { envName, flagName, KEYS } from "./schema.ts";
 import { closestMatch } from "./suggest.ts";
 import type { Config, ConfigSource, KeyDefinition } from "./types.ts";
@@ -115,6 +117,14 @@ export function resolveConfig(input: ConfigInput): Config {
   const root: Record<string, unknown> = {};
   const settings = new Map<string, Setting>();
   const invalid = new Set<string>();
+  const where = filePath === undefined ? "the config file" : `config file ${quote(filePath)}`;
+  const targetsRaw = isMapping(input.file) ? input.file[TARGETS_KEY] : undefined;
+  let targets: TargetSpec[] | undefined;
+  if (targetsRaw !== undefined && targetsRaw !== null) {
+    const parsed = parseTargets(targetsRaw, where);
+    errors.push(...parsed.errors, ...staticConflicts(parsed.targets, where));
+    targets = parsed.targets;
+  }
   for (const definition of KEYS as readonly KeyDefinition[]) {
     const { key } = definition;
     const candidates: [ConfigSource, unknown][] = [
@@ -124,6 +134,22 @@ export function resolveConfig(input: ConfigInput): Config {
       ["default", definition.default ?? input.defaults?.[key]],
     ];
     const found = candidates.find(([, raw]) => raw !== undefined);
+    // With targets, the single Secret's keys are not used; set by a user, they would be ignored,
+    // so they are refused. Defaults (the in-pod namespace too) do not count. secret.watch is a
+    // switch for every Secret, not a target, and stays.
+    if (targets !== undefined && key.startsWith("secret.") && key !== "secret.watch") {
+      if (found !== undefined && found[0] !== "default") {
+        errors.push(
+          new ConfigError(
+            `Conflicting keys targets and ${key}: ${key} (from ${
+              describeSource(found[0], definition, filePath)
+            }) names one Secret, targets in ${where} names the Secrets to write; keep one of them (the multi-namespace component of deploy/ removes the KTR_SECRET_* variables)`,
+            { code: "CONFIG_CONFLICT", key, source: found[0] },
+          ),
+        );
+      }
+      continue;
+    }
     if (found === undefined) {
       if (definition.optional) continue;
       errors.push(
@@ -164,6 +190,8 @@ export function resolveConfig(input: ConfigInput): Config {
   }
 
   errors.push(...checkRules(settings, invalid, filePath));
+  errors.push(...checkLeaderTimings(settings, filePath));
+  if (targets !== undefined) errors.push(...checkLeaderWithTargets(settings));
 
   if (errors.length > 0) {
     // Problems with a key of the schema are reported in schema order, whichever check found
@@ -183,6 +211,13 @@ export function resolveConfig(input: ConfigInput): Config {
     });
   }
   if (filePath !== undefined) root.configFile = filePath;
+  if (targets !== undefined) {
+    const secret = (root.secret ??= {}) as Record<string, unknown>;
+    secret.name = "";
+    secret.namespace = "";
+    secret.key ??= "token";
+    root.targets = targets;
+  }
   freezeConfig(root);
   return root as unknown as Config;
 }

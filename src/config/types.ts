@@ -4,6 +4,7 @@
  *
  * @module
  */
+import type { TargetSpec } from "../targets/config.ts";
 
 /** Where a configuration value came from, lowest precedence first. */
 export type ConfigSource = "default" | "file" | "env" | "flag";
@@ -61,7 +62,7 @@ export type SigningAlgorithm =
  * accident does not leak the client secret.
  */
 export interface Config {
-  /** The Secret that receives the token. */
+  /** The Secret that receives the token (with `targets`: name and namespace are empty). */
   readonly secret: {
     /** Name of the Secret (`secret.name`, a DNS-1123 subdomain). */
     readonly name: string;
@@ -69,6 +70,8 @@ export interface Config {
     readonly namespace: string;
     /** Key inside the Secret's data that receives the token (`secret.key`). */
     readonly key: string;
+    /** Watch the Secret to repair drift and act on refresh-now at once (`secret.watch`). */
+    readonly watch: boolean;
   };
   /** Seconds between two refreshes (`interval`). */
   readonly interval: number;
@@ -147,6 +150,21 @@ export interface Config {
     /** `host:port` or `:port` to listen on, or `off`. */
     readonly address: string;
   };
+  /** Leader election over a Lease, for more than one replica (`leader.*`). */
+  readonly leader: {
+    /** Whether to elect a leader; only the leader refreshes and writes (`leader.elect`). */
+    readonly elect: boolean;
+    /** Name of the Lease (`leader.lease`); default `kube-token-refresher-<secret.name>`. */
+    readonly lease?: string;
+    /** Namespace of the Lease (`leader.namespace`); default the pod's, else `secret.namespace`. */
+    readonly namespace?: string;
+    /** Seconds a Lease not renewed stays its holder's (`leader.duration`). */
+    readonly duration: number;
+    /** Seconds after its last renewal a leader that cannot renew stops (`leader.renewdeadline`). */
+    readonly renewDeadline: number;
+    /** Seconds between two tries to acquire or renew (`leader.retryperiod`). */
+    readonly retryPeriod: number;
+  };
   /** Refresh once, then exit (`once`). */
   readonly once: boolean;
   /** Check everything, write nothing (`dry-run`). */
@@ -158,6 +176,8 @@ export interface Config {
   };
   /** Path of the YAML file that was read, if `--config` was given. */
   readonly configFile?: string;
+  /** The Secrets to write, from the file's `targets` list; instead of `secret.*`. */
+  readonly targets?: readonly TargetSpec[];
 }
 
 /** Dotted paths of the leaf fields of `T`, e.g. `"oidc.tokenUrl"`. */
@@ -168,7 +188,7 @@ type LeafPaths<T, Prefix extends string = ""> = {
 }[keyof T & string];
 
 /** A {@linkcode Config} field that a key of the schema fills. */
-export type ConfigField = Exclude<LeafPaths<Config>, "configFile">;
+export type ConfigField = Exclude<LeafPaths<Config>, "configFile" | "targets">;
 
 /**
  * How a raw value is read: `string` as written, `integer` as decimal digits,

@@ -1,22 +1,25 @@
 /**
- * The Kubernetes permissions the refresher needs on its Secret, checked with access reviews
- * rather than by trying them, so a check writes nothing.
+ * The Kubernetes permissions the refresher needs on its Secret (and for its Events), checked with
+ * access reviews rather than by trying them, so a check writes nothing.
  *
  * @module
  */
 import type { KubeClient } from "./client.ts";
 import type { SecretTarget } from "./secret.ts";
 
-/** The verbs the refresher uses on Secrets. */
-export type SecretVerb = "get" | "update" | "create";
+/** The verbs the refresher uses on its Secret. */
+export type SecretVerb = "get" | "patch" | "create" | "list" | "watch";
 
 /** One permission and whether the identity in use has it. */
 export interface SecretPermission {
   /** The verb. */
-  readonly verb: SecretVerb;
+  readonly verb: SecretVerb | "create" | "patch";
+  /** `secrets`, or `events` (group `events.k8s.io`). */
+  readonly resource?: "secrets" | "events";
   /**
-   * The Secret's name for `get` and `update`, which RBAC can restrict by `resourceNames`;
-   * absent for `create`, which RBAC cannot (the name is not known before the object exists).
+   * The Secret's name: every Secret verb is asked about the one Secret, since RBAC narrows them
+   * all by `resourceNames` (apply's create check carries the name; list and watch carry it in
+   * their `metadata.name` field selector). Absent for Events, whose names are generated.
    */
   readonly name?: string;
   /** The namespace. */
@@ -29,12 +32,13 @@ export interface SecretPermission {
 
 /**
  * Asks the API server, one SelfSubjectAccessReview per verb, whether the identity in use may
- * `get` and `update` the target Secret and `create` Secrets in its namespace.
+ * `get`, `patch`, `create`, `list` and `watch` the target Secret, and `create` and `patch`
+ * Events in its namespace.
  *
  * @param client The Kubernetes client.
  * @param target The Secret.
  * @param signal Aborts the reviews.
- * @returns One entry per verb: get, update, create.
+ * @returns One entry per verb: the five on the Secret, then the two on Events.
  * @throws {KubeApiError} When a review cannot be made (unreachable, unauthorized, ...).
  *
  * @example
@@ -49,17 +53,24 @@ export async function reviewSecretAccess(
   target: SecretTarget,
   signal?: AbortSignal,
 ): Promise<SecretPermission[]> {
-  const asks: { verb: SecretVerb; name?: string }[] = [
-    { verb: "get", name: target.name },
-    { verb: "update", name: target.name },
-    { verb: "create" },
-  ];
+  const asks: { verb: SecretPermission["verb"]; resource: "secrets" | "events"; name?: string }[] =
+    [
+      ...(["get", "patch", "create", "list", "watch"] as const).map((verb) => ({
+        verb,
+        resource: "secrets" as const,
+        name: target.name,
+      })),
+      { verb: "create", resource: "events" },
+      { verb: "patch", resource: "events" },
+    ];
   const permissions: SecretPermission[] = [];
   for (const ask of asks) {
     const status = await client.reviewAccess({
       namespace: target.namespace,
-      resource: "secrets",
-      ...ask,
+      verb: ask.verb,
+      resource: ask.resource,
+      ...(ask.resource === "events" ? { group: "events.k8s.io" } : {}),
+      ...(ask.name === undefined ? {} : { name: ask.name }),
     }, signal);
     permissions.push({
       ...ask,
@@ -72,8 +83,7 @@ export async function reviewSecretAccess(
 }
 
 /**
- * The RBAC rule that grants a missing permission, for messages: `create` cannot be limited to one
- * name, `get` and `update` can and should be.
+ * The RBAC rule that grants a missing permission, for messages.
  *
  * @param permission The verb, and the Secret's name for the verbs RBAC can narrow to one.
  * @returns A Role rule in YAML flow style.
@@ -84,14 +94,27 @@ export async function reviewSecretAccess(
  * import { roleRuleFor } from "./access.ts";
  *
  * assert.equal(
- *   roleRuleFor({ verb: "update", name: "tok" }),
- *   '{apiGroups: [""], resources: ["secrets"], resourceNames: ["tok"], verbs: ["update"]}',
+ *   roleRuleFor({ verb: "patch", name: "tok" }),
+ *   '{apiGroups: [""], resources: ["secrets"], resourceNames: ["tok"], verbs: ["patch"]}',
  * );
  * ```
  */
-export function roleRuleFor(permission: { verb: string; name?: string }): string {
+export function roleRuleFor(
+  permission: {
+    verb: string | readonly string[];
+    name?: string;
+    resource?: "secrets" | "events";
+  },
+): string {
+  const verbs = `verbs: [${
+    (typeof permission.verb === "string" ? [permission.verb] : permission.verb)
+      .map((v) => JSON.stringify(v)).join(", ")
+  }]`;
+  if (permission.resource === "events") {
+    return `{apiGroups: ["events.k8s.io"], resources: ["events"], ${verbs}}`;
+  }
   const names = permission.name === undefined
     ? ""
     : ` resourceNames: [${JSON.stringify(permission.name)}],`;
-  return `{apiGroups: [""], resources: ["secrets"],${names} verbs: ["${permission.verb}"]}`;
+  return `{apiGroups: [""], resources: ["secrets"],${names} ${verbs}}`;
 }

@@ -23,6 +23,8 @@ export interface KubeConnection {
   authorize(): Promise<Record<string, string>>;
   /** The HTTP client carrying the cluster CA and any client certificate. */
   readonly httpClient?: Deno.HttpClient;
+  /** The same TLS settings for long-lived watch streams, one connection each; default `httpClient`. */
+  readonly streamHttpClient?: Deno.HttpClient;
   /** Says where the credentials came from, for logs and errors (never a secret). */
   readonly description: string;
   /** Releases the HTTP client. */
@@ -63,6 +65,8 @@ export class KubeApiError extends CodedError<KubeErrorCode> {
   readonly verb?: string;
   /** For `KUBE_UNREACHABLE`: why no answer came (TLS, refused, DNS, timeout, reset). */
   readonly sendFailure?: SendFailureKind;
+  /** For HTTP 429 (API Priority and Fairness): the server's `Retry-After`, in ms. */
+  readonly retryAfterMs?: number;
 
   /**
    * @param message Human-readable description.
@@ -76,10 +80,12 @@ export class KubeApiError extends CodedError<KubeErrorCode> {
       reason?: string;
       verb?: string;
       sendFailure?: SendFailureKind;
+      retryAfterMs?: number;
       cause?: unknown;
     },
   ) {
     super(message, options.code, { cause: options.cause });
+    this.retryAfterMs = options.retryAfterMs;
     this.status = options.status;
     this.reason = options.reason;
     this.verb = options.verb;
@@ -101,6 +107,27 @@ export interface SecretObject {
   };
   type?: string;
   data?: Record<string, string>;
+  [field: string]: unknown;
+}
+
+/** A `coordination.k8s.io/v1` Lease, as far as leader election touches it. */
+export interface LeaseObject {
+  apiVersion?: string;
+  kind?: string;
+  metadata: {
+    name: string;
+    namespace?: string;
+    resourceVersion?: string;
+    [field: string]: unknown;
+  };
+  spec?: {
+    holderIdentity?: string;
+    leaseDurationSeconds?: number;
+    acquireTime?: string;
+    renewTime?: string;
+    leaseTransitions?: number;
+    [field: string]: unknown;
+  };
   [field: string]: unknown;
 }
 
@@ -324,6 +351,280 @@ export class KubeClient {
   }
 
   /**
+   * Writes a Secret with server-side apply: one `PATCH` that creates the Secret or updates it,
+   * owning (as field manager `kube-token-refresher`, forcing conflicts) exactly the fields in
+   * `secret` and leaving every other field with whoever set it. The apiserver authorizes it as
+   * `patch`, and also as `create` (with the name) when the Secret does not exist yet.
+   *
+   * @param namespace Namespace of the Secret.
+   * @param secret The fields the tool owns: apiVersion, kind, name, its key, label, annotations.
+   * @param signal Aborts the request.
+   * @param options `dryRun`: the API server authorizes, admits and answers the apply (a missing
+   *   namespace is a 404) and stores nothing (`?dryRun=All`).
+   * @returns The Secret as stored (or as it would be), and whether this request created it.
+   * @throws {KubeApiError} On failure.
+   */
+  async applySecret(
+    namespace: string,
+    secret: SecretObject,
+    signal?: AbortSignal,
+    options: { dryRun?: boolean } = {},
+  ): Promise<{ secret: SecretObject; created: boolean }> {
+    const query = `?fieldManager=${FIELD_MANAGER}&force=true${options.dryRun ? "&dryRun=All" : ""}`;
+    // JSON is YAML, so the body needs no YAML library.
+    const { value, status } = await this.#send(
+      "patch",
+      "PATCH",
+      secretPath(namespace, secret.metadata.name) + query,
+      secret,
+      signal,
+      { check: isSecret, what: "a Secret" },
+      "application/apply-patch+yaml",
+    );
+    return { secret: value, created: status === 201 };
+  }
+
+  /**
+   * Lists the Secrets of one name: in one namespace, or across all when `namespace` is absent.
+   * A name field selector lets RBAC authorize the list by `resourceNames`.
+   *
+   * @param name The Secret name.
+   * @param namespace The namespace, or undefined for every namespace.
+   * @param signal Aborts the request.
+   * @returns The Secrets found and the list's resourceVersion, where a watch can start.
+   * @throws {KubeApiError} On failure.
+   */
+  async listSecretsNamed(
+    name: string,
+    namespace: string | undefined,
+    signal?: AbortSignal,
+  ): Promise<{ items: SecretObject[]; resourceVersion: string }> {
+    const list = await this.#request(
+      "list",
+      "GET",
+      `${secretCollection(namespace)}?fieldSelector=${encodeURIComponent(`metadata.name=${name}`)}`,
+      undefined,
+      signal,
+      { check: isSecretList, what: "a SecretList" },
+    );
+    return { items: list.items, resourceVersion: list.metadata?.resourceVersion ?? "" };
+  }
+
+  /**
+   * Opens a watch on the Secrets of one name and returns the streaming response. The request's
+   * timeout covers only the answer's headers: the stream itself lives as long as the server
+   * keeps it (`timeoutSeconds`) or until `signal` aborts.
+   *
+   * @param name The Secret name.
+   * @param namespace The namespace, or undefined for every namespace.
+   * @param options Where to start, and the server-side timeout.
+   * @param signal Closes the stream.
+   * @returns The response, whose body is one JSON watch event per line.
+   * @throws {KubeApiError} On a non-2xx answer (410 Gone when `resourceVersion` is too old).
+   */
+  watchSecretsNamed(
+    name: string,
+    namespace: string | undefined,
+    options: { resourceVersion?: string; timeoutSeconds: number },
+    signal: AbortSignal,
+  ): Promise<Response> {
+    const query = new URLSearchParams({
+      watch: "1",
+      fieldSelector: `metadata.name=${name}`,
+      allowWatchBookmarks: "true",
+      timeoutSeconds: String(options.timeoutSeconds),
+    });
+    if (options.resourceVersion) query.set("resourceVersion", options.resourceVersion);
+    return this.#openStream(`${secretCollection(namespace)}?${query}`, signal);
+  }
+
+  /**
+   * Lists every namespace with its labels and phase. Needs `list` on namespaces.
+   *
+   * @param signal Aborts the request.
+   * @returns The namespaces and the list's resourceVersion, where a watch can start.
+   * @throws {KubeApiError} On failure.
+   */
+  async listNamespaces(
+    signal?: AbortSignal,
+  ): Promise<{ items: NamespaceObject[]; resourceVersion: string }> {
+    const list = await this.#request("list", "GET", "/api/v1/namespaces", undefined, signal, {
+      check: isNamespaceList,
+      what: "a NamespaceList",
+    });
+    return { items: list.items, resourceVersion: list.metadata?.resourceVersion ?? "" };
+  }
+
+  /**
+   * Opens a watch on all namespaces and returns the streaming response (one JSON watch event per
+   * line). Needs `watch` on namespaces.
+   *
+   * @param options Where to start, and the server-side timeout.
+   * @param signal Closes the stream.
+   * @returns The response.
+   * @throws {KubeApiError} On a non-2xx answer (410 Gone when `resourceVersion` is too old).
+   */
+  watchNamespaces(
+    options: { resourceVersion?: string; timeoutSeconds: number },
+    signal: AbortSignal,
+  ): Promise<Response> {
+    const query = new URLSearchParams({
+      watch: "1",
+      allowWatchBookmarks: "true",
+      timeoutSeconds: String(options.timeoutSeconds),
+    });
+    if (options.resourceVersion) query.set("resourceVersion", options.resourceVersion);
+    return this.#openStream(`/api/v1/namespaces?${query}`, signal);
+  }
+
+  /**
+   * Deletes a Secret, only if it is still the one seen (`preconditions.uid`), so a Secret
+   * recreated by someone else in between is never deleted.
+   *
+   * @param namespace Its namespace.
+   * @param name Its name.
+   * @param uid The uid it had when the decision was made.
+   * @param signal Aborts the request.
+   * @returns False when it was already gone (404) or replaced (409).
+   * @throws {KubeApiError} On any other failure.
+   */
+  async deleteSecret(
+    namespace: string,
+    name: string,
+    uid: string,
+    signal?: AbortSignal,
+  ): Promise<boolean> {
+    try {
+      await this.#request(
+        "delete",
+        "DELETE",
+        secretPath(namespace, name),
+        {
+          apiVersion: "v1",
+          kind: "DeleteOptions",
+          preconditions: { uid },
+        },
+        signal,
+        { check: (v): v is unknown => v !== undefined, what: "an answer" },
+      );
+      return true;
+    } catch (err) {
+      if (err instanceof KubeApiError && (err.status === 404 || err.status === 409)) return false;
+      throw err;
+    }
+  }
+
+  async #openStream(path: string, signal: AbortSignal): Promise<Response> {
+    let headers: Record<string, string>;
+    try {
+      headers = await this.#connection.authorize();
+    } catch (err) {
+      throw new KubeApiError(
+        `Kubernetes credentials could not be read (${this.#connection.description}): ${
+          messageOf(err)
+        }`,
+        { code: "KUBE_CREDENTIALS", verb: "watch" },
+      );
+    }
+    const url = new URL(path, this.#connection.server);
+    let response: Response;
+    {
+      using deadline = startDeadline(this.#timeoutMs, signal);
+      try {
+        response = await this.#fetch(url, {
+          headers: { ...headers, accept: "application/json" },
+          signal: AbortSignal.any([deadline.signal, signal]),
+          client: this.#connection.streamHttpClient ?? this.#connection.httpClient,
+        } as RequestInit);
+      } catch (err) {
+        if (signal.aborted) {
+          throw new KubeApiError("Kubernetes API request aborted", {
+            code: "KUBE_ABORTED",
+            verb: "watch",
+          });
+        }
+        if (deadline.expired) {
+          throw new KubeApiError(
+            `Kubernetes API at ${url.origin} did not answer within ${this.#timeoutMs} ms (watch)`,
+            { code: "KUBE_TIMEOUT", verb: "watch" },
+          );
+        }
+        throw new KubeApiError(
+          `Kubernetes API at ${url.origin} could not be reached: ${
+            describeSendFailure(err, proxyFor(url, this.#proxyEnv))
+          }`,
+          {
+            code: "KUBE_UNREACHABLE",
+            verb: "watch",
+            sendFailure: classifySendFailure(err).kind,
+            cause: err,
+          },
+        );
+      }
+    }
+    if (response.ok) return response;
+    let status: KubeStatus | undefined;
+    try {
+      const body = await readBoundedBody(response, MAX_RESPONSE_BYTES, () =>
+        new KubeApiError(
+          `Kubernetes API answered with more than the ${MAX_RESPONSE_BYTES} bytes accepted`,
+          { code: "KUBE_HTTP", status: response.status },
+        ));
+      const parsed = JSON.parse(new TextDecoder().decode(body));
+      status = isStatus(parsed) ? parsed : undefined;
+    } catch {
+      status = undefined;
+    }
+    throw new KubeApiError(
+      `Kubernetes API answered watch ${path.split("?")[0]} with HTTP ${response.status}${
+        status?.reason ? ` ${status.reason}` : ""
+      }: ${status?.message ?? (response.statusText || "no Status object")}`,
+      { code: "KUBE_HTTP", status: response.status, reason: status?.reason, verb: "watch" },
+    );
+  }
+
+  /**
+   * Creates an `events.k8s.io/v1` Event.
+   *
+   * @param namespace Namespace of the Event (that of the object it is about).
+   * @param event The Event.
+   * @param signal Aborts the request.
+   * @throws {KubeApiError} On failure.
+   */
+  async createEvent(
+    namespace: string,
+    event: Record<string, unknown>,
+    signal?: AbortSignal,
+  ): Promise<void> {
+    await this.#request("create", "POST", eventPath(namespace), event, signal, {
+      check: isObject,
+      what: "an Event",
+    });
+  }
+
+  /**
+   * Updates an Event's `series` with a JSON merge patch (the other fields of an
+   * `events.k8s.io/v1` Event are immutable).
+   *
+   * @param namespace Namespace of the Event.
+   * @param name Name of the Event.
+   * @param patch The merge patch.
+   * @param signal Aborts the request.
+   * @throws {KubeApiError} On failure (404 when the Event has expired).
+   */
+  async patchEvent(
+    namespace: string,
+    name: string,
+    patch: Record<string, unknown>,
+    signal?: AbortSignal,
+  ): Promise<void> {
+    await this.#send("patch", "PATCH", eventPath(namespace, name), patch, signal, {
+      check: isObject,
+      what: "an Event",
+    }, "application/merge-patch+json");
+  }
+
+  /**
    * Mints a token for a service account with the TokenRequest API
    * (`POST .../serviceaccounts/NAME/token`); needs `create` on `serviceaccounts/token`.
    *
@@ -355,6 +656,68 @@ export class KubeClient {
     return typeof expirationTimestamp === "string" ? { token, expirationTimestamp } : { token };
   }
 
+  /**
+   * Reads a `coordination.k8s.io/v1` Lease (leader election).
+   *
+   * @param namespace Namespace of the Lease.
+   * @param name Name of the Lease.
+   * @param signal Aborts the request.
+   * @returns The Lease, or `null` when it does not exist.
+   * @throws {KubeApiError} On any other failure.
+   */
+  async getLease(
+    namespace: string,
+    name: string,
+    signal?: AbortSignal,
+  ): Promise<LeaseObject | null> {
+    try {
+      return await this.#request("get", "GET", leasePath(namespace, name), undefined, signal, {
+        check: isLease,
+        what: "a Lease",
+      });
+    } catch (err) {
+      if (err instanceof KubeApiError && err.status === 404) return null;
+      throw err;
+    }
+  }
+
+  /**
+   * Creates a Lease.
+   *
+   * @param namespace Namespace of the Lease.
+   * @param lease The Lease.
+   * @param signal Aborts the request.
+   * @returns The Lease as stored.
+   * @throws {KubeApiError} On failure (409 when it exists already).
+   */
+  createLease(namespace: string, lease: LeaseObject, signal?: AbortSignal): Promise<LeaseObject> {
+    return this.#request("create", "POST", leasePath(namespace), lease, signal, {
+      check: isLease,
+      what: "a Lease",
+    });
+  }
+
+  /**
+   * Replaces a Lease; fails with 409 when `metadata.resourceVersion` is not the stored one, so
+   * two candidates never both win (optimistic concurrency, never a blind write).
+   *
+   * @param namespace Namespace of the Lease.
+   * @param lease The whole Lease, with the resourceVersion it was read at.
+   * @param signal Aborts the request.
+   * @returns The Lease as stored.
+   * @throws {KubeApiError} On failure.
+   */
+  replaceLease(namespace: string, lease: LeaseObject, signal?: AbortSignal): Promise<LeaseObject> {
+    return this.#request(
+      "update",
+      "PUT",
+      leasePath(namespace, lease.metadata.name),
+      lease,
+      signal,
+      { check: isLease, what: "a Lease" },
+    );
+  }
+
   async #request<T>(
     verb: string,
     method: string,
@@ -363,6 +726,18 @@ export class KubeClient {
     signal: AbortSignal | undefined,
     expect: { check: (value: unknown) => value is T; what: string },
   ): Promise<T> {
+    return (await this.#send(verb, method, path, body, signal, expect)).value;
+  }
+
+  async #send<T>(
+    verb: string,
+    method: string,
+    path: string,
+    body: unknown,
+    signal: AbortSignal | undefined,
+    expect: { check: (value: unknown) => value is T; what: string },
+    contentType = "application/json",
+  ): Promise<{ value: T; status: number }> {
     let headers: Record<string, string>;
     try {
       headers = await this.#connection.authorize();
@@ -384,7 +759,7 @@ export class KubeClient {
         headers: {
           ...headers,
           accept: "application/json",
-          ...(body === undefined ? {} : { "content-type": "application/json" }),
+          ...(body === undefined ? {} : { "content-type": contentType }),
         },
         body: body === undefined ? undefined : JSON.stringify(body),
         signal: deadline.signal,
@@ -434,7 +809,13 @@ export class KubeClient {
         `Kubernetes API answered ${verb} ${path} with HTTP ${response.status}${
           status?.reason ? ` ${status.reason}` : ""
         }: ${detail}`,
-        { code: "KUBE_HTTP", status: response.status, reason: status?.reason, verb },
+        {
+          code: "KUBE_HTTP",
+          status: response.status,
+          reason: status?.reason,
+          verb,
+          retryAfterMs: retryAfterOf(response),
+        },
       );
     }
     if (!expect.check(parsed)) {
@@ -443,13 +824,70 @@ export class KubeClient {
         { code: "KUBE_HTTP", status: response.status, verb },
       );
     }
-    return parsed;
+    return { value: parsed, status: response.status };
   }
+}
+
+/** A Namespace, as far as the tool reads it. */
+export interface NamespaceObject {
+  metadata: {
+    name: string;
+    labels?: Record<string, string>;
+    deletionTimestamp?: string;
+    [field: string]: unknown;
+  };
+  status?: { phase?: string };
+}
+
+function isNamespaceList(
+  value: unknown,
+): value is { items: NamespaceObject[]; metadata?: { resourceVersion?: string } } {
+  return isObject(value) && Array.isArray(value.items) && value.items.every(isSecret);
+}
+
+/** `Retry-After` of a 429 (seconds, as API Priority and Fairness sends it), in ms. */
+function retryAfterOf(response: Response): number | undefined {
+  if (response.status !== 429) return undefined;
+  const seconds = Number(response.headers.get("retry-after"));
+  return Number.isFinite(seconds) && seconds >= 0 ? Math.min(seconds, 300) * 1000 : undefined;
+}
+
+/** The field manager of every server-side apply the tool sends. */
+export const FIELD_MANAGER = "kube-token-refresher";
+
+function secretCollection(namespace: string | undefined): string {
+  return namespace === undefined
+    ? "/api/v1/secrets"
+    : `/api/v1/namespaces/${encodeURIComponent(namespace)}/secrets`;
+}
+
+function eventPath(namespace: string, name?: string): string {
+  const base = `/apis/events.k8s.io/v1/namespaces/${encodeURIComponent(namespace)}/events`;
+  return name === undefined ? base : `${base}/${encodeURIComponent(name)}`;
+}
+
+function isObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null;
+}
+
+function isSecretList(
+  value: unknown,
+): value is { items: SecretObject[]; metadata?: { resourceVersion?: string } } {
+  return isObject(value) && Array.isArray(value.items) && value.items.every(isSecret);
 }
 
 function secretPath(namespace: string, name?: string): string {
   const base = `/api/v1/namespaces/${encodeURIComponent(namespace)}/secrets`;
   return name === undefined ? base : `${base}/${encodeURIComponent(name)}`;
+}
+
+function leasePath(namespace: string, name?: string): string {
+  const base = `/apis/coordination.k8s.io/v1/namespaces/${encodeURIComponent(namespace)}/leases`;
+  return name === undefined ? base : `${base}/${encodeURIComponent(name)}`;
+}
+
+function isLease(value: unknown): value is LeaseObject {
+  return isNamed(value);
 }
 
 function isStatus(value: unknown): value is KubeStatus {

@@ -86,21 +86,39 @@ export async function inClusterConnection(options: InClusterOptions): Promise<Ku
       `KUBERNETES_SERVICE_HOST "${options.host}" and KUBERNETES_SERVICE_PORT "${options.port}" do not form a valid URL`,
     );
   }
-  const httpClient = createTlsClient({ caCerts: [caPem] }, caPath);
+  const httpClient = createTlsClient({ caCerts: [caPem], ...REQUESTS }, caPath);
+  const streamHttpClient = createTlsClient({ caCerts: [caPem], ...STREAMS }, caPath);
   return {
     server,
     httpClient,
+    streamHttpClient,
     description: `service account in ${options.dir}`,
     async authorize() {
       const token = (await readRequired(read, tokenPath, "token file")).trim();
       return { authorization: `Bearer ${token}` };
     },
-    close: () => httpClient.close(),
+    close: () => {
+      httpClient.close();
+      streamHttpClient.close();
+    },
   };
 }
 
+/**
+ * HTTP/1.1 for every request: a request that times out takes its connection with it, so a
+ * connection that died silently (a NAT or load balancer forgetting it) costs one timeout, not
+ * every later request (over HTTP/2 all requests would share that one connection).
+ */
+const REQUESTS = { http1: true, http2: false } as const;
+
+/**
+ * The watch's own connections: never pooled, so each watch stream has a TCP connection of its
+ * own, and a stream given up as silent closes its connection.
+ */
+const STREAMS = { ...REQUESTS, poolMaxIdlePerHost: 0 } as const;
+
 function createTlsClient(
-  options: { caCerts?: string[]; cert?: string; key?: string },
+  options: Deno.CreateHttpClientOptions,
   where: string,
 ): Deno.HttpClient {
   try {
@@ -159,17 +177,17 @@ export async function kubeconfigConnection(options: KubeconfigOptions): Promise<
         `Kubeconfig ${where}: cluster "${simple.cluster}" has server "${simple.server}", which is not a URL`,
       );
     }
-    const httpClient = createTlsClient(
-      {
-        ...(simple.caPem ? { caCerts: [simple.caPem] } : {}),
-        ...(simple.certPem && simple.keyPem ? { cert: simple.certPem, key: simple.keyPem } : {}),
-      },
-      `kubeconfig ${where}`,
-    );
+    const tlsOptions = {
+      ...(simple.caPem ? { caCerts: [simple.caPem] } : {}),
+      ...(simple.certPem && simple.keyPem ? { cert: simple.certPem, key: simple.keyPem } : {}),
+    };
+    const httpClient = createTlsClient({ ...tlsOptions, ...REQUESTS }, `kubeconfig ${where}`);
+    const streamHttpClient = createTlsClient({ ...tlsOptions, ...STREAMS }, `kubeconfig ${where}`);
     const { token, tokenFile } = simple;
     return {
       server,
       httpClient,
+      streamHttpClient,
       description: `kubeconfig ${where}, context "${simple.context}"`,
       async authorize(): Promise<Record<string, string>> {
         if (tokenFile !== undefined) {
@@ -178,7 +196,10 @@ export async function kubeconfigConnection(options: KubeconfigOptions): Promise<
         }
         return token === undefined ? {} : { authorization: `Bearer ${token}` };
       },
-      close: () => httpClient.close(),
+      close: () => {
+        httpClient.close();
+        streamHttpClient.close();
+      },
     };
   }
   return await clientNodeConnection(options.paths, where, simple.reason);
@@ -250,13 +271,13 @@ async function clientNodeConnection(
   const ca = pem(tls.ca);
   const cert = pem(tls.cert);
   const key = pem(tls.key);
-  const httpClient = createTlsClient(
-    { ...(ca ? { caCerts: [ca] } : {}), ...(cert && key ? { cert, key } : {}) },
-    `kubeconfig ${where}`,
-  );
+  const tlsOptions = { ...(ca ? { caCerts: [ca] } : {}), ...(cert && key ? { cert, key } : {}) };
+  const httpClient = createTlsClient({ ...tlsOptions, ...REQUESTS }, `kubeconfig ${where}`);
+  const streamHttpClient = createTlsClient({ ...tlsOptions, ...STREAMS }, `kubeconfig ${where}`);
   return {
     server,
     httpClient,
+    streamHttpClient,
     // Says why the large library was needed, so a slow or heavy start can be explained.
     description:
       `kubeconfig ${where}, context "${kc.getCurrentContext()}" (read by client-node: ${reason})`,
@@ -270,7 +291,10 @@ async function clientNodeConnection(
       }
       return headers;
     },
-    close: () => httpClient.close(),
+    close: () => {
+      httpClient.close();
+      streamHttpClient.close();
+    },
   };
 }
 

@@ -585,7 +585,12 @@ export function createClientCredentialsSource(options: ClientCredentialsOptions)
               result = await oauth.processGenericTokenEndpointResponse(as, client, response);
             }
             checkAccessToken(result.access_token, response.status);
-            return withLifetime(result.access_token, result.expires_in, requestedAt);
+            const token = withLifetime(result.access_token, result.expires_in, requestedAt);
+            // The library lowercases token_type; templates want the scheme as RFC 6750 spells it.
+            const type = typeof result.token_type === "string" ? result.token_type : undefined;
+            return type === undefined
+              ? token
+              : { ...token, tokenType: type.toLowerCase() === "bearer" ? "Bearer" : type };
           });
         } catch (err) {
           const error = toTokenError(

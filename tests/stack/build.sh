@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds (or reuses) the binaries of the local Kubernetes test stack:
 # kube-apiserver, etcd and kubectl, from the Go module in this folder.
+# With --with-kubelet also the kubelet of the same release (for tests/node/).
 #
 # Output folder: ${KTR_STACK_CACHE:-$HOME/.cache/kube-token-refresher/stack}/<k8s-version>/bin
 # The last line printed on stdout is the folder that holds the binaries.
@@ -16,6 +17,16 @@ set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 
+with_kubelet=false
+case "${1:-}" in
+  --with-kubelet) with_kubelet=true ;;
+  "") ;;
+  *)
+    printf 'stack/build.sh: unknown argument %s (only --with-kubelet)\n' "$1" >&2
+    exit 2
+    ;;
+esac
+
 log() { printf 'stack/build.sh: %s\n' "$*" >&2; }
 die() {
   log "error: $*"
@@ -26,7 +37,8 @@ is_exe() { [[ -n "${1:-}" && -f "$1" && -x "$1" ]]; }
 
 # --- binaries provided from outside -----------------------------------------
 if [[ -n "${TEST_ASSET_KUBE_APISERVER:-}" || -n "${TEST_ASSET_ETCD:-}" ]]; then
-  if is_exe "${TEST_ASSET_KUBE_APISERVER:-}" && is_exe "${TEST_ASSET_ETCD:-}"; then
+  if is_exe "${TEST_ASSET_KUBE_APISERVER:-}" && is_exe "${TEST_ASSET_ETCD:-}" &&
+    { ! $with_kubelet || is_exe "$(dirname "$TEST_ASSET_KUBE_APISERVER")/kubelet"; }; then
     log "using TEST_ASSET_KUBE_APISERVER=$TEST_ASSET_KUBE_APISERVER"
     log "using TEST_ASSET_ETCD=$TEST_ASSET_ETCD"
     dirname "$TEST_ASSET_KUBE_APISERVER"
@@ -35,7 +47,8 @@ if [[ -n "${TEST_ASSET_KUBE_APISERVER:-}" || -n "${TEST_ASSET_ETCD:-}" ]]; then
   log "TEST_ASSET_KUBE_APISERVER / TEST_ASSET_ETCD are set but do not both name executables; building instead"
 fi
 if [[ -n "${KUBEBUILDER_ASSETS:-}" ]]; then
-  if is_exe "$KUBEBUILDER_ASSETS/kube-apiserver" && is_exe "$KUBEBUILDER_ASSETS/etcd"; then
+  if is_exe "$KUBEBUILDER_ASSETS/kube-apiserver" && is_exe "$KUBEBUILDER_ASSETS/etcd" &&
+    { ! $with_kubelet || is_exe "$KUBEBUILDER_ASSETS/kubelet"; }; then
     log "using KUBEBUILDER_ASSETS=$KUBEBUILDER_ASSETS"
     (cd "$KUBEBUILDER_ASSETS" && pwd)
     exit 0
@@ -70,20 +83,35 @@ ldflags_version() {
 }
 ldflags="-s -w $(ldflags_version)"
 
-# The stamp records every input of the build; same stamp and all binaries present
-# means there is nothing to do.
-stamp="$(
+# A stamp records every input of a build: the Go version, the flags, and the exact module
+# versions of the packages linked (not go.mod as a whole, so that a requirement added for another
+# command, like the kubelet's, leaves the stack's binaries valid), plus each binary's size and
+# time, so a binary replaced by another build is noticed. Same stamp: nothing to do.
+deps_hash() {
   {
     printf 'go=%s\nldflags=%s\n' "$(go env GOVERSION)" "$ldflags"
-    cat "$here/go.mod" "$here/go.sum" "$here/cmd/etcd/main.go"
+    cat "$here/cmd/etcd/main.go"
+    (cd "$here" && go list -mod=readonly -deps \
+      -f '{{with .Module}}{{.Path}} {{.Version}}{{with .Replace}} => {{.Path}} {{.Version}}{{end}}{{end}}' "$@") |
+      sort -u
   } | sha256sum | cut -d' ' -f1
-)"
+}
+files_id() { (cd "$bin_dir" 2>/dev/null && stat -c '%n %s %Y' "$@" 2>/dev/null); }
 
 binaries=(kube-apiserver etcd kubectl)
+stamp="$(deps_hash ./cmd/etcd k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kubectl)" ||
+  die "go list failed (is the module cache complete? run go mod download in $here)"
 up_to_date() {
   local b
-  [[ -f "$bin_dir/.stamp" && "$(cat "$bin_dir/.stamp")" == "$stamp" ]] || return 1
   for b in "${binaries[@]}"; do is_exe "$bin_dir/$b" || return 1; done
+  [[ "$(cat "$bin_dir/.deps-stamp" 2>/dev/null)" == "$stamp $(files_id "${binaries[@]}")" ]]
+}
+# The kubelet has its own stamp: the stack alone never pays for it.
+kubelet_stamp=""
+kubelet_up_to_date() {
+  [[ -n "$kubelet_stamp" ]] || kubelet_stamp="$(deps_hash k8s.io/kubernetes/cmd/kubelet)"
+  is_exe "$bin_dir/kubelet" &&
+    [[ "$(cat "$bin_dir/.kubelet.deps-stamp" 2>/dev/null)" == "$kubelet_stamp $(files_id kubelet)" ]]
 }
 
 mkdir -p "$version_dir"
@@ -91,14 +119,13 @@ mkdir -p "$version_dir"
 exec 9>"$version_dir/.lock"
 flock 9
 
-if up_to_date; then
+stack_fresh=false
+up_to_date && stack_fresh=true
+if $stack_fresh && { ! $with_kubelet || kubelet_up_to_date; }; then
   log "reusing kubernetes $k8s_version / etcd $etcd_version binaries"
   echo "$bin_dir"
   exit 0
 fi
-
-log "building kubernetes $k8s_version (kube-apiserver, kubectl) and etcd $etcd_version into $bin_dir"
-log "a cold build downloads about 1 GB of modules and takes many minutes on 2 cores"
 
 staging="$(mktemp -d "$version_dir/.build.XXXXXX")"
 trap 'rm -rf "$staging"' EXIT
@@ -115,6 +142,23 @@ build() {
   log "built $out in $((SECONDS - start))s ($(du -h "$staging/$out" | cut -f1))"
 }
 
+if $with_kubelet && ! kubelet_up_to_date; then
+  build kubelet k8s.io/kubernetes/cmd/kubelet
+  "$staging/kubelet" --version >&2
+  mkdir -p "$bin_dir"
+  rm -f "$bin_dir/.kubelet.deps-stamp"
+  mv -f "$staging/kubelet" "$bin_dir/kubelet"
+  printf '%s %s\n' "$kubelet_stamp" "$(files_id kubelet)" >"$bin_dir/.kubelet.deps-stamp"
+fi
+if $stack_fresh; then
+  log "reusing kubernetes $k8s_version / etcd $etcd_version binaries"
+  echo "$bin_dir"
+  exit 0
+fi
+
+log "building kubernetes $k8s_version (kube-apiserver, kubectl) and etcd $etcd_version into $bin_dir"
+log "a cold build downloads about 1 GB of modules and takes many minutes on 2 cores"
+
 build etcd ./cmd/etcd
 build kube-apiserver k8s.io/kubernetes/cmd/kube-apiserver
 build kubectl k8s.io/kubernetes/cmd/kubectl
@@ -123,9 +167,9 @@ build kubectl k8s.io/kubernetes/cmd/kubectl
 "$staging/etcd" --version | head -n1 >&2
 
 mkdir -p "$bin_dir"
-rm -f "$bin_dir/.stamp"
+rm -f "$bin_dir/.deps-stamp" "$bin_dir/.stamp"
 for b in "${binaries[@]}"; do mv -f "$staging/$b" "$bin_dir/$b"; done
-printf '%s\n' "$stamp" >"$bin_dir/.stamp"
+printf '%s %s\n' "$stamp" "$(files_id "${binaries[@]}")" >"$bin_dir/.deps-stamp"
 printf '%s\n' "$k8s_version" >"$bin_dir/.k8s-version"
 printf '%s\n' "$etcd_version" >"$bin_dir/.etcd-version"
 

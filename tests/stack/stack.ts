@@ -104,6 +104,17 @@ export interface KubeStack {
   kubectl(args: string[], opts?: KubectlOptions): Promise<KubectlResult>;
   /** Last `lines` lines of a process log. */
   logTail(which: "apiserver" | "etcd", lines?: number): Promise<string>;
+  /** Stops the API server only (SIGTERM, then SIGKILL); etcd keeps running. */
+  stopApiserver(): Promise<void>;
+  /** Starts the API server again with the same flags, port and etcd, and waits for `/readyz`. */
+  startApiserver(): Promise<void>;
+  /**
+   * Advances etcd's revision with a key outside the API server's prefix, then compacts etcd's
+   * history up to it, so every older resourceVersion is expired (HTTP 410 to a watch from it).
+   *
+   * @returns The revision compacted to.
+   */
+  compactEtcd(): Promise<number>;
   /** Stops both processes (SIGTERM, then SIGKILL) and removes {@link dir}. Safe to call twice. */
   stop(): Promise<void>;
   /** Same as {@link stop}. */
@@ -646,49 +657,54 @@ export async function startKubeStack(opts: StartKubeStackOptions = {}): Promise<
     });
 
     // kube-apiserver
-    const apiserver = await spawnLogged(
-      binaries.apiserver,
-      [
-        `--etcd-servers=${etcdUrl}`,
-        `--bind-address=${host}`,
-        `--advertise-address=${host}`,
-        `--secure-port=${apiPort}`,
-        `--cert-dir=${pki}`,
-        `--tls-cert-file=${pki}/server.crt`,
-        `--tls-private-key-file=${pki}/server.key`,
-        `--client-ca-file=${pki}/ca.crt`,
-        `--token-auth-file=${tokenFile}`,
-        "--authorization-mode=RBAC",
-        `--service-account-issuer=${issuer}`,
-        `--service-account-key-file=${pki}/sa.pub`,
-        `--service-account-signing-key-file=${pki}/sa.key`,
-        "--service-cluster-ip-range=10.0.0.0/24",
-        "--allow-privileged=true",
-        "--disable-admission-plugins=ServiceAccount",
-        // Nothing else runs: no endpoint reconciliation for the `kubernetes` Service.
-        "--endpoint-reconciler-type=none",
-        "--profiling=false",
-        "--v=1",
-        ...(opts.apiserverArgs ?? []),
-      ],
-      logs.apiserver,
-      dir,
-    );
+    const apiserverArgs = [
+      `--etcd-servers=${etcdUrl}`,
+      `--bind-address=${host}`,
+      `--advertise-address=${host}`,
+      `--secure-port=${apiPort}`,
+      `--cert-dir=${pki}`,
+      `--tls-cert-file=${pki}/server.crt`,
+      `--tls-private-key-file=${pki}/server.key`,
+      `--client-ca-file=${pki}/ca.crt`,
+      `--token-auth-file=${tokenFile}`,
+      "--authorization-mode=RBAC",
+      `--service-account-issuer=${issuer}`,
+      `--service-account-key-file=${pki}/sa.pub`,
+      `--service-account-signing-key-file=${pki}/sa.key`,
+      "--service-cluster-ip-range=10.0.0.0/24",
+      "--allow-privileged=true",
+      "--disable-admission-plugins=ServiceAccount",
+      // Nothing else runs: no endpoint reconciliation for the `kubernetes` Service.
+      "--endpoint-reconciler-type=none",
+      "--profiling=false",
+      "--v=1",
+      ...(opts.apiserverArgs ?? []),
+    ];
+    let apiserver = await spawnLogged(binaries.apiserver, apiserverArgs, logs.apiserver, dir);
     procs.push(apiserver);
 
     httpClient = Deno.createHttpClient({ caCerts: [caPem] });
     const client = httpClient;
-    await waitFor("kube-apiserver", apiserver, deadline, async () => {
-      const res = await fetch(`${url}/readyz`, {
-        client,
-        headers: { Authorization: `Bearer ${adminToken}` },
+    const apiserverReady = (proc: Proc, until: number) =>
+      waitFor("kube-apiserver", proc, until, async () => {
+        const res = await fetch(`${url}/readyz`, {
+          client,
+          headers: { Authorization: `Bearer ${adminToken}` },
+        });
+        const body = await res.text();
+        return (res.status === 200 && body.trim() === "ok") ||
+          `HTTP ${res.status}: ${
+            body.trim().split("\n").filter((l) => l.includes("failed")).join("; ")
+          }`;
       });
-      const body = await res.text();
-      return (res.status === 200 && body.trim() === "ok") ||
-        `HTTP ${res.status}: ${
-          body.trim().split("\n").filter((l) => l.includes("failed")).join("; ")
-        }`;
-    });
+    await apiserverReady(apiserver, deadline);
+    const pids = { apiserver: apiserver.child.pid, etcd: etcd.child.pid };
+    const etcdJson = async (path: string, body: unknown) => {
+      const res = await fetch(`${etcdUrl}${path}`, { method: "POST", body: JSON.stringify(body) });
+      const text = await res.text();
+      if (!res.ok) throw new Error(`etcd ${path}: HTTP ${res.status}: ${text}`);
+      return JSON.parse(text) as { header?: { revision?: string } };
+    };
 
     const kubeconfigPath = `${dir}/admin.kubeconfig`;
     await Deno.writeTextFile(
@@ -730,7 +746,7 @@ export async function startKubeStack(opts: StartKubeStackOptions = {}): Promise<
       logs,
       binaries,
       startMs: Math.round(performance.now() - started),
-      pids: { apiserver: apiserver.child.pid, etcd: etcd.child.pid },
+      pids,
       httpClient: client,
       request(path, init = {}, token) {
         const headers = new Headers(init.headers);
@@ -765,6 +781,26 @@ export async function startKubeStack(opts: StartKubeStackOptions = {}): Promise<
         };
       },
       logTail: (which, lines = 40) => tail(logs[which], lines),
+      async stopApiserver() {
+        await terminate(apiserver, 10_000);
+      },
+      async startApiserver() {
+        if (!apiserver.exited) throw new Error("kube-apiserver is still running");
+        const next = await spawnLogged(binaries.apiserver, apiserverArgs, logs.apiserver, dir);
+        procs.splice(procs.indexOf(apiserver), 1, next);
+        apiserver = next;
+        pids.apiserver = next.child.pid;
+        await apiserverReady(next, performance.now() + timeoutMs);
+      },
+      async compactEtcd() {
+        const put = await etcdJson("/v3/kv/put", {
+          key: b64("ktr-test/compaction"),
+          value: b64(String(Date.now())),
+        });
+        const revision = Number(put.header?.revision);
+        await etcdJson("/v3/kv/compaction", { revision: String(revision), physical: true });
+        return revision;
+      },
       stop,
       [Symbol.asyncDispose]: stop,
     };
