@@ -69,6 +69,69 @@ export async function readBoundedBody(
   return buffer.length - size > 1024 ? buffer.slice(0, size) : buffer.subarray(0, size);
 }
 
+/** A reader of text decoded from a byte stream, as `pipeThrough(new TextDecoderStream())` gives. */
+export interface TextReader {
+  /** The next piece of text, or `done` at the end of the stream. */
+  read(): Promise<ReadableStreamReadResult<string>>;
+  /** Stops reading and cancels the stream. */
+  cancel(): Promise<void>;
+}
+
+/**
+ * Reads a long-lived body (a watch) as text through one buffer of its own, reused for every
+ * read: a `TextDecoderStream` would pull each chunk in a fresh 64 KiB buffer outside the V8 heap,
+ * kept until a collection, and a watch delivers a chunk for every change of the Secret.
+ *
+ * @param body The response body.
+ * @param bufferBytes Size of the buffer read into. Default 16 KiB.
+ * @returns The reader.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { textReader } from "./http.ts";
+ *
+ * const reader = textReader(new Response("héllo").body!);
+ * assert.equal((await reader.read()).value, "héllo");
+ * assert.ok((await reader.read()).done);
+ * ```
+ */
+export function textReader(body: ReadableStream<Uint8Array>, bufferBytes = 16 * 1024): TextReader {
+  const decoder = new TextDecoder();
+  let byob: ReadableStreamBYOBReader | undefined;
+  try {
+    byob = body.getReader({ mode: "byob" });
+  } catch {
+    // Not a byte stream: decode its chunks as they come.
+  }
+  if (byob === undefined) {
+    const chunks = body.pipeThrough(new TextDecoderStream()).getReader();
+    return { read: () => chunks.read(), cancel: () => chunks.cancel() };
+  }
+  const reader = byob;
+  let buffer = new Uint8Array(bufferBytes);
+  let finished = false;
+  return {
+    async read(): Promise<ReadableStreamReadResult<string>> {
+      while (!finished) {
+        const { done, value } = await reader.read(buffer);
+        // The buffer comes back (transferred) in `value`; it is read into again next time.
+        if (value !== undefined) buffer = new Uint8Array(value.buffer as ArrayBuffer);
+        if (done) {
+          finished = true;
+          const rest = decoder.decode();
+          if (rest !== "") return { done: false, value: rest };
+          break;
+        }
+        const text = decoder.decode(value, { stream: true });
+        if (text !== "") return { done: false, value: text };
+      }
+      return { done: true, value: undefined };
+    },
+    cancel: () => reader.cancel(),
+  };
+}
+
 async function readChunks(
   reader: ReadableStreamDefaultReader<Uint8Array>,
   limit: number,

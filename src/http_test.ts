@@ -6,7 +6,13 @@ import {
   assertNotIncludes,
   assertRejects,
 } from "../tests/assert.ts";
-import { classifySendFailure, describeSendFailure, proxyFor, readBoundedBody } from "./http.ts";
+import {
+  classifySendFailure,
+  describeSendFailure,
+  proxyFor,
+  readBoundedBody,
+  textReader,
+} from "./http.ts";
 
 const refused = new TypeError("fetch failed", {
   cause: new Error(
@@ -153,4 +159,62 @@ Deno.test("readBoundedBody does not leave a 64 KiB buffer behind per small fetch
     const perRead = (Deno.memoryUsage().external - before) / 30;
     assert(perRead < 16 * 1024, `${Math.round(perRead)} bytes of external memory per read`);
   });
+});
+
+Deno.test("textReader() decodes a watch body across chunks, multi-byte characters split included", async () => {
+  const bytes = new TextEncoder().encode(`${"é".repeat(20_000)}\n{"type":"MODIFIED"}\n`);
+  await using server = Deno.serve(
+    { hostname: "127.0.0.1", port: 0, onListen() {} },
+    () =>
+      new Response(
+        new ReadableStream({
+          start(controller) {
+            // Odd chunk sizes split the two-byte characters.
+            for (let i = 0; i < bytes.length; i += 999) controller.enqueue(bytes.slice(i, i + 999));
+            controller.close();
+          },
+        }),
+      ),
+  );
+  const response = await fetch(`http://127.0.0.1:${server.addr.port}/`);
+  const reader = textReader(response.body!, 1_000);
+  let text = "";
+  while (true) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    text += value;
+  }
+  assertEquals(text, new TextDecoder().decode(bytes));
+  // A body that is no byte stream is decoded too.
+  const plain = textReader(
+    new Blob(["a", "é"]).stream().pipeThrough(new TransformStream<Uint8Array, Uint8Array>()),
+  );
+  let rest = "";
+  for (let r = await plain.read(); !r.done; r = await plain.read()) rest += r.value;
+  assertEquals(rest, "aé");
+});
+
+Deno.test("textReader() does not leave a 64 KiB buffer behind per chunk of a watch", async () => {
+  // One chunk a change, as a watch delivers them; read through TextDecoderStream each took a
+  // fresh 64 KiB buffer outside the V8 heap.
+  const { readable, writable } = new TransformStream<Uint8Array, Uint8Array>();
+  await using server = Deno.serve(
+    { hostname: "127.0.0.1", port: 0, onListen() {} },
+    () => new Response(readable),
+  );
+  const response = await fetch(`http://127.0.0.1:${server.addr.port}/`);
+  const reader = textReader(response.body!);
+  const writer = writable.getWriter();
+  const event = new TextEncoder().encode('{"type":"MODIFIED","object":{}}\n');
+  await writer.write(event);
+  await reader.read();
+  const before = Deno.memoryUsage().external;
+  for (let i = 0; i < 30; i++) {
+    await writer.write(event);
+    assertEquals((await reader.read()).value, new TextDecoder().decode(event));
+  }
+  const perChunk = (Deno.memoryUsage().external - before) / 30;
+  await writer.close();
+  await reader.cancel().catch(() => {});
+  assert(perChunk < 16 * 1024, `${Math.round(perChunk)} bytes of external memory per chunk`);
 });

@@ -7,6 +7,7 @@
 import { getLogger } from "@logtape/logtape";
 import { LOG_CATEGORY } from "../log.ts";
 import { KubeApiError, type KubeClient, type SecretObject } from "./client.ts";
+import { textReader } from "../http.ts";
 
 /** One change of a watched Secret. */
 export interface SecretChange {
@@ -196,7 +197,7 @@ export class SecretWatch {
       const response = o.collection !== undefined
         ? await o.collection.watch(request, stream.signal)
         : await o.client.watchSecretsNamed(o.name, o.namespace, request, stream.signal);
-      const reader = response.body?.pipeThrough(new TextDecoderStream()).getReader();
+      const reader = response.body ? textReader(response.body) : undefined;
       if (reader === undefined) return "ended";
       // A read pending when the request is aborted does not always settle (seen with data still
       // in flight through the decoder): the abort itself ends the wait.
