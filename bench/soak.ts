@@ -127,8 +127,10 @@ export interface SoakRun {
   /** Token requests and API requests per refresh after the first write. */
   tokenPerRefresh: number;
   apiPerRefresh: number;
-  /** Probe answers that were not 200 (`/readyz` may be 503 before the first write only). */
+  /** Probe answers that were not 200, counted from the first write on. */
   probeFailures: number;
+  /** What those answers were: path, status, when, and the start of the body. */
+  probeFailed: string[];
   /** Second-half growth: least squares (with its standard error) and Theil–Sen, MiB / 1,000. */
   slopeMiBPer1000: number;
   slopeSeMiBPer1000: number;
@@ -290,17 +292,22 @@ async function onceStart(
 }
 
 /** Asks the health server like a kubelet and Prometheus would; counts answers other than 200. */
-async function probe(port: number, paths: string[]): Promise<number> {
+async function probe(port: number, paths: string[], failed: string[]): Promise<number> {
   let failures = 0;
   for (const path of paths) {
+    const seconds = (performance.now() / 1000).toFixed(0);
     try {
       const response = await fetch(`http://127.0.0.1:${port}${path}`, {
         signal: AbortSignal.timeout(2_000),
       });
-      await response.body?.cancel();
-      if (response.status !== 200) failures++;
-    } catch {
+      const body = (await response.text()).slice(0, 200);
+      if (response.status !== 200) {
+        failures++;
+        failed.push(`${path} ${response.status} at ${seconds} s: ${body}`);
+      }
+    } catch (err) {
       failures++;
+      failed.push(`${path} at ${seconds} s: ${err instanceof Error ? err.message : String(err)}`);
     }
   }
   return failures;
@@ -344,6 +351,7 @@ async function soakMode(
   });
   const samples: SoakSample[] = [];
   let probeFailures = 0;
+  const probeFailed: string[] = [];
   let tokenAtFirstWrite = 0;
   try {
     await Promise.race([
@@ -356,8 +364,10 @@ async function soakMode(
     tokenAtFirstWrite = provider.requests - requestsBefore;
     const endAt = spawnedAt + options.minutes * 60_000;
     let nextSample = performance.now();
-    let nextHealth = performance.now();
-    let nextScrape = performance.now();
+    // The write arrives here a moment before its answer reaches the process, and /readyz turns
+    // ready only then: the probes start a second later, as a kubelet's would.
+    let nextHealth = performance.now() + 1_000;
+    let nextScrape = performance.now() + 1_000;
     while (true) {
       if (exited) {
         const s = await status;
@@ -365,11 +375,11 @@ async function soakMode(
       }
       const now = performance.now();
       if (now >= nextHealth) {
-        probeFailures += await probe(port, ["/healthz", "/readyz"]);
+        probeFailures += await probe(port, ["/healthz", "/readyz"], probeFailed);
         nextHealth += 10_000;
       }
       if (now >= nextScrape) {
-        probeFailures += await probe(port, ["/metrics"]);
+        probeFailures += await probe(port, ["/metrics"], probeFailed);
         nextScrape += 30_000;
       }
       if (now >= nextSample) {
@@ -413,6 +423,7 @@ async function soakMode(
       tokenPerRefresh: (provider.requests - requestsBefore - tokenAtFirstWrite) / steady,
       apiPerRefresh: (servers.counts.api - servers.countsAtFirstWrite!.api) / steady,
       probeFailures,
+      probeFailed,
       slopeMiBPer1000: line ? line.slope * 1000 : NaN,
       slopeSeMiBPer1000: line ? line.slopeSe * 1000 : NaN,
       theilSenMiBPer1000: points.length >= 2 ? theilSenSlope(points) * 1000 : NaN,

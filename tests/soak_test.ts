@@ -31,7 +31,8 @@ Deno.test("soak, short form: the in-cluster process stays up, flat and cheap", a
   );
   // About one refresh a second; a loaded machine may fall behind, a stalled loop falls far behind.
   assert(run.refreshes >= MINUTES * 60 * 0.4, `only ${run.refreshes} refreshes`);
-  assert(run.tokenPerRefresh <= 1.1 && run.apiPerRefresh <= 1.1, "requests per refresh");
+  // One write a refresh; the watch reconnecting and aggregated Events add a few more.
+  assert(run.tokenPerRefresh <= 1.1 && run.apiPerRefresh <= 1.2, "requests per refresh");
   const end = run.samples.at(-1)!.rss / MiB;
   assert(end <= 2 * SOAK_TARGET.rssMiB, `RSS ${end.toFixed(1)} MiB at the end`);
   // The target is 0.2 MiB per 1,000; two minutes are too short to judge that, but a retained
