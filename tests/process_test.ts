@@ -10,7 +10,7 @@ import { assert, assertEquals, assertMatch, assertNotIncludes } from "./assert.t
 import { createFakeKube } from "./fixtures/fake_kube.ts";
 import { hang, startScriptedServer } from "./fixtures/fault_server.ts";
 import { providerEnv, startOidcProvider } from "./fixtures/oidc_provider.ts";
-import { spawnRefresher } from "./fixtures/refresher_process.ts";
+import { spawnRefresher, stopTimed } from "./fixtures/refresher_process.ts";
 import { makeTestTls } from "./fixtures/tls.ts";
 import { startFakeCluster } from "./fixtures/fake_cluster.ts";
 
@@ -61,10 +61,7 @@ Deno.test("main.ts exits 0 within a second on SIGTERM while the provider hangs",
   });
   await refresher.waitForOutput(/Refreshing token/);
   while (provider.requests.length === 0) await new Promise((r) => setTimeout(r, 20));
-  const stopAt = Date.now();
-  refresher.kill("SIGTERM");
-  const { code, output } = await refresher.exited;
-  const stopMs = Date.now() - stopAt;
+  const { code, output, stopMs } = await stopTimed(refresher);
   assertEquals(code, 0, output);
   assert(stopMs < 1500, `stopping took ${stopMs} ms`);
   // Reads only (the start-up read, the watch, the Events review): nothing was written.
@@ -90,10 +87,7 @@ Deno.test("main.ts exits 0 within a second on SIGINT while the API server hangs"
   });
   // The write reached the server, which holds it unanswered.
   while (cluster.writes.length === 0) await new Promise((r) => setTimeout(r, 20));
-  const stopAt = Date.now();
-  refresher.kill("SIGINT");
-  const { code, output } = await refresher.exited;
-  const stopMs = Date.now() - stopAt;
+  const { code, output, stopMs } = await stopTimed(refresher, "SIGINT");
   assertEquals(code, 0, output);
   assert(stopMs < 1500, `stopping took ${stopMs} ms`);
   assertEquals(fake.secrets.size, 0);
