@@ -220,11 +220,7 @@ export class KubeClient {
     name: string,
     signal?: AbortSignal,
   ): Promise<SecretObject | null> {
-    return await orWhenStatus(
-      this.#request("get", "GET", secretPath(namespace, name), undefined, signal, SECRET),
-      null,
-      404,
-    );
+    return await this.#getOrNull(secretPath(namespace, name), signal, SECRET);
   }
 
   /**
@@ -492,6 +488,15 @@ export class KubeClient {
     return await orWhenStatus(deleted, false, 404, 409);
   }
 
+  /** Reads one object; null when it does not exist (404). */
+  #getOrNull<T>(
+    path: string,
+    signal: AbortSignal | undefined,
+    expect: { check: (value: unknown) => value is T; what: string },
+  ): Promise<T | null> {
+    return orWhenStatus(this.#request("get", "GET", path, undefined, signal, expect), null, 404);
+  }
+
   /** The connection's credentials as headers; a failure to read them is KUBE_CREDENTIALS. */
   async #authorize(verb: string): Promise<Record<string, string>> {
     try {
@@ -657,11 +662,7 @@ export class KubeClient {
     name: string,
     signal?: AbortSignal,
   ): Promise<LeaseObject | null> {
-    return await orWhenStatus(
-      this.#request("get", "GET", leasePath(namespace, name), undefined, signal, LEASE),
-      null,
-      404,
-    );
+    return await this.#getOrNull(leasePath(namespace, name), signal, LEASE);
   }
 
   /**
