@@ -93,8 +93,8 @@ export class KubeApiError extends CodedError<KubeErrorCode> {
   }
 }
 
-/** A Kubernetes Secret, as far as the tool touches it. Unknown fields are kept as they are. */
-export interface SecretObject {
+/** A namespaced object the tool reads and writes whole. Unknown fields are kept as they are. */
+export interface StoredObject {
   apiVersion?: string;
   kind?: string;
   metadata: {
@@ -105,21 +105,17 @@ export interface SecretObject {
     annotations?: Record<string, string>;
     [field: string]: unknown;
   };
-  type?: string;
-  data?: Record<string, string>;
   [field: string]: unknown;
 }
 
+/** A Kubernetes Secret, as far as the tool touches it. Unknown fields are kept as they are. */
+export interface SecretObject extends StoredObject {
+  type?: string;
+  data?: Record<string, string>;
+}
+
 /** A `coordination.k8s.io/v1` Lease, as far as leader election touches it. */
-export interface LeaseObject {
-  apiVersion?: string;
-  kind?: string;
-  metadata: {
-    name: string;
-    namespace?: string;
-    resourceVersion?: string;
-    [field: string]: unknown;
-  };
+export interface LeaseObject extends StoredObject {
   spec?: {
     holderIdentity?: string;
     leaseDurationSeconds?: number;
@@ -128,7 +124,6 @@ export interface LeaseObject {
     leaseTransitions?: number;
     [field: string]: unknown;
   };
-  [field: string]: unknown;
 }
 
 /** What an access review asks about: one verb on one kind of resource in a namespace. */
@@ -796,10 +791,18 @@ export interface NamespaceObject {
   status?: { phase?: string };
 }
 
+/** A list answer (`items` and the list's resourceVersion) whose items each pass `isItem`. */
+function isList<T>(
+  value: unknown,
+  isItem: (item: unknown) => boolean,
+): value is { items: T[]; metadata?: { resourceVersion?: string } } {
+  return isObject(value) && Array.isArray(value.items) && value.items.every(isItem);
+}
+
 function isNamespaceList(
   value: unknown,
 ): value is { items: NamespaceObject[]; metadata?: { resourceVersion?: string } } {
-  return isObject(value) && Array.isArray(value.items) && value.items.every(isSecret);
+  return isList<NamespaceObject>(value, isNamed);
 }
 
 /** `Retry-After` of a 429 (seconds, as API Priority and Fairness sends it), in ms. */
@@ -877,7 +880,7 @@ function isObject(value: unknown): value is Record<string, unknown> {
 function isSecretList(
   value: unknown,
 ): value is { items: SecretObject[]; metadata?: { resourceVersion?: string } } {
-  return isObject(value) && Array.isArray(value.items) && value.items.every(isSecret);
+  return isList<SecretObject>(value, isSecret);
 }
 
 function secretPath(namespace: string, name?: string): string {
