@@ -15,6 +15,17 @@ import { makeTestTls } from "./fixtures/tls.ts";
 import { startFakeCluster } from "./fixtures/fake_cluster.ts";
 
 const BASE_ARGS = ["--secret.name=api-token", "--secret.namespace=team-a", "--http.address=off"];
+/** The client secret of a scripted provider: it must never reach the output. */
+const CLIENT_SECRET = "secret-value-not-to-print";
+
+/** The client settings for a token endpoint that is not a real provider. */
+function clientEnv(tokenUrl: string): Record<string, string> {
+  return {
+    KTR_OIDC_TOKENURL: tokenUrl,
+    KTR_OIDC_CLIENTID: "c",
+    KTR_OIDC_CLIENTSECRET: CLIENT_SECRET,
+  };
+}
 
 Deno.test("main.ts writes the provider's token and rereads a rotated service account token", async () => {
   await using tls = await makeTestTls();
@@ -53,9 +64,7 @@ Deno.test("main.ts exits 0 within a second on SIGTERM while the provider hangs",
   await using refresher = spawnRefresher({
     env: {
       ...cluster.env,
-      KTR_OIDC_TOKENURL: `${provider.url}/token`,
-      KTR_OIDC_CLIENTID: "c",
-      KTR_OIDC_CLIENTSECRET: "secret-value-not-to-print",
+      ...clientEnv(`${provider.url}/token`),
     },
     args: [...BASE_ARGS, "--log.level=debug"],
   });
@@ -69,7 +78,7 @@ Deno.test("main.ts exits 0 within a second on SIGTERM while the provider hangs",
     fake.requests.filter((r) => r.method !== "GET" && !r.path.includes("accessreview")),
     [],
   );
-  assertNotIncludes(output, "secret-value-not-to-print");
+  assertNotIncludes(output, CLIENT_SECRET);
 });
 
 Deno.test("main.ts exits 0 within a second on SIGINT while the API server hangs", async () => {
@@ -101,9 +110,7 @@ Deno.test("main.ts exits 2 on bad configuration before contacting anything", asy
   await using refresher = spawnRefresher({
     env: {
       ...cluster.env,
-      KTR_OIDC_TOKENURL: `${provider.url}/token`,
-      KTR_OIDC_CLIENTID: "c",
-      KTR_OIDC_CLIENTSECRET: "secret-value-not-to-print",
+      ...clientEnv(`${provider.url}/token`),
       KTR_INTERVAL: "10s",
     },
     args: BASE_ARGS,
@@ -113,7 +120,7 @@ Deno.test("main.ts exits 2 on bad configuration before contacting anything", asy
   assertMatch(output, /Invalid value "10s" for interval from environment variable KTR_INTERVAL/);
   assertEquals(fake.requests.length, 0);
   assertEquals(provider.requests.length, 0);
-  assertNotIncludes(output, "secret-value-not-to-print");
+  assertNotIncludes(output, CLIENT_SECRET);
 });
 
 Deno.test("main.ts exits 3 when the service account folder is missing", async () => {
@@ -122,9 +129,7 @@ Deno.test("main.ts exits 3 when the service account folder is missing", async ()
       KUBERNETES_SERVICE_HOST: "127.0.0.1",
       KUBERNETES_SERVICE_PORT: "1",
       KTR_KUBE_SERVICEACCOUNTDIR: "/nonexistent/serviceaccount",
-      KTR_OIDC_TOKENURL: "http://127.0.0.1:1/token",
-      KTR_OIDC_CLIENTID: "c",
-      KTR_OIDC_CLIENTSECRET: "secret-value-not-to-print",
+      ...clientEnv("http://127.0.0.1:1/token"),
     },
     args: BASE_ARGS,
   });
