@@ -269,9 +269,11 @@ Deno.test({
         const afterStop = sent.filter((r) =>
           Date.parse(String(r.sentAt)) > stoppedAt && Date.parse(String(r.sentAt)) < resumedAt
         );
-        // The deadline is counted from the start of the last renewal, before the pause.
+        // The deadline in force when it stopped: counted from the start of its last successful
+        // renewal, which may be one answered just as the pause began (so not only requests sent
+        // before pausedAt count).
         const lastValidUntil = Math.max(
-          ...sent.filter((r) => Date.parse(String(r.sentAt)) < pausedAt).map((r) =>
+          ...sent.filter((r) => Date.parse(String(r.sentAt)) <= stoppedAt).map((r) =>
             Date.parse(String(r.validUntil))
           ),
         );
