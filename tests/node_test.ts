@@ -356,6 +356,7 @@ async function haCase(
     );
     const issuedAtDelete = provider.issued.length;
     const deleteAt = Date.now();
+    const deletePerf = performance.now();
     const deleted = await stack.kubectl(
       ["-n", namespace, "delete", "pod", leader.name, "--wait=false"],
     );
@@ -395,7 +396,8 @@ async function haCase(
     figures["ha: kubectl delete pod of the leader to the other's takeover"] = `${takeoverMs} ms ` +
       `(bound ${takeoverBound} ms); its first write after ${
         firstWrite.at - deleteAt
-      } ms; token requests at the takeover: ${issuedAtTakeover - issuedAtDelete}`;
+      } ms; token requests at the takeover: ${issuedAtTakeover - issuedAtDelete}; the old leader ` +
+      `terminated (exit 0, Lease released) after ${Math.round(end.seenAt - deletePerf)} ms`;
     assertEquals(writerRuns(writes), [holder, taken.holder], JSON.stringify(writes));
     assertEquals(await leading(follower), "1");
 
@@ -429,7 +431,8 @@ async function haCase(
 
 Deno.test({
   name: "deploy/base runs as a real pod: Ready by the kubelet's probes, token rotation, " +
-    "memory under the limit, clean exit on delete",
+    "memory under the limit, clean exit on delete; the ha component: one leader, handover on " +
+    "delete",
   ignore,
   // The node's processes and the provider's sockets outlive single steps by design.
   sanitizeOps: false,
