@@ -33,7 +33,8 @@
  *
  * A deleted Secret holds no expired token: samples without a Secret are counted apart, and
  * outside faults each must fall between a deletion and the next scheduled renewal (the watch
- * writes the Secret back at once; the renewal would at the latest). Seed and length can be changed with FRESHNESS_SEED and FRESHNESS_SECONDS.
+ * writes the Secret back at once; the renewal would at the latest). Seed and length can be
+ * changed with FRESHNESS_SEED and FRESHNESS_SECONDS.
  */
 import { assert, assertEquals, assertNotIncludes } from "./assert.ts";
 import { createFakeKube } from "./fixtures/fake_kube.ts";
