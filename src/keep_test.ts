@@ -1,12 +1,6 @@
 import { assert, assertEquals } from "../tests/assert.ts";
-import {
-  createFakeKube,
-  fakeFetch,
-  fakeKubeClient,
-  statusResponse,
-} from "../tests/fixtures/fake_kube.ts";
+import { createFakeKube, fakeKubeClient, statusResponse } from "../tests/fixtures/fake_kube.ts";
 import { keepSecret, SecretKeeper, TokenBucket } from "./keep.ts";
-import { KubeClient } from "./kube/client.ts";
 import { EventRecorder } from "./kube/events.ts";
 import { SecretWriter } from "./kube/secret.ts";
 import { ANNOTATIONS, sha256Hex, toBase64 } from "./kube/state.ts";
@@ -44,12 +38,7 @@ async function until(what: string, done: () => boolean, timeoutMs = 3000) {
 }
 
 function start(fake = createFakeKube(), lifetimeSeconds = 600, watch = true) {
-  const client = new KubeClient({
-    server: new URL("https://kube.test"),
-    authorize: () => Promise.resolve({}),
-    description: "test",
-    close() {},
-  }, { fetch: fakeFetch(fake) });
+  const client = fakeKubeClient(fake, { description: "test" });
   const { source, calls } = counterSource(lifetimeSeconds);
   const stop = new AbortController();
   const events = new EventRecorder({ client, instance: "pod-1" });

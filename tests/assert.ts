@@ -102,6 +102,14 @@ export function fail(message: string): never {
   nodeAssert.fail(message);
 }
 
+function failWrongError(errorClass: { name: string }, err: unknown): never {
+  nodeAssert.fail(
+    `Expected ${errorClass.name}, got ${
+      err instanceof Error ? `${err.name}: ${err.message}` : String(err)
+    }`,
+  );
+}
+
 /**
  * Asserts that an async function rejects with an error of a class, and returns that error.
  *
@@ -118,11 +126,7 @@ export async function assertRejects<E extends Error>(
     await fn();
   } catch (err) {
     if (err instanceof errorClass) return err;
-    nodeAssert.fail(
-      `Expected ${errorClass.name}, got ${
-        err instanceof Error ? `${err.name}: ${err.message}` : String(err)
-      }`,
-    );
+    failWrongError(errorClass, err);
   }
   nodeAssert.fail(`Expected the function to reject with ${errorClass.name}`);
 }
@@ -143,11 +147,7 @@ export function assertThrows<E extends Error>(
     fn();
   } catch (err) {
     if (err instanceof errorClass) return err;
-    nodeAssert.fail(
-      `Expected ${errorClass.name}, got ${
-        err instanceof Error ? `${err.name}: ${err.message}` : String(err)
-      }`,
-    );
+    failWrongError(errorClass, err);
   }
   nodeAssert.fail(`Expected the function to throw ${errorClass.name}`);
 }

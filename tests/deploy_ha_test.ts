@@ -4,39 +4,18 @@
  * name from the downward API, and exactly the Lease verbs in the Role, the Lease named as the
  * configuration names it.
  */
-import { parseAllDocuments } from "yaml";
 import { assert, assertEquals } from "./assert.ts";
 import {
-  findKubectl,
   findObject,
   kubectlIgnore,
   type KubeObject,
+  renderOverlay,
 } from "./fixtures/deploy_manifests.ts";
 import { resolveConfig } from "../src/config/mod.ts";
 import { leaseOf } from "../src/leader.ts";
 
-const DEPLOY = new URL("../deploy/", import.meta.url).pathname;
-
-async function renderHa(): Promise<KubeObject[]> {
-  const kubectl = findKubectl();
-  if (kubectl === undefined) throw new Error("kubectl not found");
-  const overlay = await Deno.makeTempDir({ dir: DEPLOY, prefix: ".overlay-" });
-  try {
-    await Deno.writeTextFile(
-      `${overlay}/kustomization.yaml`,
-      "resources: [../base]\ncomponents: [../components/ha]\n",
-    );
-    const out = await new Deno.Command(kubectl, {
-      args: ["kustomize", overlay],
-      stdout: "piped",
-      stderr: "piped",
-    }).output();
-    const decoder = new TextDecoder();
-    if (!out.success) throw new Error(`kustomize failed: ${decoder.decode(out.stderr)}`);
-    return parseAllDocuments(decoder.decode(out.stdout)).map((doc) => doc.toJS() as KubeObject);
-  } finally {
-    await Deno.remove(overlay, { recursive: true });
-  }
+function renderHa(): Promise<KubeObject[]> {
+  return renderOverlay("resources: [../base]\ncomponents: [../components/ha]\n");
 }
 
 Deno.test({

@@ -3,17 +3,14 @@
  * base, as an overlay would use them: no client secret left anywhere, the token source configured,
  * and for the TokenRequest variant exactly one more permission, on the tool's own service account.
  */
-import { parseAllDocuments } from "yaml";
 import { assert, assertEquals } from "./assert.ts";
 import {
-  findKubectl,
   findObject,
   kubectlIgnore,
   type KubeObject,
+  renderOverlay,
 } from "./fixtures/deploy_manifests.ts";
 import { resolveConfig } from "../src/config/mod.ts";
-
-const DEPLOY = new URL("../deploy/", import.meta.url).pathname;
 
 interface Container {
   env?: { name: string; valueFrom?: unknown }[];
@@ -27,26 +24,8 @@ interface PodSpec {
 }
 
 /** Renders an overlay of the base with one component, in a folder beside them. */
-async function renderWith(component: string): Promise<KubeObject[]> {
-  const kubectl = findKubectl();
-  if (kubectl === undefined) throw new Error("kubectl not found");
-  const overlay = await Deno.makeTempDir({ dir: DEPLOY, prefix: ".overlay-" });
-  try {
-    await Deno.writeTextFile(
-      `${overlay}/kustomization.yaml`,
-      `resources: [../base]\ncomponents: [../components/${component}]\n`,
-    );
-    const out = await new Deno.Command(kubectl, {
-      args: ["kustomize", overlay],
-      stdout: "piped",
-      stderr: "piped",
-    }).output();
-    const decoder = new TextDecoder();
-    if (!out.success) throw new Error(`kustomize failed: ${decoder.decode(out.stderr)}`);
-    return parseAllDocuments(decoder.decode(out.stdout)).map((doc) => doc.toJS() as KubeObject);
-  } finally {
-    await Deno.remove(overlay, { recursive: true });
-  }
+function renderWith(component: string): Promise<KubeObject[]> {
+  return renderOverlay(`resources: [../base]\ncomponents: [../components/${component}]\n`);
 }
 
 function parts(objects: KubeObject[]) {

@@ -4,7 +4,7 @@
  */
 import { assert, assertEquals, assertNotIncludes } from "./assert.ts";
 import { providerEnv, startOidcProvider } from "./fixtures/oidc_provider.ts";
-import { spawnRefresher } from "./fixtures/refresher_process.ts";
+import { spawnRefresher, stopTimed } from "./fixtures/refresher_process.ts";
 import { stackTestIgnore, startKubeStack } from "./stack/stack.ts";
 import { inClusterEnv, readSecret, refresherNamespace } from "./fixtures/real_cluster.ts";
 
@@ -43,10 +43,7 @@ stringData: { ca.crt: PEM-DATA, other: keep-me }
       });
       // Token lifetime 3 s: renewal every 2 s, so three writes take about 4 s.
       await refresher.waitForOutput(/(Token refreshed[^\n]*\n[^]*){3}/, 30_000);
-      const stopAt = Date.now();
-      refresher.kill("SIGTERM");
-      const { code, output } = await refresher.exited;
-      const stopMs = Date.now() - stopAt;
+      const { code, output, stopMs } = await stopTimed(refresher);
       assertEquals(code, 0, output);
       assert(stopMs < 2000, `stopping took ${stopMs} ms`);
 

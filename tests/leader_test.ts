@@ -5,12 +5,11 @@
  * writer in `ktr.appuio.ch/refreshed-by`). Timing figures are printed; they are asserted only at
  * 5x their target.
  */
-import { parseAllDocuments } from "yaml";
 import { assert, assertEquals, assertNotIncludes } from "./assert.ts";
 import { providerEnv, startOidcProvider } from "./fixtures/oidc_provider.ts";
 import { type RefresherProcess, spawnRefresher } from "./fixtures/refresher_process.ts";
 import { inClusterEnv, refresherNamespace } from "./fixtures/real_cluster.ts";
-import { findKubectl, type KubeObject } from "./fixtures/deploy_manifests.ts";
+import { type KubeObject, renderOverlay } from "./fixtures/deploy_manifests.ts";
 import { type KubeStack, stackTestIgnore, startKubeStack } from "./stack/stack.ts";
 
 const ignore = stackTestIgnore();
@@ -27,28 +26,8 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** The Role an overlay of deploy/base with deploy/components/ha renders. */
 async function haRole(): Promise<KubeObject & { rules: unknown[] }> {
-  const kubectl = findKubectl();
-  if (kubectl === undefined) throw new Error("kubectl not found");
-  const deploy = new URL("../deploy/", import.meta.url).pathname;
-  const overlay = await Deno.makeTempDir({ dir: deploy, prefix: ".overlay-" });
-  try {
-    await Deno.writeTextFile(
-      `${overlay}/kustomization.yaml`,
-      "resources: [../base]\ncomponents: [../components/ha]\n",
-    );
-    const out = await new Deno.Command(kubectl, {
-      args: ["kustomize", overlay],
-      stdout: "piped",
-      stderr: "piped",
-    }).output();
-    if (!out.success) throw new Error(new TextDecoder().decode(out.stderr));
-    const objects = parseAllDocuments(new TextDecoder().decode(out.stdout)).map((d) =>
-      d.toJS() as KubeObject
-    );
-    return objects.find((o) => o.kind === "Role") as KubeObject & { rules: unknown[] };
-  } finally {
-    await Deno.remove(overlay, { recursive: true });
-  }
+  const objects = await renderOverlay("resources: [../base]\ncomponents: [../components/ha]\n");
+  return objects.find((o) => o.kind === "Role") as KubeObject & { rules: unknown[] };
 }
 
 /** One write of the Secret as a watch saw it. */
@@ -290,9 +269,11 @@ Deno.test({
         const afterStop = sent.filter((r) =>
           Date.parse(String(r.sentAt)) > stoppedAt && Date.parse(String(r.sentAt)) < resumedAt
         );
-        // The deadline is counted from the start of the last renewal, before the pause.
+        // The deadline in force when it stopped: counted from the start of its last successful
+        // renewal, which may be one answered just as the pause began (so not only requests sent
+        // before pausedAt count).
         const lastValidUntil = Math.max(
-          ...sent.filter((r) => Date.parse(String(r.sentAt)) < pausedAt).map((r) =>
+          ...sent.filter((r) => Date.parse(String(r.sentAt)) <= stoppedAt).map((r) =>
             Date.parse(String(r.validUntil))
           ),
         );

@@ -10,11 +10,22 @@ import { assert, assertEquals, assertMatch, assertNotIncludes } from "./assert.t
 import { createFakeKube } from "./fixtures/fake_kube.ts";
 import { hang, startScriptedServer } from "./fixtures/fault_server.ts";
 import { providerEnv, startOidcProvider } from "./fixtures/oidc_provider.ts";
-import { spawnRefresher } from "./fixtures/refresher_process.ts";
+import { spawnRefresher, stopTimed } from "./fixtures/refresher_process.ts";
 import { makeTestTls } from "./fixtures/tls.ts";
 import { startFakeCluster } from "./fixtures/fake_cluster.ts";
 
 const BASE_ARGS = ["--secret.name=api-token", "--secret.namespace=team-a", "--http.address=off"];
+/** The client secret of a scripted provider: it must never reach the output. */
+const CLIENT_SECRET = "secret-value-not-to-print";
+
+/** The client settings for a token endpoint that is not a real provider. */
+function clientEnv(tokenUrl: string): Record<string, string> {
+  return {
+    KTR_OIDC_TOKENURL: tokenUrl,
+    KTR_OIDC_CLIENTID: "c",
+    KTR_OIDC_CLIENTSECRET: CLIENT_SECRET,
+  };
+}
 
 Deno.test("main.ts writes the provider's token and rereads a rotated service account token", async () => {
   await using tls = await makeTestTls();
@@ -53,18 +64,13 @@ Deno.test("main.ts exits 0 within a second on SIGTERM while the provider hangs",
   await using refresher = spawnRefresher({
     env: {
       ...cluster.env,
-      KTR_OIDC_TOKENURL: `${provider.url}/token`,
-      KTR_OIDC_CLIENTID: "c",
-      KTR_OIDC_CLIENTSECRET: "secret-value-not-to-print",
+      ...clientEnv(`${provider.url}/token`),
     },
     args: [...BASE_ARGS, "--log.level=debug"],
   });
   await refresher.waitForOutput(/Refreshing token/);
   while (provider.requests.length === 0) await new Promise((r) => setTimeout(r, 20));
-  const stopAt = Date.now();
-  refresher.kill("SIGTERM");
-  const { code, output } = await refresher.exited;
-  const stopMs = Date.now() - stopAt;
+  const { code, output, stopMs } = await stopTimed(refresher);
   assertEquals(code, 0, output);
   assert(stopMs < 1500, `stopping took ${stopMs} ms`);
   // Reads only (the start-up read, the watch, the Events review): nothing was written.
@@ -72,7 +78,7 @@ Deno.test("main.ts exits 0 within a second on SIGTERM while the provider hangs",
     fake.requests.filter((r) => r.method !== "GET" && !r.path.includes("accessreview")),
     [],
   );
-  assertNotIncludes(output, "secret-value-not-to-print");
+  assertNotIncludes(output, CLIENT_SECRET);
 });
 
 Deno.test("main.ts exits 0 within a second on SIGINT while the API server hangs", async () => {
@@ -90,10 +96,7 @@ Deno.test("main.ts exits 0 within a second on SIGINT while the API server hangs"
   });
   // The write reached the server, which holds it unanswered.
   while (cluster.writes.length === 0) await new Promise((r) => setTimeout(r, 20));
-  const stopAt = Date.now();
-  refresher.kill("SIGINT");
-  const { code, output } = await refresher.exited;
-  const stopMs = Date.now() - stopAt;
+  const { code, output, stopMs } = await stopTimed(refresher, "SIGINT");
   assertEquals(code, 0, output);
   assert(stopMs < 1500, `stopping took ${stopMs} ms`);
   assertEquals(fake.secrets.size, 0);
@@ -107,9 +110,7 @@ Deno.test("main.ts exits 2 on bad configuration before contacting anything", asy
   await using refresher = spawnRefresher({
     env: {
       ...cluster.env,
-      KTR_OIDC_TOKENURL: `${provider.url}/token`,
-      KTR_OIDC_CLIENTID: "c",
-      KTR_OIDC_CLIENTSECRET: "secret-value-not-to-print",
+      ...clientEnv(`${provider.url}/token`),
       KTR_INTERVAL: "10s",
     },
     args: BASE_ARGS,
@@ -119,7 +120,7 @@ Deno.test("main.ts exits 2 on bad configuration before contacting anything", asy
   assertMatch(output, /Invalid value "10s" for interval from environment variable KTR_INTERVAL/);
   assertEquals(fake.requests.length, 0);
   assertEquals(provider.requests.length, 0);
-  assertNotIncludes(output, "secret-value-not-to-print");
+  assertNotIncludes(output, CLIENT_SECRET);
 });
 
 Deno.test("main.ts exits 3 when the service account folder is missing", async () => {
@@ -128,9 +129,7 @@ Deno.test("main.ts exits 3 when the service account folder is missing", async ()
       KUBERNETES_SERVICE_HOST: "127.0.0.1",
       KUBERNETES_SERVICE_PORT: "1",
       KTR_KUBE_SERVICEACCOUNTDIR: "/nonexistent/serviceaccount",
-      KTR_OIDC_TOKENURL: "http://127.0.0.1:1/token",
-      KTR_OIDC_CLIENTID: "c",
-      KTR_OIDC_CLIENTSECRET: "secret-value-not-to-print",
+      ...clientEnv("http://127.0.0.1:1/token"),
     },
     args: BASE_ARGS,
   });

@@ -80,6 +80,24 @@ async function allowTokenRequest(stack: KubeStack, namespace: string, allowed = 
   }
 }
 
+/**
+ * The environment of a refresher in the pod of `namespace`, writing the Secret `api-token`,
+ * getting its tokens from `tokenUrl`; the test adds how it authenticates.
+ */
+function podEnv(
+  stack: KubeStack,
+  saDir: string,
+  namespace: string,
+  tokenUrl: string,
+): Record<string, string> {
+  return {
+    ...inClusterEnv(stack, saDir),
+    KTR_SECRET_NAME: "api-token",
+    KTR_SECRET_NAMESPACE: namespace,
+    KTR_OIDC_TOKENURL: tokenUrl,
+  };
+}
+
 /** Writes a token file the way the kubelet does: a new file moved into place. */
 async function writeTokenFile(path: string, token: string): Promise<void> {
   await Deno.writeTextFile(`${path}.new`, token);
@@ -120,10 +138,7 @@ Deno.test({
         expirationSeconds: 3600,
       })).token;
     const env = {
-      ...inClusterEnv(stack, saDir),
-      KTR_SECRET_NAME: "api-token",
-      KTR_SECRET_NAMESPACE: namespace,
-      KTR_OIDC_TOKENURL: keycloak.tokenUrl,
+      ...podEnv(stack, saDir, namespace, keycloak.tokenUrl),
       KTR_OIDC_AUTHMETHOD: "workload_identity",
     };
     const fileEnv = { ...env, KTR_OIDC_FEDERATION_TOKENFILE: tokenFile };
@@ -291,10 +306,7 @@ Deno.test({
         response_types: [],
       });
       const env = {
-        ...inClusterEnv(stack, saDir),
-        KTR_SECRET_NAME: "api-token",
-        KTR_SECRET_NAMESPACE: namespace,
-        KTR_OIDC_TOKENURL: hydra.tokenUrl,
+        ...podEnv(stack, saDir, namespace, hydra.tokenUrl),
         KTR_OIDC_CLIENTID: "refresher",
         KTR_OIDC_AUTHMETHOD: "none",
         KTR_OIDC_GRANT: "jwt_bearer",
@@ -360,10 +372,7 @@ Deno.test({
       });
       await writeTokenFile(`${tokens}/token`, token);
       const env = {
-        ...inClusterEnv(stack, saDir),
-        KTR_SECRET_NAME: "api-token",
-        KTR_SECRET_NAMESPACE: namespace,
-        KTR_OIDC_TOKENURL: provider.tokenUrl,
+        ...podEnv(stack, saDir, namespace, provider.tokenUrl),
         KTR_OIDC_CLIENTID: "exchanger",
         KTR_OIDC_AUTHMETHOD: "none",
         KTR_OIDC_GRANT: "token_exchange",

@@ -18,6 +18,7 @@ import { createFakeKube, type FakeKube } from "./fixtures/fake_kube.ts";
 import { type ApiFault, type FakeCluster, startFakeCluster } from "./fixtures/fake_cluster.ts";
 import { startOidcProvider } from "./fixtures/oidc_provider.ts";
 import { runInProcess } from "./fixtures/in_process.ts";
+import { stopTimed } from "./fixtures/refresher_process.ts";
 import { makeTestTls, type TestTls } from "./fixtures/tls.ts";
 import { type ProviderFault, startTokenFront, type TokenFront } from "./fixtures/token_front.ts";
 
@@ -91,10 +92,7 @@ async function stopDuring(
     } else {
       await refresher.waitForOutput(/Refresh failed/);
     }
-    const stopAt = Date.now();
-    refresher.kill("SIGTERM");
-    const { code, output } = await refresher.exited;
-    const stopMs = Date.now() - stopAt;
+    const { code, output, stopMs } = await stopTimed(refresher);
     assertEquals(code, 0, output);
     assert(stopMs < 1500, `stopping took ${stopMs} ms`);
     assertMatch(output, /Refresh loop stopped/);

@@ -45,32 +45,44 @@ async function withWorld(
     provider: OidcProviderFixture;
     namespace: string;
     start(extra?: { args?: string[]; env?: Record<string, string> }): RefresherProcess;
+    /** Starts a refresher and waits for its first token and for its watch to be open. */
+    startWatching(
+      extra?: { args?: string[]; env?: Record<string, string> },
+    ): Promise<{ refresher: RefresherProcess; token: string }>;
   }) => Promise<void>,
 ) {
   await using stack = await startKubeStack();
   await using provider = await startOidcProvider({ tokenTtlSeconds: options.tokenTtlSeconds });
   const { namespace, saDir, saToken } = await refresherNamespace(stack, NAME);
   const started: RefresherProcess[] = [];
+  const start = (extra: { args?: string[]; env?: Record<string, string> } = {}) => {
+    const process = spawnRefresher({
+      env: {
+        ...inClusterEnv(stack, saDir),
+        ...providerEnv(provider),
+        KTR_SECRET_NAME: NAME,
+        KTR_SECRET_NAMESPACE: namespace,
+        KTR_LOG_LEVEL: "debug",
+        POD_NAME: "refresher-7d9f-x2",
+        ...extra.env,
+      },
+      args: ["--http.address=off", ...(extra.args ?? [])],
+    });
+    started.push(process);
+    return process;
+  };
   try {
     await fn({
       stack,
       provider,
       namespace,
-      start(extra = {}) {
-        const process = spawnRefresher({
-          env: {
-            ...inClusterEnv(stack, saDir),
-            ...providerEnv(provider),
-            KTR_SECRET_NAME: NAME,
-            KTR_SECRET_NAMESPACE: namespace,
-            KTR_LOG_LEVEL: "debug",
-            POD_NAME: "refresher-7d9f-x2",
-            ...extra.env,
-          },
-          args: ["--http.address=off", ...(extra.args ?? [])],
-        });
-        started.push(process);
-        return process;
+      start,
+      async startWatching(extra) {
+        const refresher = start(extra);
+        await refresher.waitForOutput(/Token refreshed/, 30_000);
+        // The watch is open once it has listed the Secret.
+        await sleep(1000);
+        return { refresher, token: provider.issued.at(-1)! };
       },
     });
   } finally {
@@ -99,6 +111,29 @@ async function getSecret(stack: KubeStack, namespace: string) {
     metadata: { resourceVersion: string; annotations?: Record<string, string> };
     data?: Record<string, string>;
   };
+}
+
+/** A check that the Secret's key holds `token` (false while the Secret is missing). */
+function holds(stack: KubeStack, namespace: string, token: string): () => Promise<boolean> {
+  return async () => {
+    const s = await getSecret(stack, namespace);
+    return atob(s?.data?.token ?? "") === token;
+  };
+}
+
+/** Merge-patches the Secret with kubectl, as a user would. */
+async function kubectlPatch(stack: KubeStack, namespace: string, patch: unknown): Promise<void> {
+  const patched = await stack.kubectl([
+    "patch",
+    "secret",
+    NAME,
+    "-n",
+    namespace,
+    "--type=merge",
+    "-p",
+    JSON.stringify(patch),
+  ]);
+  assertEquals(patched.code, 0, patched.stderr);
 }
 
 /** Polls until `check` holds; returns the milliseconds it took. */
@@ -179,17 +214,11 @@ Deno.test({
     "watch: kubectl delete is repaired within 1 s with the token in hand, a patched key restored, another key left alone",
   ignore,
   fn: () =>
-    withWorld({ tokenTtlSeconds: 600 }, async ({ stack, provider, namespace, start }) => {
-      const refresher = start();
-      await refresher.waitForOutput(/Token refreshed/, 30_000);
-      // The watch is open once it has listed the Secret.
-      await sleep(1000);
-      const token = provider.issued.at(-1)!;
+    withWorld({ tokenTtlSeconds: 600 }, async (world) => {
+      const { stack, provider, namespace, start } = world;
+      const { refresher, token } = await world.startWatching();
       const requests = provider.requests;
-      const holdsToken = async () => {
-        const s = await getSecret(stack, namespace);
-        return s !== null && atob(s.data?.token ?? "") === token;
-      };
+      const holdsToken = holds(stack, namespace, token);
 
       // Timed from just before the request is sent (kubectl's own start-up would hide most of
       // it); kubectl's own delete comes below.
@@ -216,17 +245,7 @@ Deno.test({
       const deleted = await stack.kubectl(["delete", "secret", NAME, "-n", namespace]);
       assertEquals(deleted.code, 0, deleted.stderr);
       await timeUntil("the Secret back after kubectl delete", holdsToken, 1000 * BOUND);
-      const patched = await stack.kubectl([
-        "patch",
-        "secret",
-        NAME,
-        "-n",
-        namespace,
-        "--type=merge",
-        "-p",
-        JSON.stringify({ stringData: { token: "garbage" } }),
-      ]);
-      assertEquals(patched.code, 0, patched.stderr);
+      await kubectlPatch(stack, namespace, { stringData: { token: "garbage" } });
       await timeUntil("the key restored after kubectl patch", holdsToken, 1000 * BOUND);
       for (let i = 0; i < 5; i++) {
         await sleep(300);
@@ -242,17 +261,10 @@ Deno.test({
       }
 
       const repairsBefore = count(refresher2, /Secret repaired/);
-      const other = await stack.kubectl([
-        "patch",
-        "secret",
-        NAME,
-        "-n",
-        namespace,
-        "--type=merge",
-        "-p",
-        JSON.stringify({ stringData: { other: "keep-me" }, metadata: { labels: { a: "b" } } }),
-      ]);
-      assertEquals(other.code, 0, other.stderr);
+      await kubectlPatch(stack, namespace, {
+        stringData: { other: "keep-me" },
+        metadata: { labels: { a: "b" } },
+      });
       const afterOther = (await getSecret(stack, namespace))!.metadata.resourceVersion;
       await sleep(1500);
       assertEquals((await getSecret(stack, namespace))!.metadata.resourceVersion, afterOther);
@@ -302,11 +314,8 @@ Deno.test({
     "watch: a writer fighting over the key for 10 s gets rate-limited repairs, a warning and a Warning Event, and the provider is not asked",
   ignore,
   fn: () =>
-    withWorld({ tokenTtlSeconds: 600 }, async ({ stack, provider, namespace, start }) => {
-      const refresher = start();
-      await refresher.waitForOutput(/Token refreshed/, 30_000);
-      await sleep(1000);
-      const token = provider.issued.at(-1)!;
+    withWorld({ tokenTtlSeconds: 600 }, async ({ stack, provider, namespace, startWatching }) => {
+      const { refresher, token } = await startWatching();
       const requests = provider.requests;
       const fightMs = 10_000;
       const fightStart = performance.now();
@@ -332,10 +341,11 @@ Deno.test({
       assertEquals(count(refresher, /Secret is contested/), 1);
       assertMatch(refresher.output(), /Secret is contested[^\n]*fighter/);
       // Once the fight is over, the token comes back.
-      const backMs = await timeUntil("the token back after the fight", async () => {
-        const s = await getSecret(stack, namespace);
-        return atob(s?.data?.token ?? "") === token;
-      }, 7000 * BOUND);
+      const backMs = await timeUntil(
+        "the token back after the fight",
+        holds(stack, namespace, token),
+        7000 * BOUND,
+      );
       const events = await stack.kubectl([
         "events",
         "-n",
@@ -395,10 +405,9 @@ Deno.test({
     "refresh-now: a new value brings a new token within 2 s, the same value nothing, one set while stopped is handled at start",
   ignore,
   fn: () =>
-    withWorld({ tokenTtlSeconds: 600 }, async ({ stack, provider, namespace, start }) => {
-      const refresher = start();
-      await refresher.waitForOutput(/Token refreshed/, 30_000);
-      await sleep(1000);
+    withWorld({ tokenTtlSeconds: 600 }, async (world) => {
+      const { stack, provider, namespace, start } = world;
+      const { refresher } = await world.startWatching();
       const annotate = async (value: string) => {
         const r = await stack.kubectl([
           "annotate",
@@ -448,16 +457,9 @@ Deno.test({
     "watch: survives an API server restart (same etcd) and an expired resourceVersion (etcd compacted while disconnected)",
   ignore,
   fn: () =>
-    withWorld({ tokenTtlSeconds: 600 }, async ({ stack, provider, namespace, start }) => {
-      const refresher = start();
-      await refresher.waitForOutput(/Token refreshed/, 30_000);
-      await sleep(1000);
-      const token = provider.issued.at(-1)!;
-      const repaired = () =>
-        timeUntil("the Secret back", async () => {
-          const s = await getSecret(stack, namespace);
-          return atob(s?.data?.token ?? "") === token;
-        }, 60_000);
+    withWorld({ tokenTtlSeconds: 600 }, async ({ stack, provider, namespace, startWatching }) => {
+      const { refresher, token } = await startWatching();
+      const repaired = () => timeUntil("the Secret back", holds(stack, namespace, token), 60_000);
 
       // 1. Restart, same etcd.
       await stack.stopApiserver();
@@ -491,22 +493,18 @@ Deno.test({
   name: "watch: a silent connection is given up after 90 s and the watch comes back",
   ignore,
   fn: () =>
-    withWorld({ tokenTtlSeconds: 600 }, async ({ stack, provider, namespace, start }) => {
+    withWorld({ tokenTtlSeconds: 600 }, async ({ stack, namespace, startWatching }) => {
       await using relay = startTcpRelay(stack.port);
-      const refresher = start({ env: { KUBERNETES_SERVICE_PORT: String(relay.port) } });
-      await refresher.waitForOutput(/Token refreshed/, 30_000);
-      await sleep(1000);
-      const token = provider.issued.at(-1)!;
+      const { refresher, token } = await startWatching({
+        env: { KUBERNETES_SERVICE_PORT: String(relay.port) },
+      });
       relay.silenceOpenConnections();
       const silencedAt = performance.now();
       await refresher.waitForOutput(/Watch of the Secret was silent for 90 s/, 200_000);
       const detectedMs = Math.round(performance.now() - silencedAt);
       await sleep(1000);
       await stack.kubectl(["delete", "secret", NAME, "-n", namespace]);
-      const repairMs = await timeUntil("the Secret back", async () => {
-        const s = await getSecret(stack, namespace);
-        return atob(s?.data?.token ?? "") === token;
-      }, 30_000);
+      const repairMs = await timeUntil("the Secret back", holds(stack, namespace, token), 30_000);
       await stop(refresher);
       console.log(
         `silent watch connection: given up after ${detectedMs} ms (target 90 000 ms), then a delete repaired in ${repairMs} ms`,

@@ -3,11 +3,10 @@
  * selected by label, with exactly the ClusterRole of deploy/components/multi-namespace (plus
  * "delete", which it says to add for prune). Figures are printed; timings are asserted at 5x.
  */
-import { parseAllDocuments } from "yaml";
 import { assert, assertEquals, assertMatch, assertNotIncludes } from "./assert.ts";
 import { providerEnv, startOidcProvider } from "./fixtures/oidc_provider.ts";
 import { spawnRefresher } from "./fixtures/refresher_process.ts";
-import { findKubectl, findObject, type KubeObject } from "./fixtures/deploy_manifests.ts";
+import { findObject, type KubeObject, renderOverlay } from "./fixtures/deploy_manifests.ts";
 import { inClusterEnv, readSecret } from "./fixtures/real_cluster.ts";
 import { loadConfigFile, resolveConfig } from "../src/config/mod.ts";
 import {
@@ -23,48 +22,32 @@ const ignore = stackTestIgnore();
 const BOUND = 5;
 const COUNT = 200;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-const DEPLOY = new URL("../deploy/", import.meta.url).pathname;
 
 /** The ClusterRole of the multi-namespace component, rendered as an overlay renders it. */
 async function componentClusterRole(): Promise<KubeObject & { rules: Record<string, unknown>[] }> {
-  const overlay = await Deno.makeTempDir({ dir: DEPLOY, prefix: ".overlay-" });
-  try {
-    await Deno.writeTextFile(
-      `${overlay}/kustomization.yaml`,
-      "namespace: tools\nresources: [../base]\ncomponents: [../components/multi-namespace]\n",
-    );
-    const out = await new Deno.Command(findKubectl()!, {
-      args: ["kustomize", overlay],
-      stdout: "piped",
-      stderr: "piped",
-    }).output();
-    if (!out.success) throw new Error(new TextDecoder().decode(out.stderr));
-    const objects = parseAllDocuments(new TextDecoder().decode(out.stdout)).map((d) =>
-      d.toJS() as KubeObject
-    );
-    assert(!objects.some((o) => o.kind === "Role" || o.kind === "RoleBinding"));
-    const maps = objects.filter((o) => o.kind === "ConfigMap") as (KubeObject & {
-      data: Record<string, string>;
-    })[];
-    const settings = maps.find((m) => !("targets.yaml" in m.data))!;
-    const targets = maps.find((m) => "targets.yaml" in m.data)!;
-    assert(
-      !Object.keys(settings.data).some((k) => k.startsWith("KTR_SECRET_")),
-      "KTR_SECRET_* left",
-    );
-    // The shipped targets file and settings make a valid configuration, as in the pod.
-    const config = resolveConfig({
-      file: await loadConfigFile("targets.yaml", {
-        readTextFile: () => Promise.resolve(targets.data["targets.yaml"]),
-      }),
-      env: { ...settings.data, KTR_OIDC_CLIENTID: "id", KTR_OIDC_CLIENTSECRET: "secret" },
-      defaults: { "secret.namespace": "tools" },
-    });
-    assertEquals(config.targets?.length, 1);
-    return findObject(objects, "ClusterRole") as KubeObject & { rules: Record<string, unknown>[] };
-  } finally {
-    await Deno.remove(overlay, { recursive: true });
-  }
+  const objects = await renderOverlay(
+    "namespace: tools\nresources: [../base]\ncomponents: [../components/multi-namespace]\n",
+  );
+  assert(!objects.some((o) => o.kind === "Role" || o.kind === "RoleBinding"));
+  const maps = objects.filter((o) => o.kind === "ConfigMap") as (KubeObject & {
+    data: Record<string, string>;
+  })[];
+  const settings = maps.find((m) => !("targets.yaml" in m.data))!;
+  const targets = maps.find((m) => "targets.yaml" in m.data)!;
+  assert(
+    !Object.keys(settings.data).some((k) => k.startsWith("KTR_SECRET_")),
+    "KTR_SECRET_* left",
+  );
+  // The shipped targets file and settings make a valid configuration, as in the pod.
+  const config = resolveConfig({
+    file: await loadConfigFile("targets.yaml", {
+      readTextFile: () => Promise.resolve(targets.data["targets.yaml"]),
+    }),
+    env: { ...settings.data, KTR_OIDC_CLIENTID: "id", KTR_OIDC_CLIENTSECRET: "secret" },
+    defaults: { "secret.namespace": "tools" },
+  });
+  assertEquals(config.targets?.length, 1);
+  return findObject(objects, "ClusterRole") as KubeObject & { rules: Record<string, unknown>[] };
 }
 
 async function kubectlOk(stack: KubeStack, args: string[], stdin?: string): Promise<string> {

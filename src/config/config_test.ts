@@ -397,41 +397,64 @@ function invalidEnv(name: string, value: string): ConfigError {
   return error;
 }
 
+/**
+ * The values of one key set through its env var `name`: each `accepted` value resolves to itself
+ * as `read` finds it in the config; each `refused` one is an error for `key`, whose message
+ * matches `pattern` when given and quotes the value (its first 40 characters) when `quoted`.
+ */
+function assertEnvValues(
+  name: string,
+  values: {
+    key: string;
+    accepted?: readonly string[];
+    read?: (config: Config) => unknown;
+    refused: readonly string[];
+    pattern?: RegExp;
+    quoted?: boolean;
+  },
+): void {
+  for (const value of values.accepted ?? []) {
+    assertEquals(values.read?.(resolveConfig({ env: withEnv({ [name]: value }) })), value);
+  }
+  for (const value of values.refused) {
+    const error = invalidEnv(name, value);
+    assertEquals(error.key, values.key);
+    if (values.quoted) {
+      assert(error.message.includes(JSON.stringify(value).slice(0, 40)), error.message);
+    }
+    if (values.pattern) assertMatch(error.message, values.pattern);
+  }
+}
+
 Deno.test("secret.name must be a DNS-1123 subdomain", () => {
-  for (const name of ["a", "my-token", "my.token-1", "0", "a".repeat(253)]) {
-    assertEquals(resolveConfig({ env: withEnv({ KTR_SECRET_NAME: name }) }).secret.name, name);
-  }
-  for (
-    const name of ["My-Token", "-a", "a-", "a_b", "a..b", ".a", "a.", "a b", " a", "a".repeat(254)]
-  ) {
-    const error = invalidEnv("KTR_SECRET_NAME", name);
-    assertEquals(error.key, "secret.name");
-    assert(error.message.includes(JSON.stringify(name).slice(0, 40)), error.message);
-    assertMatch(error.message, /DNS-1123 subdomain/);
-  }
+  assertEnvValues("KTR_SECRET_NAME", {
+    key: "secret.name",
+    accepted: ["a", "my-token", "my.token-1", "0", "a".repeat(253)],
+    read: (config) => config.secret.name,
+    refused: ["My-Token", "-a", "a-", "a_b", "a..b", ".a", "a.", "a b", " a", "a".repeat(254)],
+    quoted: true,
+    pattern: /DNS-1123 subdomain/,
+  });
 });
 
 Deno.test("secret.namespace must be a DNS-1123 label", () => {
-  for (const namespace of ["a", "kube-system", "a".repeat(63)]) {
-    const config = resolveConfig({ env: withEnv({ KTR_SECRET_NAMESPACE: namespace }) });
-    assertEquals(config.secret.namespace, namespace);
-  }
-  for (const namespace of ["a.b", "Default", "-a", "a-", "a_b", "a".repeat(64)]) {
-    const error = invalidEnv("KTR_SECRET_NAMESPACE", namespace);
-    assertEquals(error.key, "secret.namespace");
-    assertMatch(error.message, /DNS-1123 label/);
-  }
+  assertEnvValues("KTR_SECRET_NAMESPACE", {
+    key: "secret.namespace",
+    accepted: ["a", "kube-system", "a".repeat(63)],
+    read: (config) => config.secret.namespace,
+    refused: ["a.b", "Default", "-a", "a-", "a_b", "a".repeat(64)],
+    pattern: /DNS-1123 label/,
+  });
 });
 
 Deno.test("secret.key must match [-._a-zA-Z0-9]+ and not be . or start with ..", () => {
-  for (const key of ["token", "TOKEN", ".dotfile", "a_b-c.d", "a".repeat(253)]) {
-    assertEquals(resolveConfig({ env: withEnv({ KTR_SECRET_KEY: key }) }).secret.key, key);
-  }
-  for (const key of ["a/b", "a b", ".", "..", "..a", "tök", "a".repeat(254)]) {
-    const error = invalidEnv("KTR_SECRET_KEY", key);
-    assertEquals(error.key, "secret.key");
-    assert(error.message.includes(JSON.stringify(key).slice(0, 40)), error.message);
-  }
+  assertEnvValues("KTR_SECRET_KEY", {
+    key: "secret.key",
+    accepted: ["token", "TOKEN", ".dotfile", "a_b-c.d", "a".repeat(253)],
+    read: (config) => config.secret.key,
+    refused: ["a/b", "a b", ".", "..", "..a", "tök", "a".repeat(254)],
+    quoted: true,
+  });
 });
 
 Deno.test("interval accepts positive whole seconds written as plain digits", () => {
@@ -516,54 +539,38 @@ Deno.test("log.format is text or json", () => {
 });
 
 Deno.test("oidc.tokenurl must be an absolute https: URL", () => {
-  for (
-    const url of [
+  assertEnvValues("KTR_OIDC_TOKENURL", {
+    key: "oidc.tokenurl",
+    accepted: [
       "https://auth.example.com/token",
       "https://auth.example.com:8443/realms/x/protocol/openid-connect/token",
-    ]
-  ) {
-    assertEquals(resolveConfig({ env: withEnv({ KTR_OIDC_TOKENURL: url }) }).oidc.tokenUrl, url);
-  }
-  for (
-    const url of [
-      "auth.example.com/token",
-      "/token",
-      "token",
-      "ftp://auth.example.com/t",
-      "https//x",
-    ]
-  ) {
-    const error = invalidEnv("KTR_OIDC_TOKENURL", url);
-    assertEquals(error.key, "oidc.tokenurl");
-    assertMatch(error.message, /absolute https: URL/);
-  }
+    ],
+    read: (config) => config.oidc.tokenUrl,
+    refused: ["auth.example.com/token", "/token", "token", "ftp://auth.example.com/t", "https//x"],
+    pattern: /absolute https: URL/,
+  });
 });
 
 Deno.test("oidc.tokenurl allows http: only to a loopback host", () => {
-  for (
-    const url of [
+  assertEnvValues("KTR_OIDC_TOKENURL", {
+    key: "oidc.tokenurl",
+    accepted: [
       "http://localhost/token",
       "http://localhost:8080/token",
       "http://127.0.0.1:9000/token",
       "http://127.45.6.7/token",
       "http://[::1]:8080/token",
-    ]
-  ) {
-    assertEquals(resolveConfig({ env: withEnv({ KTR_OIDC_TOKENURL: url }) }).oidc.tokenUrl, url);
-  }
-  for (
-    const url of [
+    ],
+    read: (config) => config.oidc.tokenUrl,
+    refused: [
       "http://auth.example.com/token",
       "http://10.0.0.1/token",
       "http://128.0.0.1/token",
       "http://localhost.example.com/token",
       "http://[::2]/token",
-    ]
-  ) {
-    const error = invalidEnv("KTR_OIDC_TOKENURL", url);
-    assertEquals(error.key, "oidc.tokenurl");
-    assertMatch(error.message, /http: is only allowed to localhost, 127\.0\.0\.0\/8 or \[::1\]/);
-  }
+    ],
+    pattern: /http: is only allowed to localhost, 127\.0\.0\.0\/8 or \[::1\]/,
+  });
 });
 
 Deno.test("oidc.tokenurl refuses credentials in the URL without printing the password", () => {
@@ -847,14 +854,13 @@ Deno.test("oidc.keyalg takes the JWS names, ignoring case, and refuses HMAC", ()
 });
 
 Deno.test("oidc.scope is space-separated scope names as OAuth writes them", () => {
-  for (const scope of ["api.read", "api.read api.write", "api://x/.default", "openid"]) {
-    assertEquals(resolveConfig({ env: withEnv({ KTR_OIDC_SCOPE: scope }) }).oidc.scope, scope);
-  }
-  for (const scope of ["a  b", 'a "b"', "a\\b", "a\tb", " a", "a,b c\u00e9"]) {
-    const error = invalidEnv("KTR_OIDC_SCOPE", scope);
-    assertEquals(error.key, "oidc.scope");
-    assertMatch(error.message, /scope names separated by single spaces/);
-  }
+  assertEnvValues("KTR_OIDC_SCOPE", {
+    key: "oidc.scope",
+    accepted: ["api.read", "api.read api.write", "api://x/.default", "openid"],
+    read: (config) => config.oidc.scope,
+    refused: ["a  b", 'a "b"', "a\\b", "a\tb", " a", "a,b c\u00e9"],
+    pattern: /scope names separated by single spaces/,
+  });
 });
 
 Deno.test("oidc.audience is any value without surrounding whitespace", () => {
@@ -891,11 +897,11 @@ Deno.test("oidc.resource is a space-separated list in env and flags, and a strin
 });
 
 Deno.test("oidc.resource refuses relative URIs, fragments and odd list items, naming the item", () => {
-  for (const value of ["api", "https://a.example/ api", "https://a.example/#x", " urn:x"]) {
-    const error = invalidEnv("KTR_OIDC_RESOURCE", value);
-    assertEquals(error.key, "oidc.resource");
-    assertMatch(error.message, /absolute URIs without a fragment/);
-  }
+  assertEnvValues("KTR_OIDC_RESOURCE", {
+    key: "oidc.resource",
+    refused: ["api", "https://a.example/ api", "https://a.example/#x", " urn:x"],
+    pattern: /absolute URIs without a fragment/,
+  });
   assertMatch(invalidEnv("KTR_OIDC_RESOURCE", "urn:x relative").message, /got "relative"$/);
   for (
     const [resource, expected] of [

@@ -93,8 +93,8 @@ export class KubeApiError extends CodedError<KubeErrorCode> {
   }
 }
 
-/** A Kubernetes Secret, as far as the tool touches it. Unknown fields are kept as they are. */
-export interface SecretObject {
+/** A namespaced object the tool reads and writes whole. Unknown fields are kept as they are. */
+export interface StoredObject {
   apiVersion?: string;
   kind?: string;
   metadata: {
@@ -105,21 +105,17 @@ export interface SecretObject {
     annotations?: Record<string, string>;
     [field: string]: unknown;
   };
-  type?: string;
-  data?: Record<string, string>;
   [field: string]: unknown;
 }
 
+/** A Kubernetes Secret, as far as the tool touches it. Unknown fields are kept as they are. */
+export interface SecretObject extends StoredObject {
+  type?: string;
+  data?: Record<string, string>;
+}
+
 /** A `coordination.k8s.io/v1` Lease, as far as leader election touches it. */
-export interface LeaseObject {
-  apiVersion?: string;
-  kind?: string;
-  metadata: {
-    name: string;
-    namespace?: string;
-    resourceVersion?: string;
-    [field: string]: unknown;
-  };
+export interface LeaseObject extends StoredObject {
   spec?: {
     holderIdentity?: string;
     leaseDurationSeconds?: number;
@@ -128,7 +124,6 @@ export interface LeaseObject {
     leaseTransitions?: number;
     [field: string]: unknown;
   };
-  [field: string]: unknown;
 }
 
 /** What an access review asks about: one verb on one kind of resource in a namespace. */
@@ -220,15 +215,7 @@ export class KubeClient {
     name: string,
     signal?: AbortSignal,
   ): Promise<SecretObject | null> {
-    try {
-      return await this.#request("get", "GET", secretPath(namespace, name), undefined, signal, {
-        check: isSecret,
-        what: "a Secret",
-      });
-    } catch (err) {
-      if (err instanceof KubeApiError && err.status === 404) return null;
-      throw err;
-    }
+    return await this.#getOrNull(secretPath(namespace, name), signal, SECRET);
   }
 
   /**
@@ -250,10 +237,14 @@ export class KubeClient {
     options: { dryRun?: boolean } = {},
   ): Promise<SecretObject> {
     const query = options.dryRun ? "?dryRun=All" : "";
-    return this.#request("create", "POST", `${secretPath(namespace)}${query}`, secret, signal, {
-      check: isSecret,
-      what: "a Secret",
-    });
+    return this.#request(
+      "create",
+      "POST",
+      `${secretPath(namespace)}${query}`,
+      secret,
+      signal,
+      SECRET,
+    );
   }
 
   /**
@@ -266,20 +257,15 @@ export class KubeClient {
    * @throws {KubeApiError} On any other failure (403 without the permission).
    */
   async namespaceExists(namespace: string, signal?: AbortSignal): Promise<boolean> {
-    try {
-      await this.#request(
-        "get",
-        "GET",
-        `/api/v1/namespaces/${encodeURIComponent(namespace)}`,
-        undefined,
-        signal,
-        { check: isNamed, what: "a Namespace" },
-      );
-      return true;
-    } catch (err) {
-      if (err instanceof KubeApiError && err.status === 404) return false;
-      throw err;
-    }
+    const found = this.#request(
+      "get",
+      "GET",
+      `/api/v1/namespaces/${encodeURIComponent(namespace)}`,
+      undefined,
+      signal,
+      { check: isNamed, what: "a Namespace" },
+    ).then(() => true);
+    return await orWhenStatus(found, false, 404);
   }
 
   /**
@@ -302,7 +288,7 @@ export class KubeClient {
       secretPath(namespace, secret.metadata.name),
       secret,
       signal,
-      { check: isSecret, what: "a Secret" },
+      SECRET,
     );
   }
 
@@ -378,7 +364,7 @@ export class KubeClient {
       secretPath(namespace, secret.metadata.name) + query,
       secret,
       signal,
-      { check: isSecret, what: "a Secret" },
+      SECRET,
       "application/apply-patch+yaml",
     );
     return { secret: value, created: status === 201 };
@@ -428,13 +414,7 @@ export class KubeClient {
     options: { resourceVersion?: string; timeoutSeconds: number },
     signal: AbortSignal,
   ): Promise<Response> {
-    const query = new URLSearchParams({
-      watch: "1",
-      fieldSelector: `metadata.name=${name}`,
-      allowWatchBookmarks: "true",
-      timeoutSeconds: String(options.timeoutSeconds),
-    });
-    if (options.resourceVersion) query.set("resourceVersion", options.resourceVersion);
+    const query = watchQuery(options, { fieldSelector: `metadata.name=${name}` });
     return this.#openStream(`${secretCollection(namespace)}?${query}`, signal);
   }
 
@@ -468,13 +448,7 @@ export class KubeClient {
     options: { resourceVersion?: string; timeoutSeconds: number },
     signal: AbortSignal,
   ): Promise<Response> {
-    const query = new URLSearchParams({
-      watch: "1",
-      allowWatchBookmarks: "true",
-      timeoutSeconds: String(options.timeoutSeconds),
-    });
-    if (options.resourceVersion) query.set("resourceVersion", options.resourceVersion);
-    return this.#openStream(`/api/v1/namespaces?${query}`, signal);
+    return this.#openStream(`/api/v1/namespaces?${watchQuery(options)}`, signal);
   }
 
   /**
@@ -494,38 +468,75 @@ export class KubeClient {
     uid: string,
     signal?: AbortSignal,
   ): Promise<boolean> {
-    try {
-      await this.#request(
-        "delete",
-        "DELETE",
-        secretPath(namespace, name),
-        {
-          apiVersion: "v1",
-          kind: "DeleteOptions",
-          preconditions: { uid },
-        },
-        signal,
-        { check: (v): v is unknown => v !== undefined, what: "an answer" },
-      );
-      return true;
-    } catch (err) {
-      if (err instanceof KubeApiError && (err.status === 404 || err.status === 409)) return false;
-      throw err;
-    }
+    const deleted = this.#request(
+      "delete",
+      "DELETE",
+      secretPath(namespace, name),
+      {
+        apiVersion: "v1",
+        kind: "DeleteOptions",
+        preconditions: { uid },
+      },
+      signal,
+      { check: (v): v is unknown => v !== undefined, what: "an answer" },
+    ).then(() => true);
+    return await orWhenStatus(deleted, false, 404, 409);
   }
 
-  async #openStream(path: string, signal: AbortSignal): Promise<Response> {
-    let headers: Record<string, string>;
+  /** Reads one object; null when it does not exist (404). */
+  #getOrNull<T>(
+    path: string,
+    signal: AbortSignal | undefined,
+    expect: { check: (value: unknown) => value is T; what: string },
+  ): Promise<T | null> {
+    return orWhenStatus(this.#request("get", "GET", path, undefined, signal, expect), null, 404);
+  }
+
+  /** The connection's credentials as headers; a failure to read them is KUBE_CREDENTIALS. */
+  async #authorize(verb: string): Promise<Record<string, string>> {
     try {
-      headers = await this.#connection.authorize();
+      return await this.#connection.authorize();
     } catch (err) {
       throw new KubeApiError(
         `Kubernetes credentials could not be read (${this.#connection.description}): ${
           messageOf(err)
         }`,
-        { code: "KUBE_CREDENTIALS", verb: "watch" },
+        { code: "KUBE_CREDENTIALS", verb },
       );
     }
+  }
+
+  /**
+   * The error for a request that got no answer: aborted by the caller, out of time (`request`
+   * names it in the message, else the verb alone), or not sent at all.
+   */
+  #sendError(
+    err: unknown,
+    at: { url: URL; signal?: AbortSignal; expired: boolean; verb: string; request?: string },
+  ): KubeApiError {
+    const { url, verb } = at;
+    if (at.signal?.aborted) {
+      return new KubeApiError("Kubernetes API request aborted", { code: "KUBE_ABORTED", verb });
+    }
+    if (at.expired) {
+      return new KubeApiError(
+        `Kubernetes API at ${url.origin} did not answer within ${this.#timeoutMs} ms (${
+          at.request ?? verb
+        })`,
+        { code: "KUBE_TIMEOUT", verb },
+      );
+    }
+    // The cause names TLS, refused, DNS or reset; fetch's own message is only "fetch failed".
+    return new KubeApiError(
+      `Kubernetes API at ${url.origin} could not be reached: ${
+        describeSendFailure(err, proxyFor(url, this.#proxyEnv))
+      }`,
+      { code: "KUBE_UNREACHABLE", verb, sendFailure: classifySendFailure(err).kind, cause: err },
+    );
+  }
+
+  async #openStream(path: string, signal: AbortSignal): Promise<Response> {
+    const headers = await this.#authorize("watch");
     const url = new URL(path, this.#connection.server);
     let response: Response;
     {
@@ -537,39 +548,13 @@ export class KubeClient {
           client: this.#connection.streamHttpClient ?? this.#connection.httpClient,
         } as RequestInit);
       } catch (err) {
-        if (signal.aborted) {
-          throw new KubeApiError("Kubernetes API request aborted", {
-            code: "KUBE_ABORTED",
-            verb: "watch",
-          });
-        }
-        if (deadline.expired) {
-          throw new KubeApiError(
-            `Kubernetes API at ${url.origin} did not answer within ${this.#timeoutMs} ms (watch)`,
-            { code: "KUBE_TIMEOUT", verb: "watch" },
-          );
-        }
-        throw new KubeApiError(
-          `Kubernetes API at ${url.origin} could not be reached: ${
-            describeSendFailure(err, proxyFor(url, this.#proxyEnv))
-          }`,
-          {
-            code: "KUBE_UNREACHABLE",
-            verb: "watch",
-            sendFailure: classifySendFailure(err).kind,
-            cause: err,
-          },
-        );
+        throw this.#sendError(err, { url, signal, expired: deadline.expired, verb: "watch" });
       }
     }
     if (response.ok) return response;
     let status: KubeStatus | undefined;
     try {
-      const body = await readBoundedBody(response, MAX_RESPONSE_BYTES, () =>
-        new KubeApiError(
-          `Kubernetes API answered with more than the ${MAX_RESPONSE_BYTES} bytes accepted`,
-          { code: "KUBE_HTTP", status: response.status },
-        ));
+      const body = await readBoundedBody(response, MAX_RESPONSE_BYTES, () => tooLarge(response));
       const parsed = JSON.parse(new TextDecoder().decode(body));
       status = isStatus(parsed) ? parsed : undefined;
     } catch {
@@ -596,10 +581,7 @@ export class KubeClient {
     event: Record<string, unknown>,
     signal?: AbortSignal,
   ): Promise<void> {
-    await this.#request("create", "POST", eventPath(namespace), event, signal, {
-      check: isObject,
-      what: "an Event",
-    });
+    await this.#request("create", "POST", eventPath(namespace), event, signal, EVENT);
   }
 
   /**
@@ -618,10 +600,15 @@ export class KubeClient {
     patch: Record<string, unknown>,
     signal?: AbortSignal,
   ): Promise<void> {
-    await this.#send("patch", "PATCH", eventPath(namespace, name), patch, signal, {
-      check: isObject,
-      what: "an Event",
-    }, "application/merge-patch+json");
+    await this.#send(
+      "patch",
+      "PATCH",
+      eventPath(namespace, name),
+      patch,
+      signal,
+      EVENT,
+      "application/merge-patch+json",
+    );
   }
 
   /**
@@ -670,15 +657,7 @@ export class KubeClient {
     name: string,
     signal?: AbortSignal,
   ): Promise<LeaseObject | null> {
-    try {
-      return await this.#request("get", "GET", leasePath(namespace, name), undefined, signal, {
-        check: isLease,
-        what: "a Lease",
-      });
-    } catch (err) {
-      if (err instanceof KubeApiError && err.status === 404) return null;
-      throw err;
-    }
+    return await this.#getOrNull(leasePath(namespace, name), signal, LEASE);
   }
 
   /**
@@ -691,10 +670,7 @@ export class KubeClient {
    * @throws {KubeApiError} On failure (409 when it exists already).
    */
   createLease(namespace: string, lease: LeaseObject, signal?: AbortSignal): Promise<LeaseObject> {
-    return this.#request("create", "POST", leasePath(namespace), lease, signal, {
-      check: isLease,
-      what: "a Lease",
-    });
+    return this.#request("create", "POST", leasePath(namespace), lease, signal, LEASE);
   }
 
   /**
@@ -714,7 +690,7 @@ export class KubeClient {
       leasePath(namespace, lease.metadata.name),
       lease,
       signal,
-      { check: isLease, what: "a Lease" },
+      LEASE,
     );
   }
 
@@ -738,17 +714,7 @@ export class KubeClient {
     expect: { check: (value: unknown) => value is T; what: string },
     contentType = "application/json",
   ): Promise<{ value: T; status: number }> {
-    let headers: Record<string, string>;
-    try {
-      headers = await this.#connection.authorize();
-    } catch (err) {
-      throw new KubeApiError(
-        `Kubernetes credentials could not be read (${this.#connection.description}): ${
-          messageOf(err)
-        }`,
-        { code: "KUBE_CREDENTIALS", verb },
-      );
-    }
+    const headers = await this.#authorize(verb);
     using deadline = startDeadline(this.#timeoutMs, signal);
     const url = new URL(path, this.#connection.server);
     let text: string;
@@ -765,31 +731,17 @@ export class KubeClient {
         signal: deadline.signal,
         client: this.#connection.httpClient,
       } as RequestInit);
-      const answer = await readBoundedBody(response, MAX_RESPONSE_BYTES, () =>
-        new KubeApiError(
-          `Kubernetes API answered with more than the ${MAX_RESPONSE_BYTES} bytes accepted`,
-          { code: "KUBE_HTTP", status: response.status },
-        ));
+      const answer = await readBoundedBody(response, MAX_RESPONSE_BYTES, () => tooLarge(response));
       text = new TextDecoder().decode(answer);
     } catch (err) {
       if (err instanceof KubeApiError) throw err;
-      if (signal?.aborted) {
-        throw new KubeApiError("Kubernetes API request aborted", { code: "KUBE_ABORTED", verb });
-      }
-      if (deadline.expired) {
-        throw new KubeApiError(
-          `Kubernetes API at ${url.origin} did not answer within ${this.#timeoutMs} ms (${verb} ${path})`,
-          { code: "KUBE_TIMEOUT", verb },
-        );
-      }
-      // The cause names TLS, refused, DNS or reset; fetch's own message is only "fetch failed".
-      const failure = classifySendFailure(err);
-      throw new KubeApiError(
-        `Kubernetes API at ${url.origin} could not be reached: ${
-          describeSendFailure(err, proxyFor(url, this.#proxyEnv))
-        }`,
-        { code: "KUBE_UNREACHABLE", verb, sendFailure: failure.kind, cause: err },
-      );
+      throw this.#sendError(err, {
+        url,
+        signal,
+        expired: deadline.expired,
+        verb,
+        request: `${verb} ${path}`,
+      });
     }
     let parsed: unknown;
     try {
@@ -839,10 +791,18 @@ export interface NamespaceObject {
   status?: { phase?: string };
 }
 
+/** A list answer (`items` and the list's resourceVersion) whose items each pass `isItem`. */
+function isList<T>(
+  value: unknown,
+  isItem: (item: unknown) => boolean,
+): value is { items: T[]; metadata?: { resourceVersion?: string } } {
+  return isObject(value) && Array.isArray(value.items) && value.items.every(isItem);
+}
+
 function isNamespaceList(
   value: unknown,
 ): value is { items: NamespaceObject[]; metadata?: { resourceVersion?: string } } {
-  return isObject(value) && Array.isArray(value.items) && value.items.every(isSecret);
+  return isList<NamespaceObject>(value, isNamed);
 }
 
 /** `Retry-After` of a 429 (seconds, as API Priority and Fairness sends it), in ms. */
@@ -850,6 +810,48 @@ function retryAfterOf(response: Response): number | undefined {
   if (response.status !== 429) return undefined;
   const seconds = Number(response.headers.get("retry-after"));
   return Number.isFinite(seconds) && seconds >= 0 ? Math.min(seconds, 300) * 1000 : undefined;
+}
+
+const SECRET = { check: isSecret, what: "a Secret" };
+const LEASE = { check: isLease, what: "a Lease" };
+const EVENT = { check: isObject, what: "an Event" };
+
+/** The answer of `request`, or `fallback` when it failed with one of `statuses` (404: absent). */
+async function orWhenStatus<T, F>(
+  request: Promise<T>,
+  fallback: F,
+  ...statuses: number[]
+): Promise<T | F> {
+  try {
+    return await request;
+  } catch (err) {
+    if (err instanceof KubeApiError && statuses.some((status) => err.status === status)) {
+      return fallback;
+    }
+    throw err;
+  }
+}
+
+/** The query of a watch: from `resourceVersion` when given, with bookmarks, ended by the server. */
+function watchQuery(
+  options: { resourceVersion?: string; timeoutSeconds: number },
+  selector: { fieldSelector?: string } = {},
+): URLSearchParams {
+  const query = new URLSearchParams({
+    watch: "1",
+    ...selector,
+    allowWatchBookmarks: "true",
+    timeoutSeconds: String(options.timeoutSeconds),
+  });
+  if (options.resourceVersion) query.set("resourceVersion", options.resourceVersion);
+  return query;
+}
+
+function tooLarge(response: Response): KubeApiError {
+  return new KubeApiError(
+    `Kubernetes API answered with more than the ${MAX_RESPONSE_BYTES} bytes accepted`,
+    { code: "KUBE_HTTP", status: response.status },
+  );
 }
 
 /** The field manager of every server-side apply the tool sends. */
@@ -861,9 +863,14 @@ function secretCollection(namespace: string | undefined): string {
     : `/api/v1/namespaces/${encodeURIComponent(namespace)}/secrets`;
 }
 
-function eventPath(namespace: string, name?: string): string {
-  const base = `/apis/events.k8s.io/v1/namespaces/${encodeURIComponent(namespace)}/events`;
+/** The path of a namespaced collection (`group` is `api/v1` or `apis/GROUP/VERSION`), or of one item. */
+function namespacedPath(group: string, resource: string, namespace: string, name?: string): string {
+  const base = `/${group}/namespaces/${encodeURIComponent(namespace)}/${resource}`;
   return name === undefined ? base : `${base}/${encodeURIComponent(name)}`;
+}
+
+function eventPath(namespace: string, name?: string): string {
+  return namespacedPath("apis/events.k8s.io/v1", "events", namespace, name);
 }
 
 function isObject(value: unknown): value is Record<string, unknown> {
@@ -873,17 +880,15 @@ function isObject(value: unknown): value is Record<string, unknown> {
 function isSecretList(
   value: unknown,
 ): value is { items: SecretObject[]; metadata?: { resourceVersion?: string } } {
-  return isObject(value) && Array.isArray(value.items) && value.items.every(isSecret);
+  return isList<SecretObject>(value, isSecret);
 }
 
 function secretPath(namespace: string, name?: string): string {
-  const base = `/api/v1/namespaces/${encodeURIComponent(namespace)}/secrets`;
-  return name === undefined ? base : `${base}/${encodeURIComponent(name)}`;
+  return namespacedPath("api/v1", "secrets", namespace, name);
 }
 
 function leasePath(namespace: string, name?: string): string {
-  const base = `/apis/coordination.k8s.io/v1/namespaces/${encodeURIComponent(namespace)}/leases`;
-  return name === undefined ? base : `${base}/${encodeURIComponent(name)}`;
+  return namespacedPath("apis/coordination.k8s.io/v1", "leases", namespace, name);
 }
 
 function isLease(value: unknown): value is LeaseObject {

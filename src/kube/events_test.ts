@@ -1,16 +1,10 @@
 import { assert, assertEquals } from "../../tests/assert.ts";
-import { createFakeKube, fakeFetch, statusResponse } from "../../tests/fixtures/fake_kube.ts";
-import { KubeClient } from "./client.ts";
+import { createFakeKube, fakeKubeClient, statusResponse } from "../../tests/fixtures/fake_kube.ts";
 import { type EventOccurrence, EventRecorder, microTime } from "./events.ts";
 
 function setup() {
   const fake = createFakeKube();
-  const client = new KubeClient({
-    server: new URL("https://kube.test"),
-    authorize: () => Promise.resolve({}),
-    description: "test",
-    close() {},
-  }, { fetch: fakeFetch(fake) });
+  const client = fakeKubeClient(fake, { description: "test" });
   let now = Date.UTC(2026, 0, 1);
   const recorder = new EventRecorder({ client, instance: "refresher-abc", now: () => now });
   return { fake, recorder, advance: (ms: number) => (now += ms), now: () => now };

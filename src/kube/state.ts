@@ -9,6 +9,7 @@
  */
 import type { Token } from "../token.ts";
 import type { SecretObject } from "./client.ts";
+import { toBase64 } from "../base64.ts";
 
 /** The label the tool puts on every Secret it writes. */
 export const MANAGED_LABEL = "ktr.appuio.ch/managed";
@@ -59,26 +60,8 @@ export async function sha256Hex(value: string): Promise<string> {
   return Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
-/**
- * Encodes a string as base64 of its UTF-8 bytes, as Secret `data` wants.
- *
- * @param text The text.
- * @returns Its base64 form.
- *
- * @example
- * ```ts
- * import { toBase64 } from "./state.ts";
- * console.assert(toBase64("token") === "dG9rZW4=");
- * ```
- */
-export function toBase64(text: string): string {
-  const bytes = new TextEncoder().encode(text);
-  let binary = "";
-  for (let i = 0; i < bytes.length; i += 0x8000) {
-    binary += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
-  }
-  return btoa(binary);
-}
+// Secret `data` is base64 of UTF-8 bytes: the one encoder the tool has.
+export { toBase64 };
 
 /**
  * Decodes Secret `data` (base64 of UTF-8 bytes).
@@ -98,6 +81,38 @@ export function fromBase64(encoded: string): string | undefined {
   } catch {
     return undefined;
   }
+}
+
+/**
+ * The annotations one write sets: when and what was written, the expiry when known, the handled
+ * `refresh-now` and the writer. Shared by the single Secret and the targets.
+ *
+ * @param state The token and what to annotate.
+ * @returns The annotations, keyed by their full names.
+ *
+ * @example
+ * ```ts
+ * import { writtenAnnotations } from "./state.ts";
+ * const notes = writtenAnnotations({
+ *   token: { value: "t", obtainedAt: 0, lifetimeSource: "unknown" },
+ *   tokenSha256: "e3b0",
+ * });
+ * console.assert(notes["ktr.appuio.ch/refreshed-at"] === "1970-01-01T00:00:00.000Z");
+ * ```
+ */
+export function writtenAnnotations(state: WrittenState): Record<string, string> {
+  const annotations: Record<string, string> = {
+    [ANNOTATIONS.refreshedAt]: new Date(state.token.obtainedAt).toISOString(),
+    [ANNOTATIONS.tokenSha256]: state.tokenSha256,
+  };
+  if (state.token.expiresAt !== undefined) {
+    annotations[ANNOTATIONS.expiresAt] = new Date(state.token.expiresAt).toISOString();
+  }
+  if (state.refreshNowHandled !== undefined) {
+    annotations[ANNOTATIONS.refreshNowHandled] = state.refreshNowHandled;
+  }
+  if (state.refreshedBy !== undefined) annotations[ANNOTATIONS.refreshedBy] = state.refreshedBy;
+  return annotations;
 }
 
 /**
@@ -126,17 +141,7 @@ export function applyConfiguration(
   target: { namespace: string; name: string; key: string },
   state: WrittenState,
 ): SecretObject {
-  const annotations: Record<string, string> = {
-    [ANNOTATIONS.refreshedAt]: new Date(state.token.obtainedAt).toISOString(),
-    [ANNOTATIONS.tokenSha256]: state.tokenSha256,
-  };
-  if (state.token.expiresAt !== undefined) {
-    annotations[ANNOTATIONS.expiresAt] = new Date(state.token.expiresAt).toISOString();
-  }
-  if (state.refreshNowHandled !== undefined) {
-    annotations[ANNOTATIONS.refreshNowHandled] = state.refreshNowHandled;
-  }
-  if (state.refreshedBy !== undefined) annotations[ANNOTATIONS.refreshedBy] = state.refreshedBy;
+  const annotations = writtenAnnotations(state);
   return {
     apiVersion: "v1",
     kind: "Secret",

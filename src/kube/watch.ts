@@ -6,6 +6,7 @@
  */
 import { getLogger } from "@logtape/logtape";
 import { LOG_CATEGORY } from "../log.ts";
+import { systemClock } from "../token.ts";
 import { KubeApiError, type KubeClient, type SecretObject } from "./client.ts";
 import { textReader } from "../http.ts";
 
@@ -166,7 +167,7 @@ export class SecretWatch {
           retryInSeconds: Math.round(delay / 100) / 10,
           failures,
         });
-        await abortableSleep(delay, signal);
+        await systemClock.sleep(delay, signal);
       }
     }
   }
@@ -288,17 +289,4 @@ export class SecretWatch {
         return undefined;
     }
   }
-}
-
-function abortableSleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal.aborted) return resolve();
-    const done = () => {
-      clearTimeout(timer);
-      signal.removeEventListener("abort", done);
-      resolve();
-    };
-    const timer = setTimeout(done, ms);
-    signal.addEventListener("abort", done, { once: true });
-  });
 }

@@ -4,7 +4,7 @@ import { sha256Hex, toBase64 } from "../kube/state.ts";
 import { RefreshStatus } from "../status.ts";
 import type { Token } from "../token.ts";
 import { parseTargets } from "./config.ts";
-import { TargetKeeper } from "./keeper.ts";
+import { TargetKeeper, type TargetKeeperOptions } from "./keeper.ts";
 import { TargetsHealth } from "./status.ts";
 
 /** An in-memory API behind a fetch function: namespaces, Secrets, applies, deletes. */
@@ -90,6 +90,34 @@ function tokenSource(lifetimeSeconds = 3600) {
 }
 
 const SCHEDULE = { intervalMs: 3_600_000, renewFraction: 0.67 };
+
+/** A keeper of `targets` (as a config file writes them) on the fake API, without a watch. */
+function keeperOf(
+  api: ReturnType<typeof fakeApi>,
+  source: ReturnType<typeof tokenSource>,
+  targets: unknown[],
+  options: Partial<TargetKeeperOptions> = {},
+): TargetKeeper {
+  return new TargetKeeper({
+    client: api.client,
+    source,
+    targets: parseTargets(targets, "test").targets,
+    schedule: SCHEDULE,
+    watch: false,
+    ...options,
+  });
+}
+
+/** Runs the keeper until the returned function is called, which resolves once it has stopped. */
+function start(keeper: TargetKeeper): () => Promise<void> {
+  const stop = new AbortController();
+  const running = keeper.run(stop.signal);
+  return async () => {
+    stop.abort();
+    await running;
+  };
+}
+
 const waitUntil = async (check: () => boolean, ms = 3000) => {
   const until = Date.now() + ms;
   while (!check()) {
@@ -101,19 +129,11 @@ const waitUntil = async (check: () => boolean, ms = 3000) => {
 Deno.test("TargetKeeper --once: one token, one apply per Secret, glob and exclusion", async () => {
   const api = fakeApi([{ name: "team-a" }, { name: "team-b" }, { name: "kube-x" }, { name: "ci" }]);
   const source = tokenSource();
-  const { targets } = parseTargets([{
+  const keeper = keeperOf(api, source, [{
     name: "tok",
     namespaces: ["team-*", "kube-*"],
     excludeNamespaces: ["kube-*"],
-  }], "test");
-  const keeper = new TargetKeeper({
-    client: api.client,
-    source,
-    targets,
-    schedule: SCHEDULE,
-    watch: false,
-    once: true,
-  });
+  }], { once: true });
   await keeper.run(new AbortController().signal);
   assertEquals(source.requests, 1);
   assertEquals(api.applies.sort(), ["team-a/tok", "team-b/tok"]);
@@ -135,28 +155,18 @@ Deno.test("TargetKeeper: two selectors on one Secret write neither; another type
     type: "kubernetes.io/tls",
   });
   const source = tokenSource();
-  const { targets } = parseTargets([
-    { name: "tok", namespaceSelector: "x=1" },
-    { name: "tok", namespaceSelector: "y=1" },
-  ], "test");
   const clock = { now: () => Date.now(), sleep: () => Promise.resolve() };
   const status = new RefreshStatus({ version: "t", clock });
   const health = new TargetsHealth({ token: status, clock });
-  const keeper = new TargetKeeper({
-    client: api.client,
-    source,
-    targets,
-    schedule: SCHEDULE,
-    watch: false,
-    observer: status,
-  });
+  const keeper = keeperOf(api, source, [
+    { name: "tok", namespaceSelector: "x=1" },
+    { name: "tok", namespaceSelector: "y=1" },
+  ], { observer: status });
   health.attach(keeper);
-  const stop = new AbortController();
-  const running = keeper.run(stop.signal);
+  const stop = start(keeper);
   await waitUntil(() => api.applies.includes("b/tok"));
   await keeper.idle();
-  stop.abort();
-  await running;
+  await stop();
   assertEquals(api.applies, ["b/tok"]);
   const ready = health.readiness();
   assert(!ready.ok);
@@ -180,21 +190,14 @@ Deno.test("TargetKeeper: a 429 is retried after Retry-After, on its own, with th
     return Response.json({ metadata: { name: "tok", namespace: "b" } }, { status: 201 });
   });
   const source = tokenSource();
-  const { targets } = parseTargets([{ name: "tok", namespaces: ["*"] }], "test");
-  const keeper = new TargetKeeper({
-    client: api.client,
-    source,
-    targets,
+  const keeper = keeperOf(api, source, [{ name: "tok", namespaces: ["*"] }], {
     schedule: { ...SCHEDULE, random: () => 0 },
-    watch: false,
   });
-  const stop = new AbortController();
   const started = Date.now();
-  const running = keeper.run(stop.signal);
+  const stop = start(keeper);
   await waitUntil(() => api.applies.filter((a) => a === "b/tok").length === 2, 5000);
   const elapsed = Date.now() - started;
-  stop.abort();
-  await running;
+  await stop();
   assert(elapsed >= 1000, `retried after ${elapsed} ms`);
   assertEquals(api.applies.filter((a) => a === "a/tok").length, 1);
   assertEquals(source.requests, 1);
@@ -219,23 +222,14 @@ Deno.test("TargetKeeper: a fresh token of its own in the Secrets is adopted: no 
     data: { token: toBase64(value), auth: toBase64(`Bearer ${value}`) },
   });
   const source = tokenSource();
-  const { targets } = parseTargets([{
+  const keeper = keeperOf(api, source, [{
     name: "tok",
     namespace: "a",
     data: { token: "{{ .token }}", auth: "Bearer {{ .token }}" },
-  }], "test");
-  const keeper = new TargetKeeper({
-    client: api.client,
-    source,
-    targets,
-    schedule: SCHEDULE,
-    watch: false,
-  });
-  const stop = new AbortController();
-  const running = keeper.run(stop.signal);
+  }]);
+  const stop = start(keeper);
   await new Promise((r) => setTimeout(r, 200));
-  stop.abort();
-  await running;
+  await stop();
   assertEquals(source.requests, 0);
   assertEquals(api.applies, []);
   assertEquals(keeper.token?.value, value);

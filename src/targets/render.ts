@@ -7,7 +7,7 @@
  */
 import type { Token } from "../token.ts";
 import type { SecretObject } from "../kube/client.ts";
-import { ANNOTATIONS, fromBase64, MANAGED_LABEL, toBase64 } from "../kube/state.ts";
+import { fromBase64, MANAGED_LABEL, toBase64, writtenAnnotations } from "../kube/state.ts";
 import { DOCKERCONFIGJSON_KEY, type TargetSpec } from "./config.ts";
 import { isBareToken, renderTemplate } from "./template.ts";
 
@@ -90,16 +90,8 @@ export function targetApplyBody(
 ): SecretObject {
   const annotations: Record<string, string> = {
     ...target.annotations,
-    [ANNOTATIONS.refreshedAt]: new Date(state.token.obtainedAt).toISOString(),
-    [ANNOTATIONS.tokenSha256]: state.tokenSha256,
+    ...writtenAnnotations(state),
   };
-  if (state.token.expiresAt !== undefined) {
-    annotations[ANNOTATIONS.expiresAt] = new Date(state.token.expiresAt).toISOString();
-  }
-  if (state.refreshNowHandled !== undefined) {
-    annotations[ANNOTATIONS.refreshNowHandled] = state.refreshNowHandled;
-  }
-  if (state.refreshedBy !== undefined) annotations[ANNOTATIONS.refreshedBy] = state.refreshedBy;
   if (state.owned) annotations[TARGET_ANNOTATION] = target.id;
   return {
     apiVersion: "v1",
