@@ -10,7 +10,7 @@
  * Why not a bundle with every package inside (`--code-splitting` without `--external`), measured
  * on this machine: it needs no download in either mode, but Deno analyses the 17 MiB
  * client-node chunk at every start with an empty cache, as in a fresh container, peaking at
- * 209 MiB RSS (the Deployment's limit is 128 MiB), and holds 77 MiB instead of 64 MiB at a steady
+ * 209 MiB RSS (the Deployment's limit is 96 MiB), and holds 77 MiB instead of 64 MiB at a steady
  * pace. The release binary is the tool for a kubeconfig.
  */
 import { parse } from "yaml";

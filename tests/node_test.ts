@@ -7,7 +7,7 @@
  * capabilities, RuntimeDefault seccomp); the kubelet's own probes make it Ready; the Secret holds
  * the provider's token; the logs show the start and refresh lines and no secret; the
  * kubelet-projected token is rotated by the kubelet and refreshes go on past the first token's
- * expiry; memory stays under the 128Mi limit after 100 refreshes, with no OOM kill and no
+ * expiry; memory stays under the shipped limit after 100 refreshes, with no OOM kill and no
  * restart; `kubectl delete pod` ends the container with exit code 0 within the grace period.
  *
  * While the kubelet's rotation is pending (about 8 minutes of waiting), the same node runs
@@ -34,6 +34,7 @@ import {
 } from "./node/node.ts";
 import { createNamespace, type KubeStack, startKubeStack } from "./stack/stack.ts";
 import { noiseLines } from "./fixtures/noise.ts";
+import { parse as parseYaml } from "yaml";
 
 const ignore = nodeTestIgnore();
 
@@ -602,10 +603,10 @@ Deno.test({
         await sleep(2_000);
       }
       const mem = await containerMemory(node, containerId);
-      assertEquals(mem.limitBytes, 128 * MiB);
+      assertEquals(mem.limitBytes, shippedMemoryLimitBytes());
       assert(mem.workingSetBytes < mem.limitBytes, `working set ${mem.workingSetBytes}`);
       assertEquals(mem.oomKills, 0);
-      figures["memory after 100 refreshes (limit 128 MiB)"] =
+      figures[`memory after 100 refreshes (limit ${mem.limitBytes / MiB} MiB)`] =
         `working set ${
           (mem.workingSetBytes / MiB).toFixed(1)
         } MiB (what the kubelet evicts on), cgroup usage (what the limit applies to) ${
@@ -680,3 +681,14 @@ Deno.test({
     }
   },
 });
+
+/** The memory limit `deploy/base` ships (in Mi), which the pod must have been given. */
+function shippedMemoryLimitBytes(): number {
+  const manifest = parseYaml(Deno.readTextFileSync(`${repo}/deploy/base/deployment.yaml`)) as {
+    spec: { template: { spec: { containers: { resources: { limits: { memory: string } } }[] } } };
+  };
+  const limit = manifest.spec.template.spec.containers[0].resources.limits.memory;
+  const mebibytes = limit.match(/^(\d+)Mi$/)?.[1];
+  assert(mebibytes !== undefined, `deploy/base's memory limit ${limit} is not in Mi`);
+  return Number(mebibytes) * MiB;
+}
