@@ -335,6 +335,8 @@ export class LeaderElector {
       reason: lost ?? "the term ended",
       lease: this.#api.name,
       identity: this.#identity,
+      // The renew deadline in force: the last successful renewal's start + leader.renewdeadline.
+      deadline: new Date(validUntil).toISOString(),
     });
     this.#recordEvent("Warning", `${this.#identity} stopped leading: ${lost ?? "the term ended"}`);
   }
