@@ -2,16 +2,16 @@
  * The `deno bundle` output, run the way README documents it for a pod, downloads no package at
  * all: started with an empty Deno cache, a package registry that refuses every connection and
  * `--cached-only`, it prints its version and runs in-cluster, and its peak memory on that cold
- * start stays within the Deployment's limit. With a kubeconfig it needs
- * `@kubernetes/client-node` from npm, which `--no-npm` refuses at once with a message that says
- * so instead of a download or a stall. Built by deno.json's `bundle` task (output moved to a
+ * start stays within the Deployment's limit. With a kubeconfig of a token user it runs too (the
+ * tool reads those itself); an exec user needs `@kubernetes/client-node` from npm, which
+ * `--no-npm` refuses at once with a message that says so instead of a download or a stall. Built by deno.json's `bundle` task (output moved to a
  * temporary folder), the way bench/footprint.ts builds it.
  *
  * Why not a bundle with every package inside (`--code-splitting` without `--external`), measured
  * on this machine: it needs no download in either mode, but Deno analyses the 17 MiB
  * client-node chunk at every start with an empty cache, as in a fresh container, peaking at
  * 209 MiB RSS (the Deployment's limit is 96 MiB), and holds 77 MiB instead of 64 MiB at a steady
- * pace. The release binary is the tool for a kubeconfig.
+ * pace. The release binary is the tool for exec and auth-provider kubeconfig users.
  */
 import { parse } from "yaml";
 import { assert, assertEquals, assertMatch, assertNotIncludes } from "./assert.ts";
@@ -141,43 +141,52 @@ Deno.test("the bundle as documented for a pod: a cold cache, no registry, no dow
   assertEquals([...fake.secrets.keys()], ["team-a/api-token"]);
 });
 
-Deno.test("with a kubeconfig the bundle under --no-npm stops at once and says it needs npm packages", async () => {
+Deno.test("with a kubeconfig the bundle under --no-npm reads token users itself, and stops at once for an exec user", async () => {
   await using built = await bundle();
   await using cache = await coldCache();
   const dir = await Deno.makeTempDir({ prefix: "ktr-kubeconfig-" });
   try {
-    await Deno.writeTextFile(
-      `${dir}/kubeconfig`,
-      JSON.stringify({
-        apiVersion: "v1",
-        kind: "Config",
-        clusters: [{ name: "c", cluster: { server: "https://127.0.0.1:9" } }],
-        users: [{ name: "u", user: { token: "t" } }],
-        contexts: [{ name: "x", context: { cluster: "c", user: "u" } }],
-        "current-context": "x",
-      }),
-    );
-    await using run = spawnRefresher({
-      entrypoint: built.entry,
-      permissionSet: "kubeconfig",
-      denoFlags: ["--no-npm", "--cached-only"],
-      env: {
-        ...cache.env,
-        KUBECONFIG: `${dir}/kubeconfig`,
-        HOME: dir,
-        ...providerEnv({
-          tokenUrl: "https://auth.example.com/t",
-          clientId: "a",
-          clientSecret: "b",
+    const run = async (user: Record<string, unknown>) => {
+      await Deno.writeTextFile(
+        `${dir}/kubeconfig`,
+        JSON.stringify({
+          apiVersion: "v1",
+          kind: "Config",
+          clusters: [{ name: "c", cluster: { server: "https://127.0.0.1:9" } }],
+          users: [{ name: "u", user }],
+          contexts: [{ name: "x", context: { cluster: "c", user: "u" } }],
+          "current-context": "x",
         }),
-      },
-      args: ["--secret.name=a", "--secret.namespace=b", "--once"],
+      );
+      await using refresher = spawnRefresher({
+        entrypoint: built.entry,
+        permissionSet: "kubeconfig",
+        denoFlags: ["--no-npm", "--cached-only"],
+        env: {
+          ...cache.env,
+          KUBECONFIG: `${dir}/kubeconfig`,
+          HOME: dir,
+          // A closed loopback port: the token request fails at once, nothing leaves the machine.
+          ...providerEnv({ tokenUrl: "http://127.0.0.1:9/t", clientId: "a", clientSecret: "b" }),
+        },
+        args: ["--secret.name=a", "--secret.namespace=b", "--once"],
+      });
+      const started = Date.now();
+      const result = await refresher.exited;
+      assert(Date.now() - started < 10_000, "no stall");
+      return result;
+    };
+    // A token user is read without @kubernetes/client-node: the run gets as far as the refresh.
+    const token = await run({ token: "t" });
+    assertEquals(token.code, 1, token.output);
+    assert(!/npm specifiers were requested/.test(token.output), token.output);
+    assertMatch(token.output, /Refreshing once/);
+    // An exec user needs client-node, which the bundle leaves out: Deno says so at once.
+    const exec = await run({
+      exec: { apiVersion: "client.authentication.k8s.io/v1", command: "true" },
     });
-    const started = Date.now();
-    const { code, output } = await run.exited;
-    assertEquals(code, 1, output);
-    assertMatch(output, /npm specifiers were requested; but --no-npm is specified/);
-    assert(Date.now() - started < 10_000, "no stall");
+    assertEquals(exec.code, 1, exec.output);
+    assertMatch(exec.output, /npm specifiers were requested; but --no-npm is specified/);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
