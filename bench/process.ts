@@ -172,13 +172,7 @@ export function procMemory(pid: number): ProcMemory | undefined {
   return Object.values(memory).some(Number.isNaN) ? undefined : memory;
 }
 
-/** Finds a free loopback TCP port (for the inspector, which needs one up front). */
-export function freePort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const { port } = listener.addr as Deno.NetAddr;
-  listener.close();
-  return port;
-}
+export { freePort } from "../tests/fixtures/ports.ts";
 
 /**
  * The URLs of every script V8 has compiled in a process started with

@@ -13,6 +13,7 @@ import { providerEnv, startOidcProvider } from "./fixtures/oidc_provider.ts";
 import { spawnRefresher } from "./fixtures/refresher_process.ts";
 import { makeTestTls } from "./fixtures/tls.ts";
 import { parseAllDocuments } from "yaml";
+import { freePort } from "./fixtures/ports.ts";
 
 const ROOT = new URL("../", import.meta.url).pathname;
 const RULES = `${ROOT}deploy/alerts/kube-token-refresher.rules.yaml`;
@@ -177,14 +178,6 @@ Deno.test({
     }
   },
 });
-
-/** A free loopback port (bound, then released). */
-function freePort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (listener.addr as Deno.NetAddr).port;
-  listener.close();
-  return port;
-}
 
 interface Alert {
   labels: Record<string, string>;

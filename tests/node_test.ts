@@ -35,6 +35,7 @@ import {
 import { createNamespace, type KubeStack, startKubeStack } from "./stack/stack.ts";
 import { noiseLines } from "./fixtures/noise.ts";
 import { parse as parseYaml } from "yaml";
+import { freePort } from "./fixtures/ports.ts";
 
 const ignore = nodeTestIgnore();
 
@@ -43,13 +44,6 @@ const MiB = 1024 * 1024;
 
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
-function freePort(): number {
-  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (l.addr as Deno.NetAddr).port;
-  l.close();
-  return port;
 }
 
 /** Relative path from `from` to `to` (kustomize refuses absolute resource paths). */

@@ -17,6 +17,7 @@ import {
   startKubeStack,
   writeServiceAccountDir,
 } from "./stack/stack.ts";
+import { freePort } from "./fixtures/ports.ts";
 
 const ignore = stackTestIgnore();
 const BOUND = 5;
@@ -94,13 +95,6 @@ async function waitFor(what: string, check: () => Promise<boolean>, timeoutMs: n
     await sleep(100);
   }
   throw new Error(`Timed out after ${timeoutMs} ms waiting for ${what}`);
-}
-
-function freePort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const { port } = listener.addr as Deno.NetAddr;
-  listener.close();
-  return port;
 }
 
 Deno.test({

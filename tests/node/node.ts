@@ -19,6 +19,7 @@
 
 import type { KubeStack } from "../stack/stack.ts";
 import { stackAvailable } from "../stack/stack.ts";
+import { freePorts } from "../fixtures/ports.ts";
 
 /** The pieces tests/node/build.sh made, as listed in its node.json. */
 export interface NodeParts {
@@ -142,18 +143,6 @@ async function run(
   const out = await new Deno.Command(cmd, { args, stdin: "null", stdout: "piped", stderr: "piped" })
     .output();
   return { code: out.code, stdout: decoder.decode(out.stdout), stderr: decoder.decode(out.stderr) };
-}
-
-function freePorts(n: number): number[] {
-  const listeners = Array.from(
-    { length: n },
-    () => Deno.listen({ hostname: "127.0.0.1", port: 0 }),
-  );
-  try {
-    return listeners.map((l) => (l.addr as Deno.NetAddr).port);
-  } finally {
-    for (const l of listeners) l.close();
-  }
 }
 
 function sleep(ms: number): Promise<void> {

@@ -20,6 +20,7 @@
  *
  * @module
  */
+import { freePorts } from "../fixtures/ports.ts";
 
 /** Paths of the binaries the stack runs. */
 export interface StackBinaries {
@@ -294,19 +295,6 @@ async function run(cmd: string, args: string[], cwd?: string): Promise<string> {
     );
   }
   return decoder.decode(out.stdout);
-}
-
-/** Reserves `n` distinct free loopback ports (all held open together, then released). */
-function freePorts(n: number): number[] {
-  const listeners = Array.from(
-    { length: n },
-    () => Deno.listen({ hostname: "127.0.0.1", port: 0 }),
-  );
-  try {
-    return listeners.map((l) => (l.addr as Deno.NetAddr).port);
-  } finally {
-    for (const l of listeners) l.close();
-  }
 }
 
 const live = new Set<Deno.ChildProcess>();
