@@ -169,14 +169,7 @@ export async function kubeconfigConnection(options: KubeconfigOptions): Promise<
     throw err;
   }
   if (simple.kind === "simple") {
-    let server: URL;
-    try {
-      server = new URL(simple.server);
-    } catch {
-      throw new KubeCredentialsError(
-        `Kubeconfig ${where}: cluster "${simple.cluster}" has server "${simple.server}", which is not a URL`,
-      );
-    }
+    const server = clusterServer(where, simple.cluster, simple.server);
     const tlsOptions = {
       ...(simple.caPem ? { caCerts: [simple.caPem] } : {}),
       ...(simple.certPem && simple.keyPem ? { cert: simple.certPem, key: simple.keyPem } : {}),
@@ -246,14 +239,7 @@ async function clientNodeConnection(
       `Kubeconfig ${where}: cluster "${cluster.name}" sets insecure-skip-tls-verify, which this tool refuses; give the cluster's CA (certificate-authority or certificate-authority-data)`,
     );
   }
-  let server: URL;
-  try {
-    server = new URL(cluster.server);
-  } catch {
-    throw new KubeCredentialsError(
-      `Kubeconfig ${where}: cluster "${cluster.name}" has server "${cluster.server}", which is not a URL`,
-    );
-  }
+  const server = clusterServer(where, cluster.name, cluster.server);
   const tls: { ca?: unknown; cert?: unknown; key?: unknown; headers: Record<string, string> } = {
     headers: {},
   };
@@ -360,4 +346,15 @@ export function connect(
     paths.push(`${env.HOME}/.kube/config`);
   }
   return kubeconfigConnection({ paths, readTextFile: options.readTextFile });
+}
+
+/** A kubeconfig cluster's `server` as a URL, or the error that names the file and cluster. */
+function clusterServer(where: string, cluster: string, server: string): URL {
+  try {
+    return new URL(server);
+  } catch {
+    throw new KubeCredentialsError(
+      `Kubeconfig ${where}: cluster "${cluster}" has server "${server}", which is not a URL`,
+    );
+  }
 }
