@@ -107,6 +107,9 @@ export interface SoakStart {
   firstWriteMs: number;
   /** RSS read as the write arrived, bytes. */
   rssAtWrite: number | undefined;
+  /** Its anonymous and file-backed parts, bytes. */
+  anonAtWrite: number | undefined;
+  fileAtWrite: number | undefined;
 }
 
 /** The figures of one mode. */
@@ -277,10 +280,10 @@ async function onceStart(
   options: SoakOptions,
 ): Promise<SoakStart> {
   servers.reset();
-  let rssAtWrite: number | undefined;
+  let atWrite: ReturnType<typeof procMemory>;
   const spawnedAt = performance.now();
   const child = spawnMode(setup, options, { KTR_ONCE: "true", DENO_DIR: await denoDir() });
-  servers.onFirstWrite = () => rssAtWrite = procMemory(child.pid)?.rss;
+  servers.onFirstWrite = () => atWrite = procMemory(child.pid);
   const out = tail(child.stdout);
   const err = tail(child.stderr);
   const status = await child.status;
@@ -288,7 +291,12 @@ async function onceStart(
   if (status.code !== 0 || servers.firstWriteAt === undefined) {
     throw new Error(`--once exited ${status.code}:\n${err.text()}`);
   }
-  return { firstWriteMs: servers.firstWriteAt - spawnedAt, rssAtWrite };
+  return {
+    firstWriteMs: servers.firstWriteAt - spawnedAt,
+    rssAtWrite: atWrite?.rss,
+    anonAtWrite: atWrite?.anon,
+    fileAtWrite: atWrite?.file,
+  };
 }
 
 /** Asks the health server like a kubelet and Prometheus would; counts answers other than 200. */
@@ -558,8 +566,11 @@ export function formatSoak(report: SoakReport): string {
       `≤ ${SOAK_TARGET.firstWriteMs} ms`,
     ],
     [
-      "RSS at first write, --once (median)",
-      (r) => `${mib(r.startRssMedian)} MiB`,
+      "RSS at first write, --once (median; anon / file)",
+      (r) =>
+        `${mib(r.startRssMedian)} (${mib(medianDefined(r.starts.map((s) => s.anonAtWrite)))} / ${
+          mib(medianDefined(r.starts.map((s) => s.fileAtWrite)))
+        }) MiB`,
       `≤ ${SOAK_TARGET.firstWriteRssMiB} MiB`,
     ],
     [
