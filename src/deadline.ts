@@ -94,8 +94,9 @@ export function startDeadline(timeoutMs: number, parent?: AbortSignal): Deadline
 export function unlessAborted<T>(work: Promise<T>, signal: AbortSignal): Promise<T> {
   return new Promise<T>((resolve, reject) => {
     const onAbort = () => reject(signal.reason);
-    if (signal.aborted) return onAbort();
-    signal.addEventListener("abort", onAbort, { once: true });
+    if (signal.aborted) onAbort();
+    else signal.addEventListener("abort", onAbort, { once: true });
+    // Handled even when the abort came first: its rejection is not left unhandled.
     work.then(resolve, reject).finally(() => signal.removeEventListener("abort", onAbort));
   });
 }

@@ -45,3 +45,15 @@ Deno.test("unlessAborted settles as the work does, or with the signal's reason f
   const late = await unlessAborted(never, stop.signal).catch((e) => e);
   assertEquals((late as Error).message, "stopped");
 });
+
+Deno.test("unlessAborted handles the work's rejection when the signal was aborted first", async () => {
+  // An unhandled rejection would fail this test (and every test after it in the file).
+  const stop = new AbortController();
+  stop.abort(new Error("stopped"));
+  let rejectWork!: (err: Error) => void;
+  const work = new Promise<never>((_, reject) => rejectWork = reject);
+  const err = await unlessAborted(work, stop.signal).catch((e) => e);
+  assertEquals((err as Error).message, "stopped");
+  rejectWork(new Error("work failed after the abort"));
+  await new Promise((resolve) => setTimeout(resolve, 10));
+});
