@@ -21,9 +21,7 @@ import { SecretWriter } from "./src/kube/secret.ts";
 import { refreshedFields, refreshOnce } from "./src/refresh.ts";
 import { keepSecret } from "./src/keep.ts";
 import { EventRecorder } from "./src/kube/events.ts";
-import { electionIdentity, leaderDryRun, leaseOf, runElected } from "./src/leader.ts";
 import { VERSION } from "./src/cli.ts";
-import { dryRun, formatDryRunReport } from "./src/dry_run.ts";
 import {
   createHealthHandler,
   type HealthServer,
@@ -32,16 +30,9 @@ import {
 } from "./src/server.ts";
 import { RefreshStatus } from "./src/status.ts";
 import { processRuntime, type Runtime } from "./src/runtime.ts";
-import {
-  checkFederationAtStart,
-  type ClusterIdentity,
-  createServiceAccountTokenSource,
-  federationDryRun,
-  readClusterIdentity,
-} from "./src/oidc/federation.ts";
+import { collectPeriodically } from "./src/memory.ts";
+import type { ClusterIdentity } from "./src/oidc/federation.ts";
 import { TokenError } from "./src/oidc/error.ts";
-import { runTargets } from "./src/targets/run.ts";
-import { TargetsHealth } from "./src/targets/status.ts";
 
 /** Exit codes of the process. */
 export const ExitCode = {
@@ -147,9 +138,14 @@ export async function main(args: string[], runtime: Runtime): Promise<number> {
   const { config } = parsed;
   // The service-account token's audience is checked before anything is sent anywhere.
   let identity: ClusterIdentity | undefined;
-  if (config.oidc.federation !== undefined) {
+  // Modules a run needs only with some settings are loaded when one asks for them: every module
+  // loaded is resident memory for the life of the process.
+  const federation = config.oidc.federation === undefined
+    ? undefined
+    : await import("./src/oidc/federation.ts");
+  if (config.oidc.federation !== undefined && federation !== undefined) {
     try {
-      identity = await readClusterIdentity(config.kube.serviceAccountDir, {
+      identity = await federation.readClusterIdentity(config.kube.serviceAccountDir, {
         readTextFile: runtime.readTextFile,
       });
     } catch (err) {
@@ -157,7 +153,7 @@ export async function main(args: string[], runtime: Runtime): Promise<number> {
       writeAllSync(runtime.stderr, `Error: ${err.message}\n`);
       return ExitCode.CREDENTIALS;
     }
-    const problem = checkFederationAtStart(config.oidc.federation, identity);
+    const problem = federation.checkFederationAtStart(config.oidc.federation, identity);
     if (problem !== undefined) {
       writeAllSync(runtime.stderr, `Error: ${problem.message}\n`);
       return ExitCode.CONFIG;
@@ -182,10 +178,19 @@ export async function main(args: string[], runtime: Runtime): Promise<number> {
   // The status reads the loop's clock: both come from the runtime, so they cannot disagree.
   const status = serve ? new RefreshStatus({ version: VERSION, clock }) : undefined;
   // With targets, readiness and metrics also cover every Secret.
-  const targetsHealth = status !== undefined && config.targets !== undefined
-    ? new TargetsHealth({ token: status, clock })
+  const targeting = config.targets === undefined ? undefined : {
+    ...await import("./src/targets/run.ts"),
+    ...await import("./src/targets/status.ts"),
+  };
+  const targetsHealth = status !== undefined && targeting !== undefined
+    ? new targeting.TargetsHealth({ token: status, clock })
     : undefined;
-  const stopServer = new AbortController();
+  const stopBackground = new AbortController();
+  // A process that runs for weeks keeps its heap flat with a full collection a minute, until
+  // main() returns.
+  if (!config.once && !config.dryRun) {
+    collectPeriodically(runtime.collectGarbage, stopBackground.signal);
+  }
   let server: HealthServer | undefined;
   try {
     if (status !== undefined) {
@@ -193,7 +198,7 @@ export async function main(args: string[], runtime: Runtime): Promise<number> {
         server = startHealthServer({
           address: config.http.address,
           handler: createHealthHandler(targetsHealth ?? status),
-          signal: stopServer.signal,
+          signal: stopBackground.signal,
         });
       } catch (err) {
         if (err instanceof HealthServerError) {
@@ -228,9 +233,9 @@ export async function main(args: string[], runtime: Runtime): Promise<number> {
     try {
       const target = config.secret;
       const client = new KubeClient(connection, { fetch: runtime.fetch, proxyEnv: env });
-      const serviceAccountToken = config.oidc.federation === undefined
+      const serviceAccountToken = config.oidc.federation === undefined || federation === undefined
         ? undefined
-        : createServiceAccountTokenSource({
+        : federation.createServiceAccountTokenSource({
           federation: config.oidc.federation,
           identity,
           client,
@@ -257,6 +262,7 @@ export async function main(args: string[], runtime: Runtime): Promise<number> {
         work: (kube: KubeClient, signal: AbortSignal, refreshedBy?: string) => Promise<number>,
       ): Promise<number> => {
         if (!config.leader.elect) return await work(client, shutdown.signal);
+        const { electionIdentity, leaseOf, runElected } = await import("./src/leader.ts");
         let lease;
         try {
           lease = await leaseOf(config, runtime.readTextFile);
@@ -291,7 +297,7 @@ export async function main(args: string[], runtime: Runtime): Promise<number> {
         });
         return code;
       };
-      if (config.targets !== undefined) {
+      if (config.targets !== undefined && targeting !== undefined) {
         log.info(
           config.dryRun ? "Starting dry run" : config.once ? "Refreshing once" : "Starting",
           {
@@ -311,7 +317,7 @@ export async function main(args: string[], runtime: Runtime): Promise<number> {
           events?: EventRecorder,
           refreshedBy?: string,
         ) =>
-          runTargets({
+          targeting.runTargets({
             client: kube,
             source,
             targets,
@@ -352,6 +358,7 @@ export async function main(args: string[], runtime: Runtime): Promise<number> {
         serviceAccountToken: serviceAccountToken?.description,
       });
       if (config.dryRun) {
+        const { dryRun, formatDryRunReport } = await import("./src/dry_run.ts");
         const report = await dryRun({
           source,
           client,
@@ -361,15 +368,22 @@ export async function main(args: string[], runtime: Runtime): Promise<number> {
           watch: config.secret.watch,
           signal: shutdown.signal,
           now: () => clock.now(),
-          federation: serviceAccountToken === undefined
+          federation: serviceAccountToken === undefined || federation === undefined
             ? undefined
             : () =>
-              federationDryRun(serviceAccountToken, { client, identity, signal: shutdown.signal }),
+              federation.federationDryRun(serviceAccountToken, {
+                client,
+                identity,
+                signal: shutdown.signal,
+              }),
           namespaceFile: parsed.namespaceFile,
           ...(config.leader.elect
             ? {
-              leader: async () =>
-                leaderDryRun(client, await leaseOf(config, runtime.readTextFile), shutdown.signal),
+              leader: async () => {
+                const { leaderDryRun, leaseOf } = await import("./src/leader.ts");
+                const lease = await leaseOf(config, runtime.readTextFile);
+                return leaderDryRun(client, lease, shutdown.signal);
+              },
             }
             : {}),
         });
@@ -406,7 +420,7 @@ export async function main(args: string[], runtime: Runtime): Promise<number> {
     log.fatal("Fatal error: {error}", { error: messageOf(err) });
     return ExitCode.RUNTIME;
   } finally {
-    stopServer.abort();
+    stopBackground.abort();
     await server?.finished;
   }
 }

@@ -58,17 +58,44 @@ export function startDeadline(timeoutMs: number, parent?: AbortSignal): Deadline
       return expired;
     },
     settle<T>(work: Promise<T>): Promise<T> {
-      const signal = controller.signal;
-      return new Promise<T>((resolve, reject) => {
-        const onAbort = () => reject(signal.reason);
-        if (signal.aborted) onAbort();
-        else signal.addEventListener("abort", onAbort, { once: true });
-        work.then(resolve, reject).finally(() => signal.removeEventListener("abort", onAbort));
-      });
+      return unlessAborted(work, controller.signal);
     },
     [Symbol.dispose]() {
       clearTimeout(timer);
       parent?.removeEventListener("abort", onParentAbort);
     },
   };
+}
+
+/**
+ * Settles as `work` does, or rejects with the signal's reason as soon as it aborts, whichever
+ * comes first: for work that does not always settle on its own when its request is aborted.
+ *
+ * The abort listener goes as soon as `work` settles. Racing many pieces of work against one
+ * long-lived abort promise instead would leave a reaction on it per piece, each keeping its
+ * result reachable until the abort (the watch did, about 600 bytes per change of the Secret).
+ *
+ * @param work The promise.
+ * @param signal Ends the wait.
+ * @returns The result of `work`.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { unlessAborted } from "./deadline.ts";
+ *
+ * const stop = new AbortController();
+ * const never = new Promise<never>(() => {});
+ * const waiting = unlessAborted(never, stop.signal);
+ * stop.abort(new Error("stopped"));
+ * await assert.rejects(waiting, /stopped/);
+ * ```
+ */
+export function unlessAborted<T>(work: Promise<T>, signal: AbortSignal): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(signal.reason);
+    if (signal.aborted) return onAbort();
+    signal.addEventListener("abort", onAbort, { once: true });
+    work.then(resolve, reject).finally(() => signal.removeEventListener("abort", onAbort));
+  });
 }

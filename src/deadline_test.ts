@@ -1,5 +1,5 @@
-import { assert, assertEquals } from "../tests/assert.ts";
-import { startDeadline } from "./deadline.ts";
+import { assert, assertEquals, assertRejects } from "../tests/assert.ts";
+import { startDeadline, unlessAborted } from "./deadline.ts";
 
 Deno.test("startDeadline() aborts its signal when the time is up and says it expired", async () => {
   using deadline = startDeadline(20);
@@ -26,4 +26,22 @@ Deno.test("startDeadline() lets go of its timer and of the caller's signal once 
   }
   parent.abort();
   assert(!signal.aborted, "a disposed deadline must not follow the caller's signal any more");
+});
+
+Deno.test("unlessAborted settles as the work does, or with the signal's reason first", async () => {
+  const stop = new AbortController();
+  assertEquals(await unlessAborted(Promise.resolve(7), stop.signal), 7);
+  const failed = await assertRejects(
+    () => unlessAborted(Promise.reject(new Error("work failed")), stop.signal),
+    Error,
+  );
+  assertEquals(failed.message, "work failed");
+  const never = new Promise<number>(() => {});
+  const waiting = unlessAborted(never, stop.signal);
+  stop.abort(new Error("stopped"));
+  const err = await waiting.catch((e) => e);
+  assertEquals((err as Error).message, "stopped");
+  // Already aborted: rejects at once, without waiting for the work.
+  const late = await unlessAborted(never, stop.signal).catch((e) => e);
+  assertEquals((late as Error).message, "stopped");
 });

@@ -8,6 +8,7 @@
  *
  * @module
  */
+import { exposedCollector } from "./memory.ts";
 import { type Clock, systemClock } from "./token.ts";
 
 /** A stream written synchronously, like `Deno.stdout`. */
@@ -50,6 +51,11 @@ export interface Runtime {
   readonly env: Readonly<Record<string, string>>;
   /** Variables the process may not read (a narrow `--allow-env`), so "unset" is not claimed. */
   readonly unreadable?: readonly string[];
+  /**
+   * V8's full collection, run every minute by a long-running process to keep its memory flat
+   * (src/memory.ts); present when the process runs with `--v8-flags=--expose-gc`.
+   */
+  readonly collectGarbage?: () => void;
 }
 
 /** The signals that stop the refresher. */
@@ -107,5 +113,6 @@ export function processRuntime(
     signals: processSignals,
     env,
     unreadable,
+    collectGarbage: exposedCollector(),
   };
 }

@@ -5,7 +5,6 @@
  */
 import { CodedError, messageOf } from "../errors.ts";
 import type { KubeConnection } from "./client.ts";
-import { KubeconfigError, readSimpleKubeconfig } from "./kubeconfig.ts";
 
 /** Default folder of a pod's mounted service account. */
 export const SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount";
@@ -159,6 +158,9 @@ export interface KubeconfigOptions {
 export async function kubeconfigConnection(options: KubeconfigOptions): Promise<KubeConnection> {
   const where = options.paths.join(", ");
   const read = options.readTextFile ?? Deno.readTextFile;
+  // Loaded here, not at start: a pod never reads a kubeconfig, and every module loaded stays in
+  // memory for the life of the process.
+  const { KubeconfigError, readSimpleKubeconfig } = await import("./kubeconfig.ts");
   let simple;
   try {
     simple = await readSimpleKubeconfig(options.paths, read);

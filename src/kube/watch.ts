@@ -8,6 +8,7 @@ import { getLogger, LOG_CATEGORY } from "../log.ts";
 import { systemClock } from "../token.ts";
 import { KubeApiError, type KubeClient, type SecretObject } from "./client.ts";
 import { textReader } from "../http.ts";
+import { unlessAborted } from "../deadline.ts";
 
 /** One change of a watched Secret. */
 export interface SecretChange {
@@ -199,18 +200,12 @@ export class SecretWatch {
         : await o.client.watchSecretsNamed(o.name, o.namespace, request, stream.signal);
       const reader = response.body ? textReader(response.body) : undefined;
       if (reader === undefined) return "ended";
-      // A read pending when the request is aborted does not always settle (seen with data still
-      // in flight through the decoder): the abort itself ends the wait.
-      const aborted = new Promise<never>((_, reject) => {
-        const fail = () => reject(new DOMException("The watch was closed", "AbortError"));
-        if (stream.signal.aborted) fail();
-        else stream.signal.addEventListener("abort", fail, { once: true });
-      });
-      aborted.catch(() => {});
       let buffered = "";
       try {
         while (true) {
-          const { done, value } = await Promise.race([reader.read(), aborted]);
+          // A read pending when the request is aborted does not always settle (seen with data
+          // still in flight through the decoder): the abort itself ends the wait.
+          const { done, value } = await unlessAborted(reader.read(), stream.signal);
           if (done) return "ended";
           arm();
           buffered += value;
