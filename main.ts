@@ -9,12 +9,11 @@
  *
  * @module
  */
-import { getLogger } from "@logtape/logtape";
 import { parseCommandLine } from "./src/cli.ts";
 import { ConfigError, envWarnings, probedEnvNames } from "./src/config/mod.ts";
 import { messageOf } from "./src/errors.ts";
 import { PROXY_VARIABLES } from "./src/http.ts";
-import { configureLogging, LOG_CATEGORY, streamSink, writeAllSync } from "./src/log.ts";
+import { configureLogging, getLogger, LOG_CATEGORY, streamSink, writeAllSync } from "./src/log.ts";
 import { tokenSourceFromConfig } from "./src/oidc/mod.ts";
 import { KubeClient } from "./src/kube/client.ts";
 import { connect, KubeCredentialsError } from "./src/kube/connect.ts";
@@ -160,7 +159,7 @@ export async function main(args: string[], runtime: Runtime): Promise<number> {
       return ExitCode.CONFIG;
     }
   }
-  await configureLogging({
+  configureLogging({
     level: config.log.level,
     format: config.log.format,
     sink: streamSink(config.log.format, runtime.stderr),

@@ -69,7 +69,7 @@ async function run(options: CyclesOptions): Promise<void> {
   const parsed = await parseCommandLine([], env, { readTextFile: Deno.readTextFile });
   if (parsed.kind !== "run") throw new Error(`Expected a run configuration, got ${parsed.kind}`);
   const { config } = parsed;
-  await configureLogging({ level: config.log.level, format: config.log.format });
+  configureLogging({ level: config.log.level, format: config.log.format });
   const connection = await connect(env, { serviceAccountDir: config.kube.serviceAccountDir });
   const timeouts = options.timeoutMs === undefined ? {} : { timeoutMs: options.timeoutMs };
   const source = tokenSourceFromConfig(config.oidc, timeouts);

@@ -6,8 +6,7 @@
  *
  * @module
  */
-import { getLogger } from "@logtape/logtape";
-import { LOG_CATEGORY } from "./log.ts";
+import { getLogger, LOG_CATEGORY } from "./log.ts";
 import type { KubeClient, SecretObject } from "./kube/client.ts";
 import type { EventRecorder } from "./kube/events.ts";
 import { type SecretTarget, SecretWriter } from "./kube/secret.ts";

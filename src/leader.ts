@@ -14,10 +14,9 @@
  *
  * @module
  */
-import { getLogger } from "@logtape/logtape";
 import { ConfigError } from "./config/mod.ts";
 import { messageOf } from "./errors.ts";
-import { LOG_CATEGORY } from "./log.ts";
+import { getLogger, LOG_CATEGORY } from "./log.ts";
 import { KubeClient, type KubeConnection, type LeaseObject } from "./kube/client.ts";
 import { type EventRecorder, microTime } from "./kube/events.ts";
 import { type Clock, systemClock } from "./token.ts";

@@ -3,9 +3,8 @@
  *
  * @module
  */
-import { getLogger } from "@logtape/logtape";
 import { messageOf } from "./errors.ts";
-import { LOG_CATEGORY } from "./log.ts";
+import { getLogger, LOG_CATEGORY } from "./log.ts";
 import { TokenError } from "./oidc/error.ts";
 import { type Clock, systemClock, type Token, type TokenSource } from "./token.ts";
 import type { SecretTarget, SecretWriter, WriteResult } from "./kube/secret.ts";

@@ -1,4 +1,3 @@
-import { reset } from "@logtape/logtape";
 import { captureLogs } from "../tests/fixtures/logs.ts";
 import { assert, assertEquals, assertNotIncludes } from "../tests/assert.ts";
 import {
@@ -13,7 +12,7 @@ import type { Token, TokenSource } from "./token.ts";
 import { type RefreshObserver, runRefreshLoop } from "./refresh.ts";
 import type { ScheduleOptions } from "./schedule.ts";
 import type { Clock } from "./token.ts";
-import { textFormatter } from "./log.ts";
+import { resetLogging, textFormatter } from "./log.ts";
 
 const target = { namespace: "ns", name: "tok", key: "token" };
 
@@ -101,7 +100,7 @@ Deno.test("runRefreshLoop() refreshes at start and then every interval", async (
 });
 
 Deno.test("runRefreshLoop() renews a short-lived token before it expires and warns once", async () => {
-  const records = await captureLogs();
+  const records = captureLogs();
   try {
     const { sleeps } = await runScripted({
       script: [30],
@@ -113,7 +112,7 @@ Deno.test("runRefreshLoop() renews a short-lived token before it expires and war
     assertEquals(warnings.length, 1);
     assert(String(warnings[0].rawMessage).startsWith("Interval is longer than the token lifetime"));
   } finally {
-    await reset();
+    resetLogging();
   }
 });
 
@@ -134,7 +133,7 @@ Deno.test("runRefreshLoop() keeps the last good token through failures and backs
 });
 
 Deno.test("runRefreshLoop() retries bad client credentials slowly and says what to check", async () => {
-  const records = await captureLogs();
+  const records = captureLogs();
   try {
     const { sleeps, fake } = await runScripted({
       script: [
@@ -152,7 +151,7 @@ Deno.test("runRefreshLoop() retries bad client credentials slowly and says what 
     assertEquals(errors.length, 2);
     assert(String(errors[0].rawMessage).includes("oidc.clientsecret"));
   } finally {
-    await reset();
+    resetLogging();
   }
 });
 
@@ -195,7 +194,7 @@ Deno.test("runRefreshLoop() stops only for its own signal, and retries an abort 
 });
 
 Deno.test("runRefreshLoop() never logs the token, even at debug", async () => {
-  const records = await captureLogs();
+  const records = captureLogs();
   try {
     await runScripted({ script: [3600], sleeps: 2, schedule: { intervalMs: 500_000 } });
     const text = records.map(textFormatter).join("");
@@ -203,6 +202,6 @@ Deno.test("runRefreshLoop() never logs the token, even at debug", async () => {
     assertNotIncludes(text, "token-1");
     assertNotIncludes(text, "token-2");
   } finally {
-    await reset();
+    resetLogging();
   }
 });

@@ -14,7 +14,6 @@
  * during the fault, and the first attempt after the fault clears succeeds, one backoff step after
  * the last failure. Logs never contain a token or a secret.
  */
-import { reset } from "@logtape/logtape";
 import { captureLogs } from "./fixtures/logs.ts";
 import { assert, assertEquals, assertMatch, assertNotIncludes } from "./assert.ts";
 import { createFakeKube, type FakeKube, storedValue } from "./fixtures/fake_kube.ts";
@@ -26,7 +25,7 @@ import {
   startTokenFront,
   type TokenFront,
 } from "./fixtures/token_front.ts";
-import { textFormatter } from "../src/log.ts";
+import { resetLogging, textFormatter } from "../src/log.ts";
 import { KubeApiError, KubeClient } from "../src/kube/client.ts";
 import { type SecretTarget, SecretWriter } from "../src/kube/secret.ts";
 import { createClientCredentialsSource, TokenError } from "../src/oidc/mod.ts";
@@ -411,7 +410,7 @@ const CASES: Record<string, FaultCase> = {
 
 for (const [name, c] of Object.entries(CASES)) {
   Deno.test(`fault: ${name}: the loop retries on schedule, the Secret keeps its last good token, the first attempt after the fault succeeds`, async () => {
-    const records = await captureLogs();
+    const records = captureLogs();
     try {
       await withTls(async (tls) => {
         const w = await world(tls, { retryAfterSeconds: c.retryAfterSeconds });
@@ -466,7 +465,7 @@ for (const [name, c] of Object.entries(CASES)) {
         }
       });
     } finally {
-      await reset();
+      resetLogging();
     }
   });
 }

@@ -9,7 +9,7 @@ import type { TargetSpec } from "../targets/config.ts";
 /** Where a configuration value came from, lowest precedence first. */
 export type ConfigSource = "default" | "file" | "env" | "flag";
 
-/** Log levels, named as LogTape names them (`warn` is accepted as input too). */
+/** Log levels, named as the logger names them (`warn` is accepted as input too). */
 export type LogLevel = "debug" | "info" | "warning" | "error";
 
 /** Log output formats: human-readable text, or one JSON object per line. */

@@ -5,8 +5,7 @@
  *
  * @module
  */
-import { getLogger } from "@logtape/logtape";
-import { LOG_CATEGORY } from "../log.ts";
+import { getLogger, LOG_CATEGORY } from "../log.ts";
 import { KubeApiError, type KubeClient } from "./client.ts";
 
 /** The controller name every Event reports. */

@@ -4,8 +4,7 @@
  *
  * @module
  */
-import { getLogger } from "@logtape/logtape";
-import { LOG_CATEGORY } from "../log.ts";
+import { getLogger, LOG_CATEGORY } from "../log.ts";
 import { systemClock } from "../token.ts";
 import { KubeApiError, type KubeClient, type SecretObject } from "./client.ts";
 import { textReader } from "../http.ts";

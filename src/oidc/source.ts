@@ -9,7 +9,6 @@
  *
  * @module
  */
-import { getLogger } from "@logtape/logtape";
 import * as oauth from "oauth4webapi";
 import { fromBase64 } from "../base64.ts";
 import type { ClientAuthMethod, Config, GrantType } from "../config/mod.ts";
@@ -21,7 +20,7 @@ import {
   type ProxyRoute,
   readBoundedBody,
 } from "../http.ts";
-import { LOG_CATEGORY } from "../log.ts";
+import { getLogger, LOG_CATEGORY } from "../log.ts";
 import type { Token, TokenSource } from "../token.ts";
 import { type ClientPrivateKey, readPrivateKeyFile, readSecretFile } from "./auth.ts";
 import { createTrustingClient } from "./trust.ts";

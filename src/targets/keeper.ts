@@ -6,9 +6,8 @@
  *
  * @module
  */
-import { getLogger } from "@logtape/logtape";
 import { messageOf } from "../errors.ts";
-import { LOG_CATEGORY } from "../log.ts";
+import { getLogger, LOG_CATEGORY } from "../log.ts";
 import { TokenBucket } from "../keep.ts";
 import { KubeApiError, type KubeClient, type SecretObject } from "../kube/client.ts";
 import type { EventRecorder } from "../kube/events.ts";

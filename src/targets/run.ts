@@ -4,9 +4,8 @@
  *
  * @module
  */
-import { getLogger } from "@logtape/logtape";
 import { messageOf } from "../errors.ts";
-import { LOG_CATEGORY } from "../log.ts";
+import { getLogger, LOG_CATEGORY } from "../log.ts";
 import type { KubeClient } from "../kube/client.ts";
 import type { EventRecorder } from "../kube/events.ts";
 import { sha256Hex } from "../kube/state.ts";
