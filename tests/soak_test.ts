@@ -3,7 +3,8 @@
  * deployed, refreshing about once a second for two minutes against the real provider and the
  * API stand-in, probed like a kubelet. Figures are printed; the assertions are bounds far beyond
  * the targets, so only a crash, a leak of tens of KiB per refresh or a process many times too
- * slow fails it, not a noisy machine. The long form (`deno task bench --soak --minutes=50`) is
+ * slow fails it, not a noisy machine. A traced form reads the V8 heap after full collections,
+ * which garbage does not blur: there a few hundred bytes kept per refresh show. The long form (`deno task bench --soak --minutes=50`) is
  * where the targets are judged.
  */
 import { assert, assertEquals } from "./assert.ts";
