@@ -13,6 +13,7 @@ import { KubeApiError, type KubeClient } from "./kube/client.ts";
 import { MANAGED_LABEL, type SecretTarget } from "./kube/secret.ts";
 import type { TokenSource } from "./token.ts";
 import { planAfterSuccess, type ScheduleOptions } from "./schedule.ts";
+import { isoTime } from "./time.ts";
 
 /** Options of {@linkcode dryRun}. */
 export interface DryRunOptions {
@@ -307,9 +308,9 @@ export function formatDryRunReport(report: DryRunReport, now: number = Date.now(
   if (token.ok) {
     const expiry = token.expiresAt === undefined
       ? "expiry unknown (no expires_in, not a JWT with exp)"
-      : `expires ${new Date(token.expiresAt).toISOString()} (in ${
-        describeIn(token.expiresAt - now)
-      }, from ${token.lifetimeSource === "jwt" ? "the JWT exp claim" : "expires_in"})`;
+      : `expires ${isoTime(token.expiresAt)} (in ${describeIn(token.expiresAt - now)}, from ${
+        token.lifetimeSource === "jwt" ? "the JWT exp claim" : "expires_in"
+      })`;
     lines.push(`Token: obtained, ${token.length} characters (not shown), ${expiry}`);
   } else {
     lines.push(`Token: FAILED: ${token.error}`);
@@ -384,7 +385,7 @@ export function formatDryRunReport(report: DryRunReport, now: number = Date.now(
   }
   if (token.ok && report.action !== undefined) {
     lines.push(
-      `Would: refresh again at ${new Date(token.nextRefreshAt).toISOString()} (in ${
+      `Would: refresh again at ${isoTime(token.nextRefreshAt)} (in ${
         describeIn(token.nextRefreshAt - now)
       })`,
     );

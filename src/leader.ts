@@ -20,6 +20,7 @@ import { getLogger, LOG_CATEGORY } from "./log.ts";
 import { KubeClient, type KubeConnection, type LeaseObject } from "./kube/client.ts";
 import { type EventRecorder, microTime } from "./kube/events.ts";
 import { type Clock, systemClock } from "./token.ts";
+import { isoTime } from "./time.ts";
 
 /** Lease calls the elector makes; {@linkcode leaseApi} binds them to one Lease. */
 export interface LeaseApi {
@@ -315,7 +316,7 @@ export class LeaderElector {
       this.#log.warn("Lease renewal failed; retrying until the renew deadline", {
         lease: this.#api.name,
         error: messageOf(attempt.error),
-        deadline: new Date(validUntil).toISOString(),
+        deadline: isoTime(validUntil),
       });
     }
     ended.abort();
@@ -335,7 +336,7 @@ export class LeaderElector {
       lease: this.#api.name,
       identity: this.#identity,
       // The renew deadline in force: the last successful renewal's start + leader.renewdeadline.
-      deadline: new Date(validUntil).toISOString(),
+      deadline: isoTime(validUntil),
     });
     this.#recordEvent("Warning", `${this.#identity} stopped leading: ${lost ?? "the term ended"}`);
   }
@@ -551,8 +552,8 @@ export function termFetch(
       log.debug("Leader request sent", {
         method,
         path: new URL(url).pathname,
-        sentAt: new Date(now()).toISOString(),
-        validUntil: new Date(term.validUntil()).toISOString(),
+        sentAt: isoTime(now()),
+        validUntil: isoTime(term.validUntil()),
       });
     }
     const signal = init?.signal ? AbortSignal.any([init.signal, term.signal]) : term.signal;

@@ -7,6 +7,7 @@
  * @module
  */
 import type { LogFormat } from "./config/mod.ts";
+import { isoTime } from "./time.ts";
 
 /** The root category every logger of the tool lives under. */
 export const LOG_CATEGORY = "ktr";
@@ -173,7 +174,7 @@ function renderValue(value: unknown): string {
   if (typeof value === "string") {
     return /^[^\s"=]+$/.test(value) ? value : JSON.stringify(value);
   }
-  if (value instanceof Date) return value.toISOString();
+  if (value instanceof Date) return isoTime(value.getTime());
   if (value instanceof Error) return JSON.stringify(value.message);
   return JSON.stringify(value) ?? String(value);
 }
@@ -212,7 +213,7 @@ export const textFormatter: TextFormatter = (record: LogRecord): string => {
     .join("");
   // "WARN", as in the JSON format and in log.level's own word for it.
   const level = (record.level === "warning" ? "WARN" : record.level.toUpperCase()).padEnd(5);
-  return `${new Date(record.timestamp).toISOString()} ${level} ${message}${fields}\n`;
+  return `${isoTime(record.timestamp)} ${level} ${message}${fields}\n`;
 };
 
 /**
@@ -302,7 +303,7 @@ export const jsonFormatter: TextFormatter = (record: LogRecord): string => {
   }
   const line = JSON.stringify(
     {
-      "@timestamp": new Date(record.timestamp).toISOString(),
+      "@timestamp": isoTime(record.timestamp),
       level: record.level === "warning" ? "WARN" : record.level.toUpperCase(),
       message,
       logger: record.category.join("."),

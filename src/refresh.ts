@@ -16,6 +16,7 @@ import {
   retryDeadline,
   type ScheduleOptions,
 } from "./schedule.ts";
+import { isoTime } from "./time.ts";
 
 /** What one successful refresh produced. */
 export interface RefreshResult {
@@ -81,9 +82,7 @@ export function refreshedFields(
     namespace: target.namespace,
     key: target.key,
     action: result.write.action,
-    expiresAt: result.token.expiresAt === undefined
-      ? "unknown"
-      : new Date(result.token.expiresAt).toISOString(),
+    expiresAt: result.token.expiresAt === undefined ? "unknown" : isoTime(result.token.expiresAt),
   };
 }
 
@@ -209,10 +208,8 @@ export async function runRefreshLoop(options: LoopOptions): Promise<void> {
       secret: target.name,
       namespace: target.namespace,
       key: target.key,
-      expiresAt: token.expiresAt === undefined
-        ? "unknown"
-        : new Date(token.expiresAt).toISOString(),
-      nextRefresh: new Date(renewAt).toISOString(),
+      expiresAt: token.expiresAt === undefined ? "unknown" : isoTime(token.expiresAt),
+      nextRefresh: isoTime(renewAt),
     });
     options.observer?.onSuccess?.({
       result: { token, write: { action: "adopted", requests: 0 } },
@@ -333,7 +330,7 @@ export async function runRefreshLoop(options: LoopOptions): Promise<void> {
       nextAt = finished + delayMs;
       log.info("Token refreshed", {
         ...refreshedFields(target, result),
-        nextRefresh: new Date(nextAt).toISOString(),
+        nextRefresh: isoTime(nextAt),
       });
       options.observer?.onSuccess?.({ result, durationMs: finished - started, nextAt });
       void events?.record({
@@ -345,7 +342,7 @@ export async function runRefreshLoop(options: LoopOptions): Promise<void> {
           ? "Token refreshed; its lifetime is unknown"
           : `Token refreshed; it is valid for ${
             Math.round((token.lifetimeSeconds ?? 0) * 10) / 10
-          } s, until ${new Date(token.expiresAt).toISOString()}`,
+          } s, until ${isoTime(token.expiresAt)}`,
       }, signal);
     } catch (err) {
       // Only shutdown ends the loop; any other abort is a failed attempt like the rest.

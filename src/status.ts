@@ -14,6 +14,7 @@ import {
   type StatusSnapshot,
 } from "./metrics.ts";
 import type { RefreshObserver, RefreshResult } from "./refresh.ts";
+import { isoTime } from "./time.ts";
 
 /** The outcome of a health check. */
 export type CheckResult =
@@ -320,7 +321,7 @@ export class RefreshStatus implements RefreshObserver, HealthSource {
     if (this.#expiresAt !== undefined && this.#now() >= this.#expiresAt) {
       return {
         ok: false,
-        reason: `Token in the Secret expired at ${new Date(this.#expiresAt).toISOString()}`,
+        reason: `Token in the Secret expired at ${isoTime(this.#expiresAt)}`,
       };
     }
     return { ok: true };

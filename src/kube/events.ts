@@ -7,6 +7,7 @@
  */
 import { getLogger, LOG_CATEGORY } from "../log.ts";
 import { KubeApiError, type KubeClient } from "./client.ts";
+import { isoTime } from "../time.ts";
 
 /** The controller name every Event reports. */
 export const REPORTING_CONTROLLER = "kube-token-refresher";
@@ -107,7 +108,7 @@ interface Bucket {
  * ```
  */
 export function microTime(ms: number): string {
-  return new Date(ms).toISOString().replace(/\.(\d{3})Z$/, ".$1000Z");
+  return isoTime(ms).replace(/\.(\d{3})Z$/, ".$1000Z");
 }
 
 /**

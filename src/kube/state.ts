@@ -10,6 +10,7 @@
 import type { Token } from "../token.ts";
 import type { SecretObject } from "./client.ts";
 import { toBase64 } from "../base64.ts";
+import { isoTime } from "../time.ts";
 
 /** The label the tool puts on every Secret it writes. */
 export const MANAGED_LABEL = "ktr.appuio.ch/managed";
@@ -102,11 +103,11 @@ export function fromBase64(encoded: string): string | undefined {
  */
 export function writtenAnnotations(state: WrittenState): Record<string, string> {
   const annotations: Record<string, string> = {
-    [ANNOTATIONS.refreshedAt]: new Date(state.token.obtainedAt).toISOString(),
+    [ANNOTATIONS.refreshedAt]: isoTime(state.token.obtainedAt),
     [ANNOTATIONS.tokenSha256]: state.tokenSha256,
   };
   if (state.token.expiresAt !== undefined) {
-    annotations[ANNOTATIONS.expiresAt] = new Date(state.token.expiresAt).toISOString();
+    annotations[ANNOTATIONS.expiresAt] = isoTime(state.token.expiresAt);
   }
   if (state.refreshNowHandled !== undefined) {
     annotations[ANNOTATIONS.refreshNowHandled] = state.refreshNowHandled;

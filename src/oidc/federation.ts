@@ -22,6 +22,7 @@ import {
 import { describeReadError } from "../errors.ts";
 import { KubeApiError, type KubeClient } from "../kube/client.ts";
 import { TokenError } from "./error.ts";
+import { isoTime } from "../time.ts";
 
 /** The federation section of the configuration. */
 export type FederationConfig = NonNullable<Config["oidc"]["federation"]>;
@@ -335,7 +336,7 @@ export function createServiceAccountTokenSource(
     if (claims.expiresAt !== undefined && claims.expiresAt <= now()) {
       throw credentials(
         `${what} expired at ${
-          new Date(claims.expiresAt).toISOString()
+          isoTime(claims.expiresAt)
         }: the kubelet did not rotate it; check that the projected volume is mounted`,
       );
     }
@@ -533,7 +534,7 @@ export async function federationDryRun(
   } else {
     const expiry = claims.expiresAt === undefined
       ? "no expiry"
-      : `expires ${new Date(claims.expiresAt).toISOString()}`;
+      : `expires ${isoTime(claims.expiresAt)}`;
     lines.push(
       `Service-account token: audience ${
         claims.audiences.map((a) => JSON.stringify(a)).join(", ")

@@ -27,6 +27,7 @@ import {
   TARGET_ANNOTATION,
   targetApplyBody,
 } from "./render.ts";
+import { isoTime } from "../time.ts";
 
 /** Writes in flight at once, by default. */
 export const DEFAULT_CONCURRENCY = 8;
@@ -449,9 +450,7 @@ export class TargetKeeper {
     await this.#setToken(best.token);
     this.#log.info("Adopted the token already in the Secrets; no token request", {
       secrets: this.#secrets.size,
-      expiresAt: best.token.expiresAt === undefined
-        ? "unknown"
-        : new Date(best.token.expiresAt).toISOString(),
+      expiresAt: best.token.expiresAt === undefined ? "unknown" : isoTime(best.token.expiresAt),
     });
     this.#o.observer?.onSuccess?.({
       result: { token: best.token, write: { action: "adopted", requests: 0 } },
@@ -499,10 +498,8 @@ export class TargetKeeper {
         const finished = this.#clock.now();
         this.#log.info("Token refreshed; writing {secrets} Secrets", {
           secrets: this.#secrets.size,
-          expiresAt: token.expiresAt === undefined
-            ? "unknown"
-            : new Date(token.expiresAt).toISOString(),
-          nextRefresh: new Date(nextAt).toISOString(),
+          expiresAt: token.expiresAt === undefined ? "unknown" : isoTime(token.expiresAt),
+          nextRefresh: isoTime(nextAt),
         });
         this.#o.observer?.onSuccess?.({
           result: { token, write: { action: "updated", requests: this.#secrets.size } },

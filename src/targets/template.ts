@@ -6,6 +6,7 @@
  * @module
  */
 import type { Token } from "../token.ts";
+import { isoTime } from "../time.ts";
 
 /** The placeholders a template may use. */
 export const PLACEHOLDERS = [
@@ -116,7 +117,7 @@ export function renderTemplate(template: Template, token: Token): string {
 
 function rfc3339(ms: number): string {
   // Whole seconds: consumers parse these, and a fraction is noise to most of them.
-  return new Date(Math.floor(ms / 1000) * 1000).toISOString().replace(".000Z", "Z");
+  return isoTime(Math.floor(ms / 1000) * 1000).replace(".000Z", "Z");
 }
 
 function placeholderValue(name: Placeholder, token: Token): string {
