@@ -142,8 +142,8 @@ export async function main(args: string[], runtime: Runtime): Promise<number> {
   // loaded is resident memory for the life of the process.
   const federation = config.oidc.federation === undefined
     ? undefined
-    : await import("./src/oidc/federation.ts");
-  if (config.oidc.federation !== undefined && federation !== undefined) {
+    : { settings: config.oidc.federation, ...await import("./src/oidc/federation.ts") };
+  if (federation !== undefined) {
     try {
       identity = await federation.readClusterIdentity(config.kube.serviceAccountDir, {
         readTextFile: runtime.readTextFile,
@@ -153,7 +153,7 @@ export async function main(args: string[], runtime: Runtime): Promise<number> {
       writeAllSync(runtime.stderr, `Error: ${err.message}\n`);
       return ExitCode.CREDENTIALS;
     }
-    const problem = federation.checkFederationAtStart(config.oidc.federation, identity);
+    const problem = federation.checkFederationAtStart(federation.settings, identity);
     if (problem !== undefined) {
       writeAllSync(runtime.stderr, `Error: ${problem.message}\n`);
       return ExitCode.CONFIG;
@@ -233,10 +233,10 @@ export async function main(args: string[], runtime: Runtime): Promise<number> {
     try {
       const target = config.secret;
       const client = new KubeClient(connection, { fetch: runtime.fetch, proxyEnv: env });
-      const serviceAccountToken = config.oidc.federation === undefined || federation === undefined
+      const serviceAccountToken = federation === undefined
         ? undefined
         : federation.createServiceAccountTokenSource({
-          federation: config.oidc.federation,
+          federation: federation.settings,
           identity,
           client,
           readTextFile: runtime.readTextFile,
