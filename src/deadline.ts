@@ -2,13 +2,14 @@
  * A per-request deadline that lets go of the request as soon as it is over: the one deadline
  * helper of the token source and the Kubernetes client.
  *
- * `AbortSignal.timeout()` keeps its timer, and with it everything the request's signal reaches,
- * alive until the timeout fires even when the request ended long before; over many refreshes
- * that holds memory for nothing. This deadline clears its timer and its link to the caller's
- * signal when disposed.
+ * A bare `AbortSignal.timeout()` as the request's signal would keep everything listening to it,
+ * and with that everything the request reaches, alive until the timeout fires even when the
+ * request ended long before; over many refreshes that holds memory for nothing. This deadline
+ * cancels its timer (src/timer.ts) and drops its link to the caller's signal when disposed.
  *
  * @module
  */
+import { startTimer } from "./timer.ts";
 
 /** A deadline for one request. Dispose it (`using`) once the request is over. */
 export interface Deadline extends Disposable {
@@ -45,10 +46,10 @@ export interface Deadline extends Disposable {
 export function startDeadline(timeoutMs: number, parent?: AbortSignal): Deadline {
   const controller = new AbortController();
   let expired = false;
-  const timer = setTimeout(() => {
+  const timer = startTimer(timeoutMs, () => {
     expired = true;
     controller.abort(new DOMException("The deadline passed", "TimeoutError"));
-  }, timeoutMs);
+  });
   const onParentAbort = () => controller.abort(parent?.reason);
   if (parent?.aborted) onParentAbort();
   else parent?.addEventListener("abort", onParentAbort, { once: true });
@@ -61,7 +62,7 @@ export function startDeadline(timeoutMs: number, parent?: AbortSignal): Deadline
       return unlessAborted(work, controller.signal);
     },
     [Symbol.dispose]() {
-      clearTimeout(timer);
+      timer.cancel();
       parent?.removeEventListener("abort", onParentAbort);
     },
   };

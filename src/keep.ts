@@ -15,6 +15,7 @@ import { type SecretChange, SecretWatch } from "./kube/watch.ts";
 import { type AdoptedToken, type RefreshObserver, runRefreshLoop } from "./refresh.ts";
 import { type Clock, systemClock, type TokenSource } from "./token.ts";
 import type { ScheduleOptions } from "./schedule.ts";
+import { startTimer, type Timer } from "./timer.ts";
 import { Wake } from "./wake.ts";
 
 /** A token bucket: `burst` at once, then one more every `refillMs`. */
@@ -118,8 +119,8 @@ export class SecretKeeper {
   #refreshNowGapMs: number;
   #lastForcedAt = -Infinity;
   #refreshNowPending: string | undefined;
-  #refreshNowTimer: ReturnType<typeof setTimeout> | undefined;
-  #repairTimer: ReturnType<typeof setTimeout> | undefined;
+  #refreshNowTimer: Timer | undefined;
+  #repairTimer: Timer | undefined;
   #latest: SecretObject | null | undefined;
   #contested = false;
   #seenWrites = 0;
@@ -165,8 +166,8 @@ export class SecretKeeper {
 
   /** Stops the timers (shutdown). */
   close(): void {
-    clearTimeout(this.#refreshNowTimer);
-    clearTimeout(this.#repairTimer);
+    this.#refreshNowTimer?.cancel();
+    this.#repairTimer?.cancel();
   }
 
   async #observe(secret: SecretObject | null): Promise<void> {
@@ -241,10 +242,10 @@ export class SecretKeeper {
       });
     }
     if (this.#repairTimer === undefined) {
-      this.#repairTimer = setTimeout(() => {
+      this.#repairTimer = startTimer(Math.max(50, this.#repairs.msUntilNext), () => {
         this.#repairTimer = undefined;
         void this.#checkDrift();
-      }, Math.max(50, this.#repairs.msUntilNext));
+      });
     }
   }
 
@@ -259,7 +260,7 @@ export class SecretKeeper {
       this.#wake.fire({ kind: "refresh-now", value });
     };
     if (wait <= 0) fire();
-    else this.#refreshNowTimer = setTimeout(fire, wait);
+    else this.#refreshNowTimer = startTimer(wait, fire);
   }
 }
 

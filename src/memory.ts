@@ -15,6 +15,7 @@
  *
  * @module
  */
+import { startInterval } from "./timer.ts";
 
 /** How often a full collection runs in a long-running process. */
 export const COLLECT_EVERY_MS = 60_000;
@@ -37,8 +38,8 @@ export function exposedCollector(): (() => void) | undefined {
 }
 
 /**
- * Runs `collect` every `everyMs` until `signal` aborts. The timer never keeps the process alive.
- * Without `collect` (no `--expose-gc`) it does nothing.
+ * Runs `collect` every `everyMs` until `signal` aborts (`main()` aborts it as it returns, so the
+ * timer never outlives the run). Without `collect` (no `--expose-gc`) it does nothing.
  *
  * @param collect A full collection, from {@linkcode exposedCollector}.
  * @param signal Stops the timer.
@@ -61,7 +62,6 @@ export function collectPeriodically(
   everyMs: number = COLLECT_EVERY_MS,
 ): void {
   if (collect === undefined || signal.aborted) return;
-  const timer = setInterval(collect, everyMs);
-  Deno.unrefTimer(timer);
-  signal.addEventListener("abort", () => clearInterval(timer), { once: true });
+  const timer = startInterval(everyMs, collect);
+  signal.addEventListener("abort", () => timer.cancel(), { once: true });
 }

@@ -7,6 +7,7 @@
  *
  * @module
  */
+import { startTimer } from "./timer.ts";
 
 /** An access token and what is known of its lifetime. */
 export interface Token {
@@ -66,11 +67,11 @@ export const systemClock: Clock = {
     new Promise<void>((resolve) => {
       if (signal.aborted) return resolve();
       const done = () => {
-        clearTimeout(timer);
+        timer.cancel();
         signal.removeEventListener("abort", done);
         resolve();
       };
-      const timer = setTimeout(done, ms);
+      const timer = startTimer(ms, done);
       signal.addEventListener("abort", done, { once: true });
     }),
 };

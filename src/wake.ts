@@ -4,6 +4,7 @@
  * @module
  */
 import type { Drift } from "./kube/state.ts";
+import { startTimer } from "./timer.ts";
 
 /** Why the refresh loop woke up. */
 export type WakeReason =
@@ -63,13 +64,13 @@ export class Wake {
     }
     return new Promise((resolve) => {
       const done = (reason: WakeReason) => {
-        clearTimeout(timer);
+        timer.cancel();
         signal.removeEventListener("abort", onAbort);
         this.#resolve = undefined;
         resolve(reason);
       };
       const onAbort = () => done({ kind: "timer" });
-      const timer = setTimeout(() => done({ kind: "timer" }), Math.max(0, ms));
+      const timer = startTimer(ms, () => done({ kind: "timer" }));
       if (signal.aborted) return onAbort();
       signal.addEventListener("abort", onAbort, { once: true });
       this.#resolve = done;

@@ -9,6 +9,7 @@ import { systemClock } from "../token.ts";
 import { KubeApiError, type KubeClient, type SecretObject } from "./client.ts";
 import { textReader } from "../http.ts";
 import { unlessAborted } from "../deadline.ts";
+import { startIdleTimer } from "../timer.ts";
 
 /** One change of a watched Secret. */
 export interface SecretChange {
@@ -180,16 +181,12 @@ export class SecretWatch {
     const onAbort = () => stream.abort();
     signal.addEventListener("abort", onAbort, { once: true });
     let silent = false;
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const arm = () => {
-      clearTimeout(timer);
-      timer = setTimeout(() => {
-        silent = true;
-        stream.abort();
-      }, silenceMs);
-    };
+    // Every read restarts the quiet stretch; silence that long means a dead connection.
+    const silence = startIdleTimer(silenceMs, () => {
+      silent = true;
+      stream.abort();
+    });
     try {
-      arm();
       this.stats.connects++;
       const request = {
         resourceVersion: this.#resourceVersion,
@@ -207,7 +204,7 @@ export class SecretWatch {
           // still in flight through the decoder): the abort itself ends the wait.
           const { done, value } = await unlessAborted(reader.read(), stream.signal);
           if (done) return "ended";
-          arm();
+          silence.touch();
           buffered += value;
           let newline: number;
           while ((newline = buffered.indexOf("\n")) >= 0) {
@@ -232,7 +229,7 @@ export class SecretWatch {
       if (silent && !signal.aborted) return "silent";
       throw err;
     } finally {
-      clearTimeout(timer);
+      silence.cancel();
       signal.removeEventListener("abort", onAbort);
       stream.abort();
     }

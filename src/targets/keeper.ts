@@ -28,6 +28,7 @@ import {
   targetApplyBody,
 } from "./render.ts";
 import { isoTime } from "../time.ts";
+import { startTimer, type Timer } from "../timer.ts";
 
 /** Writes in flight at once, by default. */
 export const DEFAULT_CONCURRENCY = 8;
@@ -77,7 +78,7 @@ export class TargetSecret {
   /** Queued or being written. */
   busy = false;
   /** The retry timer after a failure. */
-  retryTimer: ReturnType<typeof setTimeout> | undefined;
+  retryTimer: Timer | undefined;
   /** Repair rate limit. */
   readonly repairs: TokenBucket;
 
@@ -222,7 +223,7 @@ export class TargetKeeper {
     try {
       await this.#run(outer, signal, background);
     } finally {
-      for (const secret of this.#secrets.values()) clearTimeout(secret.retryTimer);
+      for (const secret of this.#secrets.values()) secret.retryTimer?.cancel();
       stop.abort();
       await Promise.all(background);
     }
@@ -365,7 +366,7 @@ export class TargetKeeper {
           else if (secret.blocked?.kind === "contested") secret.blocked = undefined;
         } else if (current?.target === target && claimants.length === 0) {
           this.#secrets.delete(id);
-          clearTimeout(current.retryTimer);
+          current.retryTimer?.cancel();
           if (ns !== undefined && !ns.terminating && target.prune) void this.#prune(current);
         }
       }
@@ -508,7 +509,7 @@ export class TargetKeeper {
         });
         for (const secret of this.#secrets.values()) {
           // A new token restarts every Secret's backoff: the one in hand is worth writing now.
-          clearTimeout(secret.retryTimer);
+          secret.retryTimer?.cancel();
           secret.retryTimer = undefined;
           secret.failures = 0;
           this.#enqueue(secret);
@@ -553,12 +554,12 @@ export class TargetKeeper {
   #sleepUntil(at: number, signal: AbortSignal): Promise<void> {
     return new Promise((resolve) => {
       const done = () => {
-        clearTimeout(timer);
+        timer.cancel();
         signal.removeEventListener("abort", done);
         this.#wakeLoop = undefined;
         resolve();
       };
-      const timer = setTimeout(done, Math.max(0, at - this.#clock.now()));
+      const timer = startTimer(at - this.#clock.now(), done);
       signal.addEventListener("abort", done, { once: true });
       this.#wakeLoop = done;
       if (this.#forceRefresh) this.#requestRefresh();
@@ -570,7 +571,7 @@ export class TargetKeeper {
     this.#forceRefresh = true;
     const wait = this.#lastForcedAt + REFRESH_NOW_MIN_GAP_MS - this.#clock.now();
     if (wait <= 0) this.#wakeLoop?.();
-    else setTimeout(() => this.#wakeLoop?.(), wait);
+    else startTimer(wait, () => this.#wakeLoop?.());
   }
 
   #enqueue(secret: TargetSecret): void {
@@ -685,11 +686,11 @@ export class TargetKeeper {
         }, this.#signal);
       }
       if (this.#o.once) return;
-      clearTimeout(secret.retryTimer);
-      secret.retryTimer = setTimeout(() => {
+      secret.retryTimer?.cancel();
+      secret.retryTimer = startTimer(delay, () => {
         secret.retryTimer = undefined;
         this.#enqueue(secret);
-      }, delay);
+      });
     }
   }
 
@@ -766,10 +767,10 @@ export class TargetKeeper {
     if (secret.blocked !== undefined || !dataDiffers(seen, data)) return;
     if (!secret.repairs.take()) {
       if (secret.retryTimer === undefined) {
-        secret.retryTimer = setTimeout(() => {
+        secret.retryTimer = startTimer(Math.max(50, secret.repairs.msUntilNext), () => {
           secret.retryTimer = undefined;
           this.#enqueue(secret);
-        }, Math.max(50, secret.repairs.msUntilNext));
+        });
       }
       return;
     }
