@@ -31,7 +31,7 @@ RUN case "$TARGETARCH" in \
       arm64) target=aarch64-unknown-linux-gnu ;; \
       *) echo "unsupported TARGETARCH: '$TARGETARCH' (build with BuildKit for amd64 or arm64)" >&2; exit 1 ;; \
     esac \
- && deno compile --permission-set=incluster --exclude-unused-npm --v8-flags=--lite-mode,--expose-gc --target "$target" --output /out/kube-token-refresher main.ts
+ && deno compile --permission-set=incluster --exclude-unused-npm --no-code-cache --v8-flags=--lite-mode,--expose-gc --target "$target" --output /out/kube-token-refresher main.ts
 
 # glibc and libgcc for the Deno runtime, CA certificates, no shell, no package manager.
 # Pinned by exact tag; its digest is not pinned here because it could not be verified when this

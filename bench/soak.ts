@@ -7,6 +7,9 @@
  * Resident memory and CPU time are read from /proc every `sampleSeconds`; growth is the
  * least-squares slope of RSS against refreshes over the second half of the run.
  *
+ * Every process runs with the compile task's V8 flags and, like the binary, without V8's code
+ * cache (`--no-code-cache`): `deno compile` cannot be measured where its runtime cannot be fetched.
+ *
  * Modes: `incluster` (the deployment: `incluster` permission set, `KTR_*` variables, a
  * service-account folder), and `kubeconfig-token` / `kubeconfig-cert` (the `kubeconfig` permission
  * set and a kubeconfig with a bearer-token or a client-certificate user, as on a workstation).
@@ -71,6 +74,11 @@ export interface SoakOptions {
   starts: number;
   /** V8 flags for every measured process. */
   v8Flags: readonly string[];
+  /**
+   * Whether the processes use V8's code cache (`deno run` without `--no-code-cache`). Default:
+   * as the compile task does ({@linkcode compileUsesCodeCache}).
+   */
+  codeCache?: boolean;
   /**
    * Run bench/traced_main.ts instead of main.ts: the same process plus a line of
    * `Deno.memoryUsage()` every second (V8 heap, external memory), kept in {@linkcode SoakRun.trace}.
@@ -254,7 +262,10 @@ async function modeSetup(
 }
 
 function spawnMode(setup: ModeSetup, options: SoakOptions, extra: Record<string, string>) {
-  const flags = options.v8Flags.length > 0 ? [`--v8-flags=${options.v8Flags.join(",")}`] : [];
+  const flags = [
+    ...(options.codeCache ?? compileUsesCodeCache() ? [] : ["--no-code-cache"]),
+    ...(options.v8Flags.length > 0 ? [`--v8-flags=${options.v8Flags.join(",")}`] : []),
+  ];
   return startDeno({
     script: options.trace ? "bench/traced_main.ts" : options.entry ?? "main.ts",
     permissionSet: setup.permissionSet,
@@ -643,7 +654,7 @@ export function formatSoak(report: SoakReport): string {
       fixed(report.load[1], 2)
     }; tokens of ${o.tokenSeconds} s, a sample every ${o.sampleSeconds} s; V8 flags: ${
       o.v8Flags.length > 0 ? o.v8Flags.join(",") : "none"
-    }`,
+    }; V8 code cache ${o.codeCache ?? compileUsesCodeCache() ? "on" : "off"}`,
     "",
     line(header),
     `|${widths.map((w) => "-".repeat(w + 2)).join("|")}|`,
@@ -766,18 +777,32 @@ export function soakChart(report: SoakReport): string {
  * @returns The flags, empty when the task sets none.
  */
 export function compileV8Flags(): string[] {
-  const config = JSON.parse(Deno.readTextFileSync(new URL("../deno.json", import.meta.url)));
-  const task = config.tasks?.["compile:incluster"] ?? config.tasks?.compile ?? "";
-  const match = String(task).match(/--v8-flags=(\S+)/);
+  const match = compileTask().match(/--v8-flags=(\S+)/);
   return match ? match[1].split(",") : [];
+}
+
+/**
+ * Whether deno.json's `compile:incluster` task (else `compile`) leaves V8's code cache on: off
+ * with `--no-code-cache`, which `deno run` takes too, so the soak runs as the binary does.
+ *
+ * @returns False when the task passes `--no-code-cache`.
+ */
+export function compileUsesCodeCache(): boolean {
+  return !compileTask().split(/\s+/).includes("--no-code-cache");
+}
+
+function compileTask(): string {
+  const config = JSON.parse(Deno.readTextFileSync(new URL("../deno.json", import.meta.url)));
+  return String(config.tasks?.["compile:incluster"] ?? config.tasks?.compile ?? "");
 }
 
 /**
  * Parses the soak flags of `deno task bench --soak`.
  *
  * @param args The bench's arguments.
- * @returns The options; the short form unless `--minutes` says otherwise, V8 flags of the
- *   compile task unless `--v8-flags` says otherwise (`--v8-flags=` for none).
+ * @returns The options; the short form unless `--minutes` says otherwise, V8 flags and code
+ *   cache setting of the compile task unless `--v8-flags` (`--v8-flags=` for none) or
+ *   `--code-cache` say otherwise.
  */
 export function soakOptions(args: readonly string[]): SoakOptions {
   const options: SoakOptions = {
@@ -801,6 +826,7 @@ export function soakOptions(args: readonly string[]): SoakOptions {
     else if (name === "--starts") options.starts = Number(value);
     else if (name === "--modes") options.modes = value.split(",") as SoakMode[];
     else if (name === "--v8-flags") options.v8Flags = value === "" ? [] : value.split(",");
+    else if (name === "--code-cache" && value === "") options.codeCache = true;
     else if (name === "--trace") options.trace = true;
     else if (name === "--out" && /^[\w.-]+$/.test(value)) options.out = value;
     else if (name === "--entry") options.entry = value;
@@ -813,7 +839,7 @@ export function soakOptions(args: readonly string[]): SoakOptions {
           JSON.stringify(arg)
         }; known: --minutes=N, --sample-seconds=N, --token-seconds=N, --starts=N, --modes=${
           SOAK_MODES.join(",")
-        }, --v8-flags=A,B, --trace, --out=NAME, --entry=SCRIPT, --env=NAME=VALUE`,
+        }, --v8-flags=A,B, --code-cache, --trace, --out=NAME, --entry=SCRIPT, --env=NAME=VALUE`,
       );
     }
   }
