@@ -45,7 +45,7 @@ import type { FloorOptions } from "./floor.ts";
 import { type CyclesEvent, wait } from "./sample.ts";
 import { type BenchServers, type Counts, startBenchServers } from "./servers.ts";
 import { fitLine, median, theilSenSlope } from "./stats.ts";
-import { soakMain } from "./soak.ts";
+import { compileUsesCodeCache, soakMain } from "./soak.ts";
 
 const MiB = 1024 * 1024;
 /** V8 without its optimising compilers: less memory for a process that mostly waits. */
@@ -102,10 +102,17 @@ const SETTINGS = {
 /** V8 flags for every measured process (`--v8-flags=` of the bench), set once at the start. */
 const v8: { flags: string[] } = { flags: [] };
 
-/** `deno run` flags for a measured process: the bench's V8 flags, plus `--expose-gc` if asked. */
+/**
+ * `deno run` flags for a measured process: the bench's V8 flags, plus `--expose-gc` if asked, and
+ * `--no-code-cache` as the compile task has it.
+ */
 function denoFlags(options: { gc?: boolean; more?: string[] } = {}): string[] {
   const flags = [...(options.gc ? ["--expose-gc"] : []), ...v8.flags];
-  return [...(flags.length > 0 ? [`--v8-flags=${flags.join(",")}`] : []), ...(options.more ?? [])];
+  return [
+    ...(compileUsesCodeCache() ? [] : ["--no-code-cache"]),
+    ...(flags.length > 0 ? [`--v8-flags=${flags.join(",")}`] : []),
+    ...(options.more ?? []),
+  ];
 }
 
 /** The configuration of the deployment in deploy/base: environment only, no arguments. */
